@@ -1,0 +1,1 @@
+"""Storage layer: PostgreSQL schema and repositories, object storage, the Redis event bus."""

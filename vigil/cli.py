@@ -1,0 +1,169 @@
+"""The `vigil` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vigil.logs import configure_logging
+from vigil.settings import VigilSettings, load_settings
+
+app = typer.Typer(help="Vigil: GPU video analytics platform.", no_args_is_help=True, pretty_exceptions_enable=False)
+stack_app = typer.Typer(help="The embedded service stack (PostgreSQL, Valkey, SeaweedFS S3, Triton).",
+                        no_args_is_help=True)
+db_app = typer.Typer(help="Database schema and maintenance.", no_args_is_help=True)
+config_app = typer.Typer(help="Effective configuration.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> VigilSettings:
+    try:
+        settings = load_settings()
+    except Exception as exc:  # pydantic ValidationError: name the setting
+        err.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _status_table(rows) -> Table:
+    table = Table(title="Vigil stack", title_justify="left")
+    for col in ("service", "mode", "address", "pid", "health"):
+        table.add_column(col)
+    for row in rows:
+        mark = "[green]healthy[/green]" if row.health.ok else "[red]down[/red]"
+        table.add_row(row.name, row.mode, row.address, str(row.pid or "-"), f"{mark}  {row.health.detail}")
+    return table
+
+
+@stack_app.command("up")
+def stack_up(
+    migrate: Annotated[bool, typer.Option(help="Apply database migrations once PostgreSQL is up.")] = True,
+) -> None:
+    """Start every embedded service not yet running, wait until healthy, migrate. Idempotent."""
+    from vigil.stack import Stack, StackError
+    from vigil.storage.migrate import MigrationError
+
+    settings = _settings()
+    try:
+        stack = Stack(settings)
+        with console.status("starting the stack…") as spinner:
+            rows = stack.up(
+                migrate=migrate,
+                on_ready=lambda s: spinner.console.log(f"{s.name} ready: {s.health.detail}"),
+            )
+    except (StackError, MigrationError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    console.print(_status_table(rows))
+
+
+@stack_app.command("status")
+def stack_status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Show each service, its address and health. Exit status 1 when any is unhealthy."""
+    from vigil.stack import Stack
+
+    rows = Stack(_settings()).status()
+    if as_json:
+        print(json.dumps([
+            {"service": r.name, "mode": r.mode, "address": r.address, "pid": r.pid,
+             "healthy": r.health.ok, "detail": r.health.detail} for r in rows
+        ], indent=2))
+    else:
+        console.print(_status_table(rows))
+    if not all(r.health.ok for r in rows):
+        raise typer.Exit(1)
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the embedded services of this state directory (data is kept)."""
+    from vigil.stack import Stack
+
+    stopped = Stack(_settings()).down()
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations in order (one transaction each)."""
+    from vigil.stack import resolve
+    from vigil.storage.migrate import MigrationError, migrate
+
+    settings = _settings()
+    try:
+        applied = migrate(resolve(settings).database_dsn)
+    except MigrationError as exc:
+        raise _fail(str(exc)) from exc
+    except Exception as exc:  # connection refused and friends
+        raise _fail(f"{exc}. Is the database up? Try `vigil stack up`.") from exc
+    console.print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(m.path.name for m in applied) if applied else
+                                                             " (schema is current)"))
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """List migrations and when each was applied."""
+    from vigil.stack import resolve
+    from vigil.storage.migrate import status
+
+    table = Table("version", "name", "applied at")
+    for state in status(resolve(_settings()).database_dsn):
+        table.add_row(f"{state.migration.version:04d}", state.migration.name,
+                      str(state.applied_at) if state.applied_at else "[yellow]pending[/yellow]")
+    console.print(table)
+
+
+@db_app.command("partitions")
+def db_partitions(
+    show: Annotated[bool, typer.Option("--list", help="Also list every partition afterwards.")] = False,
+) -> None:
+    """Create the current and upcoming monthly partitions and drop expired ones (per retention)."""
+    import psycopg
+
+    from vigil.stack import resolve
+    from vigil.storage.partitions import list_partitions, maintain_partitions
+
+    with psycopg.connect(resolve(_settings()).database_dsn, autocommit=True) as conn:
+        actions = maintain_partitions(conn)
+        for a in actions:
+            console.print(f"{a.action:8} {a.partition}")
+        if not actions:
+            console.print("partitions are current; nothing expired")
+        if show:
+            table = Table("table", "partition", "bounds")
+            for row in list_partitions(conn):
+                table.add_row(*row)
+            console.print(table)
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings (secrets hidden) and the resolved service addresses."""
+    from vigil.stack import resolve
+
+    settings = _settings()
+    print(settings.model_dump_json(indent=2))
+    print(json.dumps({"endpoints": resolve(settings).redacted()}, indent=2))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,127 @@
+"""One typed settings model for every Vigil process.
+
+Precedence (highest first): constructor arguments, environment variables (``VIGIL_`` prefix,
+``__`` between nested names, e.g. ``VIGIL_DATABASE__URL``), the TOML config file
+(``$VIGIL_CONFIG``, default ``./vigil.toml``), then the defaults below. Each service has an
+embedded default; setting its URL points Vigil at a production service and nothing embedded
+starts for it. ``vigil config show`` prints the effective values (secrets hidden).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Port = int
+
+
+class DatabaseSettings(BaseModel):
+    """PostgreSQL with pgvector: relational data, face embeddings, RLS."""
+
+    url: SecretStr | None = Field(
+        None,
+        description="DSN of a production PostgreSQL 15+ with pgvector "
+        "(postgresql://user:pass@host:5432/db?sslmode=require). Unset: the embedded server runs.",
+    )
+    port: Port = Field(55432, description="Port of the embedded PostgreSQL on the stack host.")
+    pool_min: int = Field(1, ge=0, description="Connections the pool keeps open.")
+    pool_max: int = Field(10, ge=1, description="Most connections the pool opens.")
+    statement_timeout_ms: int = Field(30_000, ge=0, description="Per-statement timeout (0 = none).")
+
+
+class RedisSettings(BaseModel):
+    """Redis/Valkey: the event bus (Redis Streams) and shared locks."""
+
+    url: SecretStr | None = Field(
+        None, description="redis:// or rediss:// URL of a production Redis/Valkey. Unset: embedded Valkey runs."
+    )
+    port: Port = Field(56379, description="Port of the embedded Valkey.")
+
+
+class S3Settings(BaseModel):
+    """Object storage through the S3 (MinIO) API: snapshots, clips, face crops."""
+
+    endpoint: str | None = Field(
+        None, description="host:port of a production S3/MinIO endpoint. Unset: embedded SeaweedFS runs."
+    )
+    access_key: SecretStr | None = Field(None, description="Access key (required with endpoint).")
+    secret_key: SecretStr | None = Field(None, description="Secret key (required with endpoint).")
+    secure: bool = Field(False, description="Use TLS to reach the endpoint.")
+    region: str | None = Field(None, description="Region name, where the server wants one.")
+    bucket: str = Field("vigil-media", description="Bucket for all media; created when missing.")
+    port: Port = Field(58333, description="S3 port of the embedded SeaweedFS.")
+    internal_port_base: Port = Field(
+        48400,
+        ge=10_010,
+        le=55_000,
+        description="First of 8 consecutive ports SeaweedFS uses internally (master, volume, filer, admin).",
+    )
+
+
+class TritonSettings(BaseModel):
+    """Triton Inference Server (production) or PyTriton (embedded)."""
+
+    url: str | None = Field(None, description="host:port of a production Triton's gRPC endpoint. Unset: PyTriton runs.")
+    grpc_port: Port = Field(58001, description="gRPC port of the embedded Triton.")
+    http_port: Port = Field(58000, description="HTTP port of the embedded Triton.")
+    metrics_port: Port = Field(58002, description="Metrics port of the embedded Triton.")
+    model_repository: Path = Field(
+        Path("triton_models"), description="Triton model repository served by the embedded Triton."
+    )
+
+
+class SecuritySettings(BaseModel):
+    """Keys for secrets at rest."""
+
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Base64 of 32 random bytes: the AES-256-GCM key for DVR passwords, bot tokens and API "
+        "secrets. Unset: a key is generated into the state directory (fine for a laptop, not for production).",
+    )
+
+
+class VigilSettings(BaseSettings):
+    """Every setting of a Vigil process."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid")
+
+    state_dir: Path = Field(Path(".vigil"), description="All embedded services' data, logs and pid files.")
+    host: str = Field("127.0.0.1", description="Address the embedded services bind to.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    log_format: Literal["console", "json"] = Field("console", description="Human-readable or JSON logs.")
+    start_timeout_s: float = Field(60.0, gt=0, description="How long `stack up` waits for a service to be healthy.")
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    triton: TritonSettings = Field(default_factory=TritonSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("VIGIL_CONFIG", "vigil.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+    def resolved_state_dir(self) -> Path:
+        return self.state_dir.expanduser().resolve()
+
+
+def load_settings(**overrides) -> VigilSettings:
+    """Settings from the environment and config file, with explicit overrides on top."""
+    return VigilSettings(**overrides)
