@@ -71,6 +71,9 @@ class TritonSettings(BaseModel):
     """Triton Inference Server (production) or PyTriton (embedded)."""
 
     url: str | None = Field(None, description="host:port of a production Triton's gRPC endpoint. Unset: PyTriton runs.")
+    access_token: SecretStr | None = Field(
+        None, description="Token for a Triton started with restricted protocols (sent as its access-token header)."
+    )
     grpc_port: Port = Field(58001, description="gRPC port of the embedded Triton.")
     http_port: Port = Field(58000, description="HTTP port of the embedded Triton.")
     metrics_port: Port = Field(58002, description="Metrics port of the embedded Triton.")

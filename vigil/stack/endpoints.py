@@ -44,6 +44,13 @@ class Endpoints:
         }
 
 
+def _triton_headers(settings: VigilSettings, creds) -> dict[str, str]:
+    if settings.triton.url:
+        token = settings.triton.access_token
+        return {TRITON_TOKEN_HEADER: token.get_secret_value()} if token else {}
+    return {TRITON_TOKEN_HEADER: creds.triton_access_token}
+
+
 def resolve(settings: VigilSettings) -> Endpoints:
     needs_embedded = not (
         settings.database.url and settings.redis.url and settings.s3.endpoint and settings.triton.url
@@ -81,6 +88,6 @@ def resolve(settings: VigilSettings) -> Endpoints:
         s3_region=settings.s3.region,
         s3_bucket=settings.s3.bucket,
         triton_url=settings.triton.url or f"{host}:{settings.triton.grpc_port}",
-        triton_headers={} if settings.triton.url else {TRITON_TOKEN_HEADER: creds.triton_access_token},
+        triton_headers=_triton_headers(settings, creds),
         encryption_key=key,
     )

@@ -1,0 +1,82 @@
+"""Session fixtures: one real embedded stack for the whole test run, on its own ports and
+state directory so it never touches a developer's running stack; stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from vigil.settings import VigilSettings
+from vigil.stack import Stack
+
+# Ports of the test stack (the defaults + offsets, kept apart from a developer's stack).
+TEST_PORTS = {
+    "VIGIL_DATABASE__PORT": "45432",
+    "VIGIL_REDIS__PORT": "46379",
+    "VIGIL_S3__PORT": "48333",
+    "VIGIL_S3__INTERNAL_PORT_BASE": "47400",
+    "VIGIL_TRITON__GRPC_PORT": "48001",
+    "VIGIL_TRITON__HTTP_PORT": "48000",
+    "VIGIL_TRITON__METRICS_PORT": "48002",
+}
+
+
+def make_state_dir(prefix: str) -> Path:
+    # not under pytest's 0700 tmp: PostgreSQL runs as the `vigil` service user when we are root
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+def settings_for(state_dir: Path, **overrides) -> VigilSettings:
+    env = {**TEST_PORTS, "VIGIL_STATE_DIR": str(state_dir)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return VigilSettings(**overrides)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def stack_state_dir() -> Path:
+    path = make_state_dir("vigil-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(stack_state_dir: Path) -> VigilSettings:
+    return settings_for(stack_state_dir)
+
+
+@pytest.fixture(scope="session")
+def stack(settings: VigilSettings):
+    """The running embedded stack (PostgreSQL+pgvector, Valkey, SeaweedFS, PyTriton), migrated."""
+    s = Stack(settings)
+    try:
+        s.up()
+        yield s
+    finally:
+        s.down()
+
+
+@pytest.fixture(scope="session")
+def endpoints(stack):
+    return stack.endpoints
+
+
+@pytest.fixture
+def db(endpoints):
+    """A superuser connection in autocommit mode (schema checks, fixtures)."""
+    with psycopg.connect(endpoints.database_dsn, autocommit=True) as conn:
+        yield conn
