@@ -1,0 +1,32 @@
+# The two commands of README.md. Both create .venv and install Vigil into it when needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test install stack-down clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Vigil needs Python 3.11 (set PYTHON=...)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing Vigil and its dependencies into $(VENV) (first time: a few minutes)…"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -e '.[test]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+install: $(STAMP)
+
+# The main job on the embedded defaults.
+run: $(STAMP)
+	$(BIN)/vigil stack up
+	$(BIN)/vigil stack status
+
+# The whole test suite against real embedded services.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+stack-down: $(STAMP)
+	$(BIN)/vigil stack down
+
+clean: stack-down
+	rm -rf .vigil
