@@ -14,15 +14,20 @@ import pytest
 from vigil.settings import VigilSettings
 from vigil.stack import Stack
 
-# Ports of the test stack (the defaults + offsets, kept apart from a developer's stack).
+# Ports of the test stack, apart from a developer's stack; VIGIL_TEST_PORTPORT_OFFSET moves them all
+# so that two test runs can share a machine.
+PORT_OFFSET = int(os.environ.get("VIGIL_TEST_PORTPORT_OFFSET", "0"))
 TEST_PORTS = {
-    "VIGIL_DATABASE__PORT": "45432",
-    "VIGIL_REDIS__PORT": "46379",
-    "VIGIL_S3__PORT": "48333",
-    "VIGIL_S3__INTERNAL_PORT_BASE": "47400",
-    "VIGIL_TRITON__GRPC_PORT": "48001",
-    "VIGIL_TRITON__HTTP_PORT": "48000",
-    "VIGIL_TRITON__METRICS_PORT": "48002",
+    name: str(port + PORT_OFFSET)
+    for name, port in {
+        "VIGIL_DATABASE__PORT": 45432,
+        "VIGIL_REDIS__PORT": 46379,
+        "VIGIL_S3__PORT": 48333,
+        "VIGIL_S3__INTERNAL_PORT_BASE": 47400,
+        "VIGIL_TRITON__GRPC_PORT": 48001,
+        "VIGIL_TRITON__HTTP_PORT": 48000,
+        "VIGIL_TRITON__METRICS_PORT": 48002,
+    }.items()
 }
 
 

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import redis
 
-from tests.conftest import make_state_dir, settings_for
+from tests.conftest import PORT_OFFSET, make_state_dir, settings_for
 from vigil.stack import Stack, StackError
 from vigil.storage.objectstore import ObjectStore
 
@@ -53,14 +53,16 @@ def test_stale_pid_file_is_recovered(stack):
 
 def test_held_port_is_refused_and_nothing_starts():
     state = make_state_dir("vigil-portheld-")
-    ports = dict(database={"port": 45532}, redis={"port": 46479}, s3={"port": 48433, "internal_port_base": 47500},
-                 triton={"grpc_port": 48101, "http_port": 48100, "metrics_port": 48102})
+    o = PORT_OFFSET + 50
+    ports = dict(database={"port": 45432 + o}, redis={"port": 46379 + o},
+                 s3={"port": 48333 + o, "internal_port_base": 47400 + o},
+                 triton={"grpc_port": 48001 + o, "http_port": 48000 + o, "metrics_port": 48002 + o})
     blocker = socket.socket()
-    blocker.bind(("127.0.0.1", 46479))
+    blocker.bind(("127.0.0.1", 46379 + o))
     blocker.listen()
     try:
         s = Stack(settings_for(state, **ports))
-        with pytest.raises(StackError, match=r"valkey: port 46479 .* held by"):
+        with pytest.raises(StackError, match=rf"valkey: port {46379 + o} .* held by"):
             s.up()
         assert not list((state / "run").glob("*.pid")) if (state / "run").exists() else True
     finally:
