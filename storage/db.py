@@ -15,12 +15,17 @@ APP_ROLE = "vigil_app"  # the non-superuser role row-level security applies to (
 
 
 def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, statement_timeout_ms: int = 30_000,
-                name: str = "vigil") -> AsyncConnectionPool:
-    """A pool that is not yet open: `await pool.open()` or `async with pool:`."""
+                sql_alert_triggers: bool = False, name: str = "vigil") -> AsyncConnectionPool:
+    """A pool that is not yet open: `await pool.open()` or `async with pool:`.
+
+    The control plane evaluates alert rules itself, so the seed's SQL alert triggers are off on
+    its connections unless asked for (see SCHEMA.md).
+    """
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
         await register_vector_async(conn)
         await conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+        await conn.execute(f"SET vigil.sql_alert_triggers = {'on' if sql_alert_triggers else 'off'}")
         await conn.commit()
 
     return AsyncConnectionPool(

@@ -14,7 +14,7 @@ import psycopg
 @dataclass(frozen=True)
 class PartitionAction:
     table: str
-    action: str  # created | dropped
+    action: str  # created | dropped | purged_default | skipped_not_partitioned
     partition: str
 
 

@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS face_embeddings (
 CREATE INDEX IF NOT EXISTS idx_embeddings_person_id ON face_embeddings (person_id);
 CREATE INDEX IF NOT EXISTS idx_embeddings_primary ON face_embeddings (is_primary) WHERE is_primary = TRUE;
 CREATE INDEX IF NOT EXISTS idx_embeddings_model ON face_embeddings (model_version);
+
+-- Keep vectors inline (up to a page; 2000-d still fits out of line). Under the default EXTENDED
+-- storage every vector over ~2 KB (512-d) is TOASTed: each distance then detoasts a row, and the
+-- planner, seeing a tiny heap, keeps choosing a sequential scan over the HNSW index.
+ALTER TABLE face_embeddings ALTER COLUMN embedding SET STORAGE MAIN;
 -- The seed's idx_embeddings_hnsw (USING hnsw (embedding vector_cosine_ops)) cannot be
 -- built on a dimensionless column; it is replaced by the per-model-version partial
 -- indexes created by fn_ensure_embedding_index() below.
