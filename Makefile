@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Vigil and its dependencies into $(VENV) (first time: a few minutes)…"
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[test]'
+	@$(BIN)/python -m pip install --quiet -e '.[embedded,test]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
 install: $(STAMP)

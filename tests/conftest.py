@@ -72,7 +72,11 @@ def stack(settings: VigilSettings):
         s.up()
         yield s
     finally:
-        s.down()
+        try:
+            s.down()
+        finally:  # whatever went wrong above, leave no server behind
+            for svc in s.services:
+                svc.process.stop(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -98,6 +98,25 @@ def stack_down() -> None:
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
+@stack_app.command("logs")
+def stack_logs(
+    service: Annotated[str, typer.Argument(help="postgres, valkey, seaweedfs or triton.")],
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many of the last lines.")] = 40,
+) -> None:
+    """Print the end of a service's log (the files are under <state_dir>/logs/)."""
+    from vigil.stack import Stack
+
+    stack = Stack(_settings())
+    by_name = {svc.name: svc for svc in stack.services}
+    if service not in by_name:
+        raise _fail(f"unknown service {service!r}; choose one of {', '.join(by_name)}", 2)
+    svc = by_name[service]
+    if svc.external:
+        raise _fail(f"{service} is external ({svc.address}); read its logs where it runs", 2)
+    console.print(f"[dim]{svc.process.log_file}[/dim]")
+    print(svc.process.log_tail(lines))
+
+
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply pending migrations in order (one transaction each)."""
