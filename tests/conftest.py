@@ -14,9 +14,9 @@ import pytest
 from vigil.settings import VigilSettings
 from vigil.stack import Stack
 
-# Ports of the test stack, apart from a developer's stack; VIGIL_TEST_PORTPORT_OFFSET moves them all
+# Ports of the test stack, apart from a developer's stack; VIGIL_TEST_PORT_OFFSET moves them all
 # so that two test runs can share a machine.
-PORT_OFFSET = int(os.environ.get("VIGIL_TEST_PORTPORT_OFFSET", "0"))
+PORT_OFFSET = int(os.environ.get("VIGIL_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {
     name: str(port + PORT_OFFSET)
     for name, port in {

@@ -96,12 +96,21 @@ class ManagedProcess:
             return None
         try:
             proc = psutil.Process(pid)
-            if proc.status() != psutil.STATUS_ZOMBIE and any(self.marker in part for part in proc.cmdline()):
+            if proc.status() != psutil.STATUS_ZOMBIE and self._is_ours(proc):
                 return proc
         except psutil.Error:
             pass
         self.pid_file.unlink(missing_ok=True)
         return None
+
+    def _is_ours(self, proc: psutil.Process) -> bool:
+        # A server rewriting its process title (valkey does) briefly shows an empty cmdline.
+        for _ in range(5):
+            cmdline = proc.cmdline()
+            if cmdline:
+                return any(self.marker in part for part in cmdline)
+            time.sleep(0.02)
+        return True
 
     def spawn(self, argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
               user: str | None = None) -> int:

@@ -1,0 +1,297 @@
+"""Face model versions and the embedding gallery with its k-NN search.
+
+All model versions share face_embeddings; each version has a partial HNSW index on
+`embedding::vector(D)` WHERE model_version = '<version>' (see SCHEMA.md). Searches therefore
+use exactly that expression and predicate, with D read from the model version, so the planner
+can pick the version's own index and only same-model vectors are ever compared.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from vigil.storage.repositories.base import (
+    InvalidArgument,
+    NotFound,
+    as_uuid,
+    columns_of,
+    delete_row,
+    fetch_all,
+    fetch_one,
+    guarded,
+    insert_row,
+    unit_interval,
+    uuid_list,
+)
+
+MAX_DIM = 2000  # pgvector's HNSW limit for `vector`
+MAX_K = 1000  # hnsw.ef_search's upper bound: an index scan returns at most ef_search rows
+DEFAULT_EF_SEARCH = 64
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    id: UUID
+    version_string: str
+    embedding_dim: int | None  # None for models that emit no embeddings
+    match_threshold: float | None  # minimum cosine similarity of a match
+    metrics: dict[str, Any]
+    is_production: bool
+    is_rollback_available: bool
+    deployed_at: datetime | None
+    training_job_id: UUID | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class FaceEmbedding:
+    id: UUID
+    person_id: UUID
+    model_version: str
+    embedding_dim: int
+    source_image_path: str
+    face_quality: float
+    confidence: float
+    is_primary: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    embedding_id: UUID
+    person_id: UUID
+    distance: float  # cosine distance, 0 = same direction
+    similarity: float  # 1 - distance, compared with ModelVersion.match_threshold
+
+
+_MODEL_COLUMNS = columns_of(ModelVersion, match_threshold=sql.SQL("match_threshold::float8"))
+_EMBEDDING_COLUMNS = columns_of(FaceEmbedding, face_quality=sql.SQL("face_quality::float8"),
+                                confidence=sql.SQL("confidence::float8"))
+
+
+class ModelVersionRepository:
+    def __init__(self, conn: psycopg.AsyncConnection):
+        self.conn = conn
+
+    async def register(self, version_string: str, embedding_dim: int, match_threshold: float, *,
+                       metrics: dict[str, Any] | None = None) -> ModelVersion:
+        """Register a face embedder; the schema's trigger builds its HNSW index in the same transaction."""
+        if not isinstance(version_string, str) or not 1 <= len(version_string.strip()) <= 100:
+            raise InvalidArgument("version_string", "must be 1 to 100 characters")
+        if not isinstance(embedding_dim, int) or isinstance(embedding_dim, bool) or not 1 <= embedding_dim <= MAX_DIM:
+            raise InvalidArgument("embedding_dim", f"must be an integer in 1..{MAX_DIM}")
+        if not isinstance(match_threshold, (int, float)) or not math.isfinite(match_threshold) \
+                or not -1.0 <= match_threshold <= 1.0:
+            raise InvalidArgument("match_threshold", "must be a cosine similarity in [-1, 1]")
+        values = {"version_string": version_string, "embedding_dim": embedding_dim,
+                  "match_threshold": match_threshold, "metrics": Jsonb(metrics or {})}
+        return await insert_row(self.conn, "model_versions", values, ModelVersion, _MODEL_COLUMNS, "model_version")
+
+    async def get(self, version_string: str) -> ModelVersion:
+        model = await fetch_one(self.conn, ModelVersion, sql.SQL(
+            "SELECT {} FROM model_versions WHERE version_string = %s").format(_MODEL_COLUMNS), (version_string,))
+        if model is None:
+            raise NotFound("model_version", version_string)
+        return model
+
+    async def list(self) -> list[ModelVersion]:
+        return await fetch_all(self.conn, ModelVersion, sql.SQL(
+            "SELECT {} FROM model_versions ORDER BY version_string").format(_MODEL_COLUMNS))
+
+
+def _vector(field: str, values: Any, dim: int) -> np.ndarray:
+    """A finite float32 vector of exactly `dim` values, or InvalidArgument naming `field`."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidArgument(field, "must be a sequence of numbers") from None
+    if array.ndim != 1 or array.shape[0] != dim:
+        raise InvalidArgument(field, f"has shape {array.shape}; this model version's embeddings have {dim} dimensions")
+    with np.errstate(over="ignore"):
+        array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise InvalidArgument(field, "values must be finite (no NaN or infinity, within float32 range)")
+    return array
+
+
+def _k(k: int) -> int:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise InvalidArgument("k", f"must be an integer in 1..{MAX_K}")
+    return k
+
+
+def _ef_search(ef_search: int, k: int) -> int:
+    if not isinstance(ef_search, int) or isinstance(ef_search, bool) or not 1 <= ef_search <= MAX_K:
+        raise InvalidArgument("ef_search", f"must be an integer in 1..{MAX_K}")
+    return max(ef_search, k)  # a smaller ef_search would return fewer than k rows
+
+
+def _max_distance(value: float | None) -> float | None:
+    if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
+        raise InvalidArgument("max_distance", "must be a finite cosine distance >= 0")
+    return value
+
+
+def _knn_statement(dim: int, query: sql.Composable, *, filtered: bool) -> sql.Composed:
+    """The k nearest embeddings of one model version to `query`, in the index's own terms.
+
+    D is interpolated as an integer literal (a type modifier cannot be a parameter); the
+    version is a parameter whose value the planner sees, so the partial index qualifies.
+    """
+    vector_d = sql.SQL("vector({})").format(sql.Literal(int(dim)))
+    distance = sql.SQL("embedding::{vector_d} <=> {query}::{vector_d}").format(vector_d=vector_d, query=query)
+    person_filter = sql.SQL(" AND person_id = ANY(%(person_ids)s)") if filtered else sql.SQL("")
+    return sql.SQL(
+        "SELECT id AS embedding_id, person_id, {distance} AS distance FROM face_embeddings"
+        " WHERE model_version = %(model_version)s{person_filter} ORDER BY {distance} LIMIT %(k)s"
+    ).format(distance=distance, person_filter=person_filter)
+
+
+def _neighbor(row: dict[str, Any]) -> Neighbor:
+    distance = float(row["distance"])
+    return Neighbor(row["embedding_id"], row["person_id"], distance, 1.0 - distance)
+
+
+def _within(neighbors: Iterable[Neighbor], max_distance: float | None) -> list[Neighbor]:
+    return [n for n in neighbors if max_distance is None or n.distance <= max_distance]
+
+
+class FaceEmbeddingRepository:
+    def __init__(self, conn: psycopg.AsyncConnection):
+        self.conn = conn
+
+    async def _embedder(self, model_version: ModelVersion | str) -> ModelVersion:
+        """Callers holding the ModelVersion (the recogniser caches it) save a lookup per search."""
+        model = model_version if isinstance(model_version, ModelVersion) else \
+            await ModelVersionRepository(self.conn).get(model_version)
+        if model.embedding_dim is None:
+            raise InvalidArgument("model_version", f"{model.version_string} is not an embedding model")
+        return model
+
+    async def insert(self, person_id: UUID | str, model_version: ModelVersion | str, embedding: Sequence[float],
+                     source_image_path: str, *, face_quality: float = 0.0, confidence: float = 0.0) -> FaceEmbedding:
+        model = await self._embedder(model_version)
+        values = {
+            "person_id": as_uuid("person_id", person_id),
+            "model_version": model.version_string,
+            "embedding": _vector("embedding", embedding, model.embedding_dim),
+            "embedding_dim": model.embedding_dim,
+            "source_image_path": source_image_path,
+            "face_quality": unit_interval("face_quality", face_quality),
+            "confidence": unit_interval("confidence", confidence),
+        }
+        return await insert_row(self.conn, "face_embeddings", values, FaceEmbedding, _EMBEDDING_COLUMNS,
+                                "face_embedding")
+
+    async def get(self, embedding_id: UUID | str) -> FaceEmbedding:
+        embedding_id = as_uuid("embedding_id", embedding_id)
+        found = await fetch_one(self.conn, FaceEmbedding, sql.SQL(
+            "SELECT {} FROM face_embeddings WHERE id = %s").format(_EMBEDDING_COLUMNS), (embedding_id,))
+        if found is None:
+            raise NotFound("face_embedding", embedding_id)
+        return found
+
+    async def vector(self, embedding_id: UUID | str) -> np.ndarray:
+        embedding_id = as_uuid("embedding_id", embedding_id)
+        cur = await self.conn.execute("SELECT embedding FROM face_embeddings WHERE id = %s", (embedding_id,))
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound("face_embedding", embedding_id)
+        return row["embedding"].to_numpy()  # pgvector loads a Vector
+
+    async def list_for_person(self, person_id: UUID | str, *, model_version: str | None = None) -> list[FaceEmbedding]:
+        query = sql.SQL("SELECT {} FROM face_embeddings WHERE person_id = %s"
+                        " AND (%s::text IS NULL OR model_version = %s) ORDER BY created_at, id").format(_EMBEDDING_COLUMNS)
+        return await fetch_all(self.conn, FaceEmbedding, query,
+                               (as_uuid("person_id", person_id), model_version, model_version))
+
+    async def set_primary(self, embedding_id: UUID | str) -> FaceEmbedding:
+        """Make this the person's primary embedding of its model version (the others of that version
+        stop being primary; galleries of different versions each keep one) and the person's
+        preferred embedding (persons.primary_face_embedding_id)."""
+        embedding = await self.get(embedding_id)
+        async with guarded(self.conn, "face_embedding"):
+            await self.conn.execute(
+                "UPDATE face_embeddings SET is_primary = (id = %s)"
+                " WHERE person_id = %s AND model_version = %s AND (is_primary OR id = %s)",
+                (embedding.id, embedding.person_id, embedding.model_version, embedding.id))
+            await self.conn.execute("UPDATE persons SET primary_face_embedding_id = %s WHERE id = %s",
+                                    (embedding.id, embedding.person_id))
+        return await self.get(embedding.id)
+
+    async def delete(self, embedding_id: UUID | str) -> None:
+        """persons.primary_face_embedding_id pointing here becomes NULL (ON DELETE SET NULL)."""
+        await delete_row(self.conn, "face_embeddings", as_uuid("embedding_id", embedding_id), "face_embedding")
+
+    # ----------------------------------------------------------------------- search
+
+    async def nearest(self, model_version: ModelVersion | str, query_vector: Sequence[float], k: int = 10, *,
+                      max_distance: float | None = None, person_ids: Iterable[UUID | str] | None = None,
+                      ef_search: int = DEFAULT_EF_SEARCH) -> list[Neighbor]:
+        """The k nearest embeddings of this model version, nearest first, optionally only those of
+        `person_ids` and only within `max_distance` (e.g. 1 - match_threshold)."""
+        model = await self._embedder(model_version)
+        query = _vector("query_vector", query_vector, model.embedding_dim)
+        person_ids = uuid_list("person_ids", person_ids)
+        max_distance = _max_distance(max_distance)
+        statement = _knn_statement(model.embedding_dim, sql.Placeholder("query"), filtered=person_ids is not None)
+        rows = await self._search(statement, {"query": query}, model, k, person_ids, ef_search)
+        return _within(map(_neighbor, rows), max_distance)
+
+    async def nearest_batch(self, model_version: ModelVersion | str, query_vectors: Sequence[Sequence[float]],
+                            k: int = 10, *, max_distance: float | None = None,
+                            person_ids: Iterable[UUID | str] | None = None,
+                            ef_search: int = DEFAULT_EF_SEARCH) -> list[list[Neighbor]]:
+        """nearest() for many queries in one statement (one round trip per frame batch, not per face):
+        a LATERAL k-NN per element of an unnested vector array. Results come in query order."""
+        model = await self._embedder(model_version)
+        queries = [_vector(f"query_vectors[{i}]", q, model.embedding_dim) for i, q in enumerate(query_vectors)]
+        person_ids = uuid_list("person_ids", person_ids)
+        max_distance = _max_distance(max_distance)
+        if not queries:
+            return []
+        knn = _knn_statement(model.embedding_dim, sql.SQL("q.vec"), filtered=person_ids is not None)
+        statement = sql.SQL(
+            "SELECT q.ord, n.embedding_id, n.person_id, n.distance"
+            " FROM unnest(%(queries)s::vector[]) WITH ORDINALITY AS q(vec, ord)"
+            " CROSS JOIN LATERAL ({knn}) AS n ORDER BY q.ord, n.distance").format(knn=knn)
+        rows = await self._search(statement, {"queries": queries}, model, k, person_ids, ef_search)
+        per_query: list[list[dict[str, Any]]] = [[] for _ in queries]
+        for row in rows:
+            per_query[row["ord"] - 1].append(row)
+        return [_within(map(_neighbor, found), max_distance) for found in per_query]
+
+    async def _search(self, statement: sql.Composed, params: dict[str, Any], model: ModelVersion, k: int,
+                      person_ids: list[UUID] | None, ef_search: int) -> list[dict[str, Any]]:
+        """Run a k-NN statement under transaction-local search settings (they end with the
+        transaction and never leak into the pool). With a person filter, pgvector (0.8+) keeps
+        walking the graph until k rows pass it."""
+        ef_search = _ef_search(ef_search, _k(k))
+        params = {**params, "model_version": model.version_string, "k": k, "person_ids": person_ids}
+        async with guarded(self.conn, "face_embedding"):
+            await self.conn.execute(
+                "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true)",
+                (str(ef_search), "off" if person_ids is None else "strict_order"))
+            cur = await self.conn.execute(statement, params)
+            return await cur.fetchall()
+
+    async def explain_nearest(self, model_version: ModelVersion | str, query_vector: Sequence[float],
+                              k: int = 10) -> str:
+        """The plan of nearest()'s statement, to check that the version's HNSW index serves it."""
+        model = await self._embedder(model_version)
+        params = {"model_version": model.version_string, "k": _k(k),
+                  "query": _vector("query_vector", query_vector, model.embedding_dim)}
+        statement = _knn_statement(model.embedding_dim, sql.Placeholder("query"), filtered=False)
+        async with guarded(self.conn, "face_embedding"):
+            cur = await self.conn.execute(sql.SQL("EXPLAIN ") + statement, params)
+            return "\n".join(next(iter(row.values())) for row in await cur.fetchall())

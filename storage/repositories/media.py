@@ -1,0 +1,113 @@
+"""The index of media in object storage (snapshots, face crops, clips) and its retention.
+
+Retention contract (SCHEMA.md): list what expired, delete those objects from object storage,
+then delete the rows, so a row never disappears while its object still exists.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from vigil.storage.repositories.base import (
+    InvalidArgument,
+    Keyset,
+    NotFound,
+    Page,
+    as_uuid,
+    aware,
+    columns_of,
+    delete_row,
+    fetch_one,
+    fetch_page,
+    guarded,
+    insert_row,
+    optional_uuid,
+    parse_timestamp,
+)
+
+RETENTION_GRACE = timedelta(days=7)  # as fn_cleanup_expired_media: rows go 7 days after retention_until
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_MEDIA_MIME = re.compile(r"^(?P<kind>image|video)/[A-Za-z0-9][A-Za-z0-9.+-]*$")  # kind = media_file_type_enum
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    id: UUID
+    file_type: str  # image | video
+    storage_path: str  # object key in the media bucket
+    file_size: int
+    checksum: str  # SHA-256, lowercase hex
+    camera_id: UUID
+    event_id: UUID | None
+    timestamp: datetime
+    retention_until: datetime
+    created_at: datetime
+
+
+_COLUMNS = columns_of(MediaFile)
+_OLDEST_EXPIRY_FIRST = Keyset(("retention_until", "id"), (parse_timestamp, UUID), descending=False)
+
+
+def file_type_of(mime_type: str) -> str:
+    """media_files keeps only the kind of file (the object store keeps the exact content type)."""
+    match = _MEDIA_MIME.match(mime_type.lower()) if isinstance(mime_type, str) else None
+    if match is None:
+        raise InvalidArgument("mime_type", f"must be an image/* or video/* type, got {mime_type!r}")
+    return match["kind"]
+
+
+class MediaFileRepository:
+    def __init__(self, conn: psycopg.AsyncConnection):
+        self.conn = conn
+
+    async def register(self, camera_id: UUID | str, storage_path: str, *, checksum: str, file_size: int,
+                       mime_type: str, timestamp: datetime, retention_until: datetime,
+                       event_id: UUID | str | None = None) -> MediaFile:
+        """Record an object already written to object storage."""
+        if not isinstance(checksum, str) or not _SHA256_HEX.match(checksum):
+            raise InvalidArgument("checksum", "must be a SHA-256 digest in lowercase hex")
+        if not isinstance(file_size, int) or isinstance(file_size, bool) or file_size < 0:
+            raise InvalidArgument("file_size", "must be a non-negative integer")
+        if not storage_path:
+            raise InvalidArgument("storage_path", "is required")
+        values = {
+            "camera_id": as_uuid("camera_id", camera_id), "storage_path": storage_path, "checksum": checksum,
+            "file_size": file_size, "file_type": file_type_of(mime_type), "timestamp": aware("timestamp", timestamp),
+            "retention_until": aware("retention_until", retention_until),
+            "event_id": optional_uuid("event_id", event_id),
+        }
+        return await insert_row(self.conn, "media_files", values, MediaFile, _COLUMNS, "media_file")
+
+    async def get(self, media_id: UUID | str) -> MediaFile:
+        media_id = as_uuid("media_id", media_id)
+        found = await fetch_one(self.conn, MediaFile,
+                                sql.SQL("SELECT {} FROM media_files WHERE id = %s").format(_COLUMNS), (media_id,))
+        if found is None:
+            raise NotFound("media_file", media_id)
+        return found
+
+    async def list_expired(self, *, page_size: int = 0, page_token: str | None = None) -> Page[MediaFile]:
+        """Media whose retention ended more than RETENTION_GRACE ago (exactly what purge_expired()
+        removes), oldest expiry first, in batches: delete each batch's objects, then its rows."""
+        return await fetch_page(self.conn, MediaFile, select=_COLUMNS, table="media_files",
+                                where=[sql.SQL("retention_until < now() - %s")], params=[RETENTION_GRACE],
+                                keyset=_OLDEST_EXPIRY_FIRST, page_size=page_size, page_token=page_token,
+                                resource="media_file")
+
+    async def delete(self, media_id: UUID | str) -> None:
+        """Remove one row (its clips go with it); delete the object from object storage first."""
+        await delete_row(self.conn, "media_files", as_uuid("media_id", media_id), "media_file")
+
+    async def purge_expired(self) -> int:
+        """Rows of media past retention + 7 days, via fn_cleanup_expired_media (which writes an
+        audit row); only after their objects are gone. Returns how many media rows went."""
+        async with guarded(self.conn, "media_file"):
+            cur = await self.conn.execute("SELECT fn_cleanup_expired_media() AS deleted")
+            return (await cur.fetchone())["deleted"]

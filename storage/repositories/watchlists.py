@@ -1,0 +1,128 @@
+"""Watchlists (VIP, blacklist, suspect, custom) and the persons on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from vigil.storage.repositories.base import (
+    BY_NAME,
+    Keyset,
+    NotFound,
+    Page,
+    as_uuid,
+    check_updatable,
+    columns_of,
+    delete_row,
+    fetch_all,
+    fetch_one,
+    fetch_page,
+    guarded,
+    insert_row,
+    parse_timestamp,
+    update_row,
+)
+
+
+@dataclass(frozen=True)
+class Watchlist:
+    id: UUID
+    name: str
+    description: str | None
+    watch_type: str
+    is_active: bool
+    created_by: UUID
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class WatchlistEntry:
+    id: UUID
+    watchlist_id: UUID
+    person_id: UUID
+    added_by: UUID
+    added_at: datetime
+    notes: str | None
+
+
+_WATCHLIST_COLUMNS = columns_of(Watchlist)
+_ENTRY_COLUMNS = columns_of(WatchlistEntry)
+_UPDATABLE = ("name", "description", "watch_type", "is_active")
+_NEWEST_ENTRIES_FIRST = Keyset(("added_at", "id"), (parse_timestamp, UUID))
+
+
+class WatchlistRepository:
+    def __init__(self, conn: psycopg.AsyncConnection):
+        self.conn = conn
+
+    async def create(self, name: str, watch_type: str, created_by: UUID | str, *, description: str | None = None,
+                     is_active: bool = True) -> Watchlist:
+        values = {"name": name, "watch_type": watch_type, "created_by": as_uuid("created_by", created_by),
+                  "description": description, "is_active": is_active}
+        return await insert_row(self.conn, "watchlists", values, Watchlist, _WATCHLIST_COLUMNS, "watchlist")
+
+    async def get(self, watchlist_id: UUID | str) -> Watchlist:
+        watchlist_id = as_uuid("watchlist_id", watchlist_id)
+        found = await fetch_one(self.conn, Watchlist, sql.SQL(
+            "SELECT {} FROM watchlists WHERE id = %s").format(_WATCHLIST_COLUMNS), (watchlist_id,))
+        if found is None:
+            raise NotFound("watchlist", watchlist_id)
+        return found
+
+    async def list(self, *, watch_type: str | None = None, is_active: bool | None = None, page_size: int = 0,
+                   page_token: str | None = None) -> Page[Watchlist]:
+        where, params = [], []
+        if watch_type is not None:
+            where.append(sql.SQL("watch_type = %s::watchlist_type_enum"))
+            params.append(watch_type)
+        if is_active is not None:
+            where.append(sql.SQL("is_active = %s"))
+            params.append(is_active)
+        return await fetch_page(self.conn, Watchlist, select=_WATCHLIST_COLUMNS, table="watchlists", where=where,
+                                params=params, keyset=BY_NAME, page_size=page_size, page_token=page_token,
+                                resource="watchlist", values={"watch_type": watch_type})
+
+    async def update(self, watchlist_id: UUID | str, changes: dict[str, Any]) -> Watchlist:
+        check_updatable("watchlist", changes, _UPDATABLE)
+        return await update_row(self.conn, "watchlists", as_uuid("watchlist_id", watchlist_id), changes, Watchlist,
+                                _WATCHLIST_COLUMNS, "watchlist")
+
+    async def delete(self, watchlist_id: UUID | str) -> None:
+        await delete_row(self.conn, "watchlists", as_uuid("watchlist_id", watchlist_id), "watchlist")
+
+    # ----------------------------------------------------------------------- entries
+
+    async def add_person(self, watchlist_id: UUID | str, person_id: UUID | str, added_by: UUID | str, *,
+                         notes: str | None = None) -> WatchlistEntry:
+        values = {"watchlist_id": as_uuid("watchlist_id", watchlist_id), "person_id": as_uuid("person_id", person_id),
+                  "added_by": as_uuid("added_by", added_by), "notes": notes}
+        return await insert_row(self.conn, "watchlist_entries", values, WatchlistEntry, _ENTRY_COLUMNS,
+                                "watchlist_entry", parents={"watchlist_id": "watchlist"})
+
+    async def remove_person(self, watchlist_id: UUID | str, person_id: UUID | str) -> None:
+        watchlist_id, person_id = as_uuid("watchlist_id", watchlist_id), as_uuid("person_id", person_id)
+        async with guarded(self.conn, "watchlist_entry"):
+            cur = await self.conn.execute("DELETE FROM watchlist_entries WHERE watchlist_id = %s AND person_id = %s",
+                                          (watchlist_id, person_id))
+        if cur.rowcount == 0:
+            raise NotFound("watchlist_entry", f"{watchlist_id}/{person_id}")
+
+    async def entries(self, watchlist_id: UUID | str, *, page_size: int = 0,
+                      page_token: str | None = None) -> Page[WatchlistEntry]:
+        """Most recently added first."""
+        return await fetch_page(self.conn, WatchlistEntry, select=_ENTRY_COLUMNS, table="watchlist_entries",
+                                where=[sql.SQL("watchlist_id = %s")], params=[as_uuid("watchlist_id", watchlist_id)],
+                                keyset=_NEWEST_ENTRIES_FIRST, page_size=page_size, page_token=page_token,
+                                resource="watchlist_entry")
+
+    async def active_watchlists_of(self, person_id: UUID | str) -> list[Watchlist]:
+        """The active watchlists a recognised person is on (what a match should alert about)."""
+        query = sql.SQL("SELECT {} FROM watchlists w WHERE w.is_active AND EXISTS"
+                        " (SELECT 1 FROM watchlist_entries e WHERE e.watchlist_id = w.id AND e.person_id = %s)"
+                        " ORDER BY w.name, w.id").format(_WATCHLIST_COLUMNS)
+        return await fetch_all(self.conn, Watchlist, query, (as_uuid("person_id", person_id),))
