@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	@echo "installing Vigil and its dependencies into $(VENV) (first time: a few minutes)…"
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@$(BIN)/python -m pip install --quiet -e '.[embedded,test]'
+	@$(BIN)/python -m vigil.api_build
 	@rm -f $(VENV)/.installed-*; touch $@
 
 install: $(STAMP)

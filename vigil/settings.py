@@ -82,6 +82,16 @@ class TritonSettings(BaseModel):
     )
 
 
+class ControlSettings(BaseModel):
+    """The gRPC control plane."""
+
+    host: str = Field("127.0.0.1", description="Address `vigil control serve` listens on (0.0.0.0 in a container).")
+    port: Port = Field(50051, description="gRPC port of the control plane.")
+    max_image_bytes: int = Field(8 * 1024 * 1024, gt=0, description="Largest image accepted by enrolment/search.")
+    max_message_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest gRPC message accepted.")
+    presigned_url_ttl_s: int = Field(900, gt=0, le=7 * 24 * 3600, description="Lifetime of media URLs handed out.")
+
+
 class SecuritySettings(BaseModel):
     """Keys for secrets at rest."""
 
@@ -107,6 +117,7 @@ class VigilSettings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     triton: TritonSettings = Field(default_factory=TritonSettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @classmethod

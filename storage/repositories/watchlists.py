@@ -24,6 +24,7 @@ from vigil.storage.repositories.base import (
     fetch_page,
     guarded,
     insert_row,
+    optional_uuid,
     parse_timestamp,
     update_row,
 )
@@ -36,7 +37,7 @@ class Watchlist:
     description: str | None
     watch_type: str
     is_active: bool
-    created_by: UUID
+    created_by: UUID | None  # None when created by a service key (audit_logs names it)
     created_at: datetime
 
 
@@ -45,7 +46,7 @@ class WatchlistEntry:
     id: UUID
     watchlist_id: UUID
     person_id: UUID
-    added_by: UUID
+    added_by: UUID | None
     added_at: datetime
     notes: str | None
 
@@ -60,9 +61,9 @@ class WatchlistRepository:
     def __init__(self, conn: psycopg.AsyncConnection):
         self.conn = conn
 
-    async def create(self, name: str, watch_type: str, created_by: UUID | str, *, description: str | None = None,
+    async def create(self, name: str, watch_type: str, created_by: UUID | str | None, *, description: str | None = None,
                      is_active: bool = True) -> Watchlist:
-        values = {"name": name, "watch_type": watch_type, "created_by": as_uuid("created_by", created_by),
+        values = {"name": name, "watch_type": watch_type, "created_by": optional_uuid("created_by", created_by),
                   "description": description, "is_active": is_active}
         return await insert_row(self.conn, "watchlists", values, Watchlist, _WATCHLIST_COLUMNS, "watchlist")
 
@@ -74,18 +75,18 @@ class WatchlistRepository:
             raise NotFound("watchlist", watchlist_id)
         return found
 
-    async def list(self, *, watch_type: str | None = None, is_active: bool | None = None, page_size: int = 0,
+    async def list(self, *, watch_types: list[str] | None = None, is_active: bool | None = None, page_size: int = 0,
                    page_token: str | None = None) -> Page[Watchlist]:
         where, params = [], []
-        if watch_type is not None:
-            where.append(sql.SQL("watch_type = %s::watchlist_type_enum"))
-            params.append(watch_type)
+        if watch_types:
+            where.append(sql.SQL("watch_type = ANY(%s::watchlist_type_enum[])"))
+            params.append(list(watch_types))
         if is_active is not None:
             where.append(sql.SQL("is_active = %s"))
             params.append(is_active)
         return await fetch_page(self.conn, Watchlist, select=_WATCHLIST_COLUMNS, table="watchlists", where=where,
                                 params=params, keyset=BY_NAME, page_size=page_size, page_token=page_token,
-                                resource="watchlist", values={"watch_type": watch_type})
+                                resource="watchlist", values={"watch_types": watch_types})
 
     async def update(self, watchlist_id: UUID | str, changes: dict[str, Any]) -> Watchlist:
         check_updatable("watchlist", changes, _UPDATABLE)
@@ -97,28 +98,46 @@ class WatchlistRepository:
 
     # ----------------------------------------------------------------------- entries
 
-    async def add_person(self, watchlist_id: UUID | str, person_id: UUID | str, added_by: UUID | str, *,
+    async def add_person(self, watchlist_id: UUID | str, person_id: UUID | str, added_by: UUID | str | None, *,
                          notes: str | None = None) -> WatchlistEntry:
         values = {"watchlist_id": as_uuid("watchlist_id", watchlist_id), "person_id": as_uuid("person_id", person_id),
-                  "added_by": as_uuid("added_by", added_by), "notes": notes}
+                  "added_by": optional_uuid("added_by", added_by), "notes": notes}
         return await insert_row(self.conn, "watchlist_entries", values, WatchlistEntry, _ENTRY_COLUMNS,
                                 "watchlist_entry", parents={"watchlist_id": "watchlist"})
 
     async def remove_person(self, watchlist_id: UUID | str, person_id: UUID | str) -> None:
         watchlist_id, person_id = as_uuid("watchlist_id", watchlist_id), as_uuid("person_id", person_id)
-        async with guarded(self.conn, "watchlist_entry"):
-            cur = await self.conn.execute("DELETE FROM watchlist_entries WHERE watchlist_id = %s AND person_id = %s",
-                                          (watchlist_id, person_id))
-        if cur.rowcount == 0:
-            raise NotFound("watchlist_entry", f"{watchlist_id}/{person_id}")
+        await self._delete_entries("watchlist_id = %s AND person_id = %s", (watchlist_id, person_id),
+                                   f"{watchlist_id}/{person_id}")
 
-    async def entries(self, watchlist_id: UUID | str, *, page_size: int = 0,
-                      page_token: str | None = None) -> Page[WatchlistEntry]:
-        """Most recently added first."""
+    async def remove_entry(self, entry_id: UUID | str) -> None:
+        entry_id = as_uuid("id", entry_id)
+        await self._delete_entries("id = %s", (entry_id,), entry_id)
+
+    async def _delete_entries(self, condition: str, params: tuple, label: object) -> None:
+        async with guarded(self.conn, "watchlist_entry"):
+            cur = await self.conn.execute(sql.SQL("DELETE FROM watchlist_entries WHERE " + condition), params)
+        if cur.rowcount == 0:
+            raise NotFound("watchlist_entry", label)
+
+    async def entries(self, watchlist_id: UUID | str | None = None, *, person_id: UUID | str | None = None,
+                      page_size: int = 0, page_token: str | None = None) -> Page[WatchlistEntry]:
+        """Most recently added first, of one watchlist and/or one person."""
+        where, params = [], []
+        if watchlist_id is not None:
+            where.append(sql.SQL("watchlist_id = %s"))
+            params.append(as_uuid("watchlist_id", watchlist_id))
+        if person_id is not None:
+            where.append(sql.SQL("person_id = %s"))
+            params.append(as_uuid("person_id", person_id))
         return await fetch_page(self.conn, WatchlistEntry, select=_ENTRY_COLUMNS, table="watchlist_entries",
-                                where=[sql.SQL("watchlist_id = %s")], params=[as_uuid("watchlist_id", watchlist_id)],
-                                keyset=_NEWEST_ENTRIES_FIRST, page_size=page_size, page_token=page_token,
-                                resource="watchlist_entry")
+                                where=where, params=params, keyset=_NEWEST_ENTRIES_FIRST, page_size=page_size,
+                                page_token=page_token, resource="watchlist_entry")
+
+    async def entry_counts(self, watchlist_ids: list[UUID]) -> dict[UUID, int]:
+        cur = await self.conn.execute("SELECT watchlist_id, count(*) AS n FROM watchlist_entries"
+                                      " WHERE watchlist_id = ANY(%s) GROUP BY watchlist_id", (watchlist_ids,))
+        return {row["watchlist_id"]: row["n"] for row in await cur.fetchall()}
 
     async def active_watchlists_of(self, person_id: UUID | str) -> list[Watchlist]:
         """The active watchlists a recognised person is on (what a match should alert about)."""

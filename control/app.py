@@ -1,0 +1,84 @@
+"""Everything a control-plane replica holds for its handlers: pools, clients, caches."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+
+from vigil.control.auth import Caller, PermissionTable, current_caller
+from vigil.control.ratelimit import RateLimiter
+from vigil.settings import VigilSettings
+from vigil.stack.endpoints import Endpoints, resolve
+from vigil.storage.crypto import SecretBox
+from vigil.storage.db import acting_as, create_pool
+from vigil.storage.objectstore import ObjectStore
+from vigil.storage.repositories.api_keys import ApiKeyRepository, AuthResult
+from vigil.storage.repositories.audit import AuditLogRepository
+
+
+@dataclass
+class Transaction:
+    """One database transaction acting as the caller (RLS and audit triggers see them)."""
+
+    conn: Any
+    caller: Caller
+
+    async def audit(self, action: str, resource_type: str, resource_id: UUID | str | None = None,
+                    changed_fields: dict[str, Any] | None = None) -> None:
+        await AuditLogRepository(self.conn).record(
+            action, resource_type, resource_id=resource_id, user_id=self.caller.user_id,
+            api_key_id=self.caller.key.id, changed_fields=changed_fields, client_ip=self.caller.client_ip,
+            details={"role": self.caller.role})
+
+
+class ControlApp:
+    def __init__(self, settings: VigilSettings, endpoints: Endpoints | None = None):
+        self.settings = settings
+        self.endpoints = endpoints or resolve(settings)
+        db = settings.database
+        self.pool: AsyncConnectionPool = create_pool(
+            self.endpoints.database_dsn, min_size=db.pool_min, max_size=db.pool_max,
+            statement_timeout_ms=db.statement_timeout_ms, name="control")
+        self.redis = aioredis.Redis.from_url(self.endpoints.redis_url, decode_responses=True)
+        self.rate_limiter = RateLimiter(self.redis)
+        self.objects = ObjectStore.from_endpoints(self.endpoints)
+        self.secrets = SecretBox(self.endpoints.encryption_key)
+        self.permissions = PermissionTable(self._load_grants)
+
+    async def start(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await self.redis.aclose()
+
+    async def _load_grants(self) -> dict[str, set[tuple[str, str]]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT r.name, p.resource, p.action FROM permissions_matrix p JOIN roles r ON r.id = p.role_id"
+                " WHERE p.granted")
+            grants: dict[str, set[tuple[str, str]]] = {}
+            for row in await cur.fetchall():
+                grants.setdefault(row["name"], set()).add((row["resource"], row["action"]))
+            return grants
+
+    async def authenticate(self, plaintext: str) -> AuthResult:
+        async with self.pool.connection() as conn:
+            keys = ApiKeyRepository(conn)
+            result = await keys.authenticate(plaintext)
+            if result.ok:
+                await keys.touch_last_used(result.key.id)
+            return result
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        caller = current_caller()
+        async with acting_as(self.pool, user_id=caller.user_id, role=caller.rls_role,
+                             client_ip=caller.client_ip) as conn:
+            yield Transaction(conn, caller)

@@ -1,0 +1,84 @@
+"""Shared conversions between protobuf messages and repository models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from uuid import UUID
+
+from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf.message import Message
+
+from vigil.storage.repositories.base import InvalidArgument
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.astimezone(timezone.utc))
+    return ts
+
+
+def from_timestamp(message: Message, field: str) -> datetime | None:
+    """The field as an aware datetime, or None when unset."""
+    if not message.HasField(field):
+        return None
+    return getattr(message, field).ToDatetime(tzinfo=timezone.utc)
+
+
+def text(value: UUID | str | None) -> str:
+    return "" if value is None else str(value)
+
+
+def optional(value: str) -> str | None:
+    """proto3 strings are '' when unset; the repositories want None."""
+    return value or None
+
+
+class EnumMap:
+    """Proto enum values ↔ the schema's enum labels, e.g. WATCHLIST_TYPE_VIP ↔ 'vip'."""
+
+    def __init__(self, enum_type, prefix: str, field: str):
+        self.field = field
+        self._to_label = {}
+        for value in enum_type.DESCRIPTOR.values:
+            if value.number:
+                self._to_label[value.number] = value.name.removeprefix(prefix).lower()
+        self._to_number = {label: number for number, label in self._to_label.items()}
+
+    def label(self, number: int, *, required: bool = True) -> str | None:
+        if number == 0 and not required:
+            return None
+        if number not in self._to_label:
+            raise InvalidArgument(self.field, f"must be one of {', '.join(sorted(self._to_number))}")
+        return self._to_label[number]
+
+    def labels(self, numbers: Iterable[int]) -> list[str]:
+        return [self.label(n) for n in numbers]
+
+    def number(self, label: str | None) -> int:
+        return self._to_number.get(label, 0) if label else 0
+
+
+def masked_changes(message: Message, mask: field_mask_pb2.FieldMask, values: Mapping[str, object],
+                   *, resource: str, immutable: Iterable[str] = ("id",)) -> dict[str, object]:
+    """The changes an update_mask names, taken from `values` (proto field name → repository value).
+
+    "*" means every field in `values`. Unknown or immutable paths are INVALID_ARGUMENT naming
+    update_mask, so a typo never silently updates nothing.
+    """
+    paths = list(mask.paths)
+    if not paths:
+        raise InvalidArgument("update_mask", f"name the {resource} fields to update (or \"*\")")
+    if paths == ["*"]:
+        return dict(values)
+    changes = {}
+    for path in paths:
+        if path in immutable:
+            raise InvalidArgument("update_mask", f"{path} cannot be changed")
+        if path not in values:
+            raise InvalidArgument("update_mask", f"unknown {resource} field {path!r}; "
+                                                 f"updatable: {', '.join(sorted(values))}")
+        changes[path] = values[path]
+    return changes

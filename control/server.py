@@ -1,0 +1,77 @@
+"""`vigil control serve`: the asyncio gRPC server of one control-plane replica."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from vigil.api_build import build as build_api
+from vigil.control.app import ControlApp
+from vigil.control.auth import AuthInterceptor
+from vigil.logs import get_logger
+from vigil.settings import VigilSettings
+
+log = get_logger("vigil.control")
+
+
+def _load_api_modules() -> None:
+    """Reflection resolves symbols from the default descriptor pool: load every API file into it."""
+    import importlib
+
+    from vigil.api.v1 import PROTO_MODULES
+
+    for name in PROTO_MODULES:
+        importlib.import_module(f"vigil.api.v1.{name}_pb2")
+
+
+def _servicers(app: ControlApp):
+    """(servicer, add-function, full service name) of every implemented service."""
+    from vigil.control.services import SERVICES
+
+    return [(factory(app), add, name) for factory, add, name in SERVICES]
+
+
+async def build_server(app: ControlApp, address: str) -> tuple[aio.Server, int, health.aio.HealthServicer]:
+    options = [
+        ("grpc.max_receive_message_length", app.settings.control.max_message_bytes),
+        ("grpc.max_send_message_length", app.settings.control.max_message_bytes),
+    ]
+    _load_api_modules()
+    server = aio.server(interceptors=[AuthInterceptor(app)], options=options)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = []
+    for servicer, add, name in _servicers(app):
+        add(servicer, server)
+        names.append(name)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {address}: is the port in use? set VIGIL_CONTROL__PORT")
+    return server, port, health_servicer
+
+
+async def serve(settings: VigilSettings) -> None:
+    build_api()
+    app = ControlApp(settings)
+    await app.start()
+    address = f"{settings.control.host}:{settings.control.port}"
+    server, port, health_servicer = await build_server(app, address)
+    await server.start()
+    log.info("control plane serving", address=f"{settings.control.host}:{port}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining")
+    await health_servicer.enter_graceful_shutdown()  # load balancers stop sending new calls
+    await server.stop(grace=10)
+    await app.close()
