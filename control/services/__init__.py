@@ -1,8 +1,20 @@
-"""The implemented gRPC services: (factory taking the ControlApp, add-to-server function, full name)."""
+"""The implemented gRPC services. Each module here declares
 
-from vigil.api.v1 import watchlist_pb2_grpc
-from vigil.control.services.watchlists import WatchlistService
+    SERVICE = (servicer class taking the ControlApp, add-to-server function, full service name)
 
-SERVICES = [
-    (WatchlistService, watchlist_pb2_grpc.add_WatchlistServiceServicer_to_server, "vigil.v1.WatchlistService"),
-]
+and is picked up by the server, the reflection list and the RPC-wide tests automatically."""
+
+import importlib
+import pkgutil
+
+
+def _discover():
+    found = []
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        declared = getattr(importlib.import_module(f"{__name__}.{module.name}"), "SERVICE", None)
+        if declared:
+            found.append(declared)
+    return found
+
+
+SERVICES = _discover()

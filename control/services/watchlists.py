@@ -104,3 +104,6 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
                 page_size=request.page_size, page_token=request.page_token or None)
             return pb.ListWatchlistEntriesResponse(entries=[entry_message(e) for e in page.items],
                                                    next_page_token=page.next_page_token or "")
+
+
+SERVICE = (WatchlistService, watchlist_pb2_grpc.add_WatchlistServiceServicer_to_server, "vigil.v1.WatchlistService")
