@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@$(BIN)/python -m pip install --quiet -e '.[embedded,test]'
 	@$(BIN)/python -m vigil.api_build
+	@cd proto && npm install --no-audit --no-fund --silent  # buf, the protobuf linter the tests run
 	@rm -f $(VENV)/.installed-*; touch $@
 
 install: $(STAMP)
