@@ -12,7 +12,9 @@ import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from vigil.control.auth import Caller, PermissionTable, current_caller
+from vigil.control.gallery import FaceGallery
 from vigil.control.ratelimit import RateLimiter
+from vigil.models.faces import FaceAnalyzer
 from vigil.settings import VigilSettings
 from vigil.stack.endpoints import Endpoints, resolve
 from vigil.storage.crypto import SecretBox
@@ -50,11 +52,14 @@ class ControlApp:
         self.objects = ObjectStore.from_endpoints(self.endpoints)
         self.secrets = SecretBox(self.endpoints.encryption_key)
         self.permissions = PermissionTable(self._load_grants)
+        self.faces = FaceAnalyzer(self.endpoints)
+        self.gallery = FaceGallery(self.faces, self.objects, max_image_bytes=settings.control.max_image_bytes)
 
     async def start(self) -> None:
         await self.pool.open(wait=True, timeout=30)
 
     async def close(self) -> None:
+        self.faces.close()
         await self.pool.close()
         await self.redis.aclose()
 

@@ -18,7 +18,7 @@ import grpc
 from grpc import aio
 
 from vigil.logs import get_logger
-from vigil.storage.repositories.api_keys import ApiKey, ApiKeyRepository, AuthStatus
+from vigil.storage.repositories.api_keys import ApiKey, AuthStatus
 
 log = get_logger("vigil.control.auth")
 

@@ -12,6 +12,7 @@ import grpc
 
 from vigil.control.auth import current_caller
 from vigil.logs import get_logger
+from vigil.models.errors import InferenceError
 from vigil.storage.crypto import SecretError
 from vigil.storage.repositories.base import (
     AlreadyExists,
@@ -43,6 +44,9 @@ def status_of(exc: RepositoryError) -> grpc.StatusCode:
 async def _fail(context, method: str, exc: Exception):
     if isinstance(exc, RepositoryError):
         await context.abort(status_of(exc), str(exc))
+    if isinstance(exc, InferenceError):  # Triton down, or its models not loaded: retryable
+        log.error("inference unavailable", method=method, error=str(exc))
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"face models unavailable: {exc}")
     if isinstance(exc, SecretError):
         log.error("secret handling failed", method=method, error=str(exc))
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"stored secret unusable: {exc}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection

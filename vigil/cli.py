@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vigil.logs import configure_logging
+from vigil.models.cli import models_app
 from vigil.settings import VigilSettings, load_settings
 
 app = typer.Typer(help="Vigil: GPU video analytics platform.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -23,6 +24,8 @@ control_app = typer.Typer(help="The gRPC control plane.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(keys_app, name="keys")
 app.add_typer(control_app, name="control")
+
+app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 

@@ -21,15 +21,22 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from vigil.storage.repositories.base import (
+    BY_CREATED_AT,
+    FailedPrecondition,
     InvalidArgument,
+    Keyset,
     NotFound,
+    Page,
     as_uuid,
+    aware,
     columns_of,
     delete_row,
     fetch_all,
     fetch_one,
+    fetch_page,
     guarded,
     insert_row,
+    parse_timestamp,
     unit_interval,
     uuid_list,
 )
@@ -75,6 +82,7 @@ class Neighbor:
 
 
 _MODEL_COLUMNS = columns_of(ModelVersion, match_threshold=sql.SQL("match_threshold::float8"))
+_BEST_FIRST = "face_quality DESC, confidence DESC, created_at DESC, id DESC"  # the best embedding of several
 _EMBEDDING_COLUMNS = columns_of(FaceEmbedding, face_quality=sql.SQL("face_quality::float8"),
                                 confidence=sql.SQL("confidence::float8"))
 
@@ -107,6 +115,12 @@ class ModelVersionRepository:
     async def list(self) -> list[ModelVersion]:
         return await fetch_all(self.conn, ModelVersion, sql.SQL(
             "SELECT {} FROM model_versions ORDER BY version_string").format(_MODEL_COLUMNS))
+
+    async def list_page(self, *, page_size: int = 0, page_token: str | None = None) -> Page[ModelVersion]:
+        """Newest first, a page at a time."""
+        return await fetch_page(self.conn, ModelVersion, select=_MODEL_COLUMNS, table="model_versions", where=[],
+                                params=[], keyset=BY_CREATED_AT, page_size=page_size, page_token=page_token,
+                                resource="model_version")
 
 
 def _vector(field: str, values: Any, dim: int) -> np.ndarray:
@@ -215,6 +229,17 @@ class FaceEmbeddingRepository:
         return await fetch_all(self.conn, FaceEmbedding, query,
                                (as_uuid("person_id", person_id), model_version, model_version))
 
+    async def page_for_person(self, person_id: UUID | str, *, model_versions: Iterable[str] | None = None,
+                              page_size: int = 0, page_token: str | None = None) -> Page[FaceEmbedding]:
+        """A person's embeddings, newest first, optionally only those of some model versions."""
+        where, params = [sql.SQL("person_id = %s")], [as_uuid("person_id", person_id)]
+        if model_versions:
+            where.append(sql.SQL("model_version = ANY(%s)"))
+            params.append(list(model_versions))
+        return await fetch_page(self.conn, FaceEmbedding, select=_EMBEDDING_COLUMNS, table="face_embeddings",
+                                where=where, params=params, keyset=BY_CREATED_AT, page_size=page_size,
+                                page_token=page_token, resource="face_embedding")
+
     async def set_primary(self, embedding_id: UUID | str) -> FaceEmbedding:
         """Make this the person's primary embedding of its model version (the others of that version
         stop being primary; galleries of different versions each keep one) and the person's
@@ -232,6 +257,24 @@ class FaceEmbeddingRepository:
     async def delete(self, embedding_id: UUID | str) -> None:
         """persons.primary_face_embedding_id pointing here becomes NULL (ON DELETE SET NULL)."""
         await delete_row(self.conn, "face_embeddings", as_uuid("embedding_id", embedding_id), "face_embedding")
+
+    async def settle_primaries(self, person_id: UUID | str) -> None:
+        """Give each of the person's model versions exactly one primary embedding: its primary (the best
+        if there are several, as after a merge), else its best embedding (as after the primary was
+        deleted); and give the person a preferred embedding when they have none. Best: highest
+        quality, then confidence, then newest."""
+        params = {"person_id": as_uuid("person_id", person_id)}
+        async with guarded(self.conn, "face_embedding"):
+            await self.conn.execute(
+                "WITH ranked AS (SELECT id, row_number() OVER (PARTITION BY model_version ORDER BY is_primary DESC,"
+                f" {_BEST_FIRST}) = 1 AS primary_now FROM face_embeddings WHERE person_id = %(person_id)s)"
+                " UPDATE face_embeddings f SET is_primary = ranked.primary_now FROM ranked"
+                " WHERE f.id = ranked.id AND f.is_primary <> ranked.primary_now", params)
+            await self.conn.execute(
+                "UPDATE persons SET primary_face_embedding_id = (SELECT id FROM face_embeddings"
+                f" WHERE person_id = %(person_id)s AND is_primary ORDER BY {_BEST_FIRST} LIMIT 1)"
+                " WHERE id = %(person_id)s AND primary_face_embedding_id IS NULL"
+                " AND EXISTS (SELECT 1 FROM face_embeddings WHERE person_id = %(person_id)s)", params)
 
     # ----------------------------------------------------------------------- search
 
@@ -295,3 +338,142 @@ class FaceEmbeddingRepository:
         async with guarded(self.conn, "face_embedding"):
             cur = await self.conn.execute(sql.SQL("EXPLAIN ") + statement, params)
             return "\n".join(next(iter(row.values())) for row in await cur.fetchall())
+
+
+# --------------------------------------------------------------------------- unknown-face clusters
+
+
+@dataclass(frozen=True)
+class UnknownCluster:
+    """A person_clusters row with what review needs: its representative face and where it was seen."""
+    id: UUID
+    cluster_label: str
+    status: str  # active | merged | reviewed
+    representative_embedding_id: UUID | None
+    representative_quality: float | None
+    representative_person_id: UUID | None  # the person holding the cluster's faces
+    sample_count: int
+    event_count: int
+    first_seen: datetime
+    last_seen: datetime
+    camera_ids: list[UUID]
+    site_ids: list[UUID]
+    merged_into_cluster_id: UUID | None
+    created_at: datetime
+
+
+def _of_representative(column: str) -> sql.Composed:
+    return sql.SQL("(SELECT f.{} FROM face_embeddings f WHERE f.id = person_clusters.representative_embedding_id)"
+                   ).format(sql.SQL(column))
+
+
+_SIGHTINGS = ("FROM events e JOIN cameras c ON c.id = e.camera_id JOIN dvrs d ON d.id = c.dvr_id"
+              " WHERE e.cluster_id = person_clusters.id")
+_CLUSTER_COLUMNS = columns_of(
+    UnknownCluster,
+    representative_quality=_of_representative("face_quality::float8"),
+    representative_person_id=_of_representative("person_id"),
+    event_count=sql.SQL("(SELECT count(*) FROM events e WHERE e.cluster_id = person_clusters.id)"),
+    camera_ids=sql.SQL("ARRAY(SELECT DISTINCT e.camera_id " + _SIGHTINGS + " ORDER BY 1)"),
+    site_ids=sql.SQL("ARRAY(SELECT DISTINCT d.site_id " + _SIGHTINGS + " ORDER BY 1)"),
+)
+_LARGEST_AND_LATEST_FIRST = Keyset(("sample_count", "last_seen", "id"), (int, parse_timestamp, UUID))
+
+
+class ClusterRepository:
+    """Unknown-face clusters (person_clusters). A cluster's faces belong to one person, the one
+    holding its representative face (an unnamed person until the cluster is identified); its
+    sightings are the events that name it."""
+
+    def __init__(self, conn: psycopg.AsyncConnection):
+        self.conn = conn
+
+    async def get(self, cluster_id: UUID | str) -> UnknownCluster:
+        cluster_id = as_uuid("cluster_id", cluster_id)
+        found = await fetch_one(self.conn, UnknownCluster, sql.SQL(
+            "SELECT {} FROM person_clusters WHERE id = %s").format(_CLUSTER_COLUMNS), (cluster_id,))
+        if found is None:
+            raise NotFound("cluster", cluster_id)
+        return found
+
+    async def list(self, *, statuses: Iterable[str] | None = None, camera_ids: Iterable[UUID | str] | None = None,
+                   site_ids: Iterable[UUID | str] | None = None, last_seen_since: datetime | None = None,
+                   last_seen_until: datetime | None = None, min_sample_count: int = 0, page_size: int = 0,
+                   page_token: str | None = None) -> Page[UnknownCluster]:
+        """Largest first, then most recently seen. Lists match any of their values (empty or None: no
+        condition); `last_seen_since` is inclusive, `last_seen_until` exclusive."""
+        where, params = [], []
+        statuses = None if statuses is None else list(statuses)
+        if statuses:
+            where.append(sql.SQL("status = ANY(%s::cluster_status_enum[])"))
+            params.append(statuses)
+        if camera_ids:
+            where.append(sql.SQL("EXISTS (SELECT 1 FROM events e WHERE e.cluster_id = person_clusters.id"
+                                 " AND e.camera_id = ANY(%s))"))
+            params.append(uuid_list("camera_ids", camera_ids))
+        if site_ids:
+            where.append(sql.SQL("EXISTS (SELECT 1 " + _SIGHTINGS + " AND d.site_id = ANY(%s))"))
+            params.append(uuid_list("site_ids", site_ids))
+        if aware("last_seen_since", last_seen_since) is not None:
+            where.append(sql.SQL("last_seen >= %s"))
+            params.append(last_seen_since)
+        if aware("last_seen_until", last_seen_until) is not None:
+            where.append(sql.SQL("last_seen < %s"))
+            params.append(last_seen_until)
+        if min_sample_count:
+            where.append(sql.SQL("sample_count >= %s"))
+            params.append(min_sample_count)
+        return await fetch_page(self.conn, UnknownCluster, select=_CLUSTER_COLUMNS, table="person_clusters",
+                                where=where, params=params, keyset=_LARGEST_AND_LATEST_FIRST, page_size=page_size,
+                                page_token=page_token, resource="cluster", values={"statuses": statuses})
+
+    async def merge(self, target_id: UUID | str, source_ids: Iterable[UUID | str]) -> UnknownCluster:
+        """Merge ACTIVE clusters into an ACTIVE target. Their events move to the target (and clusters
+        merged into them earlier now point at it); the target's sample count becomes the sum, its
+        sightings span them all and its representative is the best of their representative faces;
+        the sources become MERGED into it. Their faces belong to persons: merge those (persons.merge)."""
+        target_id = as_uuid("target_id", target_id)
+        source_ids = list(dict.fromkeys(as_uuid("source_ids", s) for s in source_ids))
+        if target_id in source_ids:
+            raise InvalidArgument("source_ids", "a cluster cannot be merged into itself")
+        await self._require_active([target_id, *source_ids])
+        ids = {"target": target_id, "sources": source_ids, "all": [target_id, *source_ids]}
+        async with guarded(self.conn, "cluster"):
+            await self.conn.execute("UPDATE events SET cluster_id = %(target)s"
+                                    " WHERE cluster_id = ANY(%(sources)s)", ids)
+            await self.conn.execute("UPDATE person_clusters SET merged_into_cluster_id = %(target)s"
+                                    " WHERE merged_into_cluster_id = ANY(%(sources)s)", ids)
+            await self.conn.execute(
+                "UPDATE person_clusters t SET sample_count = t.sample_count + s.sample_count,"
+                " first_seen = LEAST(t.first_seen, s.first_seen), last_seen = GREATEST(t.last_seen, s.last_seen),"
+                " representative_embedding_id = (SELECT id FROM face_embeddings WHERE id IN"
+                " (SELECT representative_embedding_id FROM person_clusters WHERE id = ANY(%(all)s))"
+                f" ORDER BY {_BEST_FIRST} LIMIT 1)"
+                " FROM (SELECT sum(sample_count) AS sample_count, min(first_seen) AS first_seen,"
+                " max(last_seen) AS last_seen FROM person_clusters WHERE id = ANY(%(sources)s)) s"
+                " WHERE t.id = %(target)s", ids)
+            await self.conn.execute("UPDATE person_clusters SET status = 'merged', merged_into_cluster_id = %(target)s"
+                                    " WHERE id = ANY(%(sources)s)", ids)
+        return await self.get(target_id)
+
+    async def assign_to_person(self, cluster_id: UUID | str, person_id: UUID | str) -> UnknownCluster:
+        """Identify an ACTIVE cluster as a person: its events name the person and it becomes REVIEWED.
+        Its faces belong to a person: merge that one into this (persons.merge)."""
+        cluster_id, person_id = as_uuid("cluster_id", cluster_id), as_uuid("person_id", person_id)
+        await self._require_active([cluster_id])
+        async with guarded(self.conn, "cluster", parents={"person_id": "person"}):
+            await self.conn.execute("UPDATE events SET person_id = %s WHERE cluster_id = %s", (person_id, cluster_id))
+            await self.conn.execute("UPDATE person_clusters SET status = 'reviewed' WHERE id = %s", (cluster_id,))
+        return await self.get(cluster_id)
+
+    async def _require_active(self, cluster_ids: list[UUID]) -> None:
+        """Locks the clusters for the rest of the transaction, so no concurrent merge sees them ACTIVE."""
+        cur = await self.conn.execute("SELECT id, status::text FROM person_clusters WHERE id = ANY(%s) FOR UPDATE",
+                                      (cluster_ids,))
+        statuses = {row["id"]: row["status"] for row in await cur.fetchall()}
+        for cluster_id in cluster_ids:
+            if cluster_id not in statuses:
+                raise NotFound("cluster", cluster_id)
+            if statuses[cluster_id] != "active":
+                raise FailedPrecondition(f"cluster {cluster_id} is {statuses[cluster_id]}; only active clusters can "
+                                         "be merged or identified")

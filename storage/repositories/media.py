@@ -7,6 +7,7 @@ then delete the rows, so a row never disappears while its object still exists.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -29,6 +30,7 @@ from vigil.storage.repositories.base import (
     insert_row,
     optional_uuid,
     parse_timestamp,
+    uuid_list,
 )
 
 RETENTION_GRACE = timedelta(days=7)  # as fn_cleanup_expired_media: rows go 7 days after retention_until
@@ -52,6 +54,7 @@ class MediaFile:
 
 
 _COLUMNS = columns_of(MediaFile)
+_NEWEST_FIRST = Keyset(("timestamp", "id"), (parse_timestamp, UUID))
 _OLDEST_EXPIRY_FIRST = Keyset(("retention_until", "id"), (parse_timestamp, UUID), descending=False)
 
 
@@ -92,6 +95,33 @@ class MediaFileRepository:
         if found is None:
             raise NotFound("media_file", media_id)
         return found
+
+    async def list(self, *, camera_ids: Iterable[UUID | str] | None = None, event_id: UUID | str | None = None,
+                   file_types: Iterable[str] | None = None, since: datetime | None = None,
+                   until: datetime | None = None, page_size: int = 0,
+                   page_token: str | None = None) -> Page[MediaFile]:
+        """Newest capture first. Lists match any of their values (empty or None: no condition);
+        `since` is inclusive, `until` exclusive."""
+        where, params = [], []
+        file_types = None if file_types is None else list(file_types)
+        if camera_ids:
+            where.append(sql.SQL("camera_id = ANY(%s)"))
+            params.append(uuid_list("camera_ids", camera_ids))
+        if event_id is not None:
+            where.append(sql.SQL("event_id = %s"))
+            params.append(as_uuid("event_id", event_id))
+        if file_types:
+            where.append(sql.SQL("file_type = ANY(%s::media_file_type_enum[])"))
+            params.append(file_types)
+        if aware("since", since) is not None:
+            where.append(sql.SQL("timestamp >= %s"))
+            params.append(since)
+        if aware("until", until) is not None:
+            where.append(sql.SQL("timestamp < %s"))
+            params.append(until)
+        return await fetch_page(self.conn, MediaFile, select=_COLUMNS, table="media_files", where=where,
+                                params=params, keyset=_NEWEST_FIRST, page_size=page_size, page_token=page_token,
+                                resource="media_file", values={"file_types": file_types})
 
     async def list_expired(self, *, page_size: int = 0, page_token: str | None = None) -> Page[MediaFile]:
         """Media whose retention ended more than RETENTION_GRACE ago (exactly what purge_expired()

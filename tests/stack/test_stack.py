@@ -3,12 +3,10 @@ and no data lost across a restart."""
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import signal
 import socket
-import time
 import uuid
 
 import psycopg

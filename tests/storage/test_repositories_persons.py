@@ -138,7 +138,7 @@ async def test_watchlist_crud_and_entries(conn, actor_id):
     with pytest.raises(InvalidArgument) as unknown:
         await watchlists.update(banned.id, {"created_by": actor_id})
     assert unknown.value.field == "created_by"
-    page = await watchlists.list(watch_type="custom", is_active=True, page_size=1000)
+    page = await watchlists.list(watch_types=["custom"], is_active=True, page_size=1000)
     assert renamed in page.items and archived not in page.items
 
     await watchlists.remove_person(banned.id, suspect.id)

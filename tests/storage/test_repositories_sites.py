@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 
@@ -16,7 +17,9 @@ from tests.storage.test_repositories_support import (  # noqa: F401  (fixtures)
     unique,
 )
 from vigil.storage.crypto import SecretError
-from vigil.storage.repositories.base import AlreadyExists, InvalidArgument, NotFound
+from vigil.storage.repositories.alerts import AlertRuleRepository
+from vigil.storage.repositories.base import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from vigil.storage.repositories.events import EventRepository
 from vigil.storage.repositories.sites import CameraRepository, DvrRepository, SiteRepository, ZoneRepository
 
 
@@ -86,7 +89,7 @@ async def test_dvr_credentials_are_ciphertext_at_rest_and_decrypt(conn, secret_b
     assert update_secret.value.field == "password_encrypted"
     updated = await dvrs.update(dvr.id, {"status": "online", "firmware_version": "5.7"})
     assert (updated.status, updated.firmware_version) == ("online", "5.7")
-    assert [d.id for d in (await dvrs.list(site_id=site.id, status="online")).items] == [dvr.id]
+    assert [d.id for d in (await dvrs.list(site_ids=[site.id], statuses=["online"])).items] == [dvr.id]
     with pytest.raises(InvalidArgument) as bad_ip:
         await dvrs.create(site.id, "nvr-3", "999.1.1.1")
     assert bad_ip.value.field == "ip_address"
@@ -141,26 +144,26 @@ async def test_camera_pages_and_filters(conn, secret_box):
     seen, token, pages = [], None, 0
     site_id = (await DvrRepository(conn, secret_box).get(first.dvr_id)).site_id
     while True:
-        page = await cameras.list(site_id=site_id, page_size=5, page_token=token)
+        page = await cameras.list(site_ids=[site_id], page_size=5, page_token=token)
         seen.extend(page.items)
         pages += 1
         token = page.next_page_token
         if token is None:
             break
     assert pages == 3
-    assert [c.id for c in seen] == [c.id for c in sorted(created, key=lambda c: (c.name, c.id))]
+    assert [c.id for c in seen] == [c.id for c in sorted(created, key=lambda c: c.channel_number)]
     assert other_site.id not in {c.id for c in seen}
 
-    online = await cameras.list(dvr_id=first.dvr_id, status="online", page_size=100)
+    online = await cameras.list(dvr_ids=[first.dvr_id], statuses=["online"], page_size=100)
     assert {c.name for c in online.items} == {f"cam-{n:02d}" for n in range(3, 13, 2)}
     assert online.next_page_token is None
 
     with pytest.raises(InvalidArgument) as bad_token:
-        await cameras.list(site_id=site_id, page_token="definitely-not-a-token")
+        await cameras.list(site_ids=[site_id], page_token="definitely-not-a-token")
     assert bad_token.value.field == "page_token"
     with pytest.raises(InvalidArgument) as bad_filter:
-        await cameras.list(status="sideways")
-    assert bad_filter.value.field == "status"
+        await cameras.list(statuses=["sideways"])
+    assert bad_filter.value.field == "statuses"
     with pytest.raises(InvalidArgument) as bad_size:
         await cameras.list(page_size=-1)
     assert bad_size.value.field == "page_size"
@@ -192,6 +195,11 @@ async def test_zone_crud(conn, secret_box):
     [(0.1, 0.1), (float("nan"), 0.2), (0.5, 0.8)],
     [(0.1, 0.1), ("a", 0.2), (0.5, 0.8)],
     None,
+    [(0, 0), (1, 1), (1, 0), (0, 1)],  # a bow tie: crosses itself
+    [(0, 0), (0.5, 0), (1, 0)],  # collinear: encloses nothing
+    [(0, 0), (1, 0), (1, 0), (0, 1)],  # a repeated point
+    [(0, 0), (1, 0), (0.5, 0.5), (1, 1), (0, 1), (0.5, 0.5)],  # touches itself at (0.5, 0.5)
+    [(i / 100, (i % 2) / 2) for i in range(101)],  # more than 100 points
 ])
 async def test_zone_polygon_is_validated_before_writing(conn, secret_box, polygon):
     camera = await make_camera(conn, secret_box)
@@ -216,3 +224,107 @@ async def test_zone_on_a_missing_camera_writes_nothing(conn):
         await zones.create(missing, "nowhere", "entry", [(0, 0), (1, 0), (0, 1)], color="red")
     assert bad_colour.value.field == "color"
     assert await count(conn, "SELECT count(*) FROM camera_zones WHERE camera_id = %s", (missing,)) == 0
+
+
+async def test_site_names_filter_case_insensitively_with_wildcards_taken_literally(conn):
+    sites = SiteRepository(conn)
+    tag = uuid.uuid4().hex[:8]
+    discount = await sites.create(f"Shop 50% {tag}")
+    await sites.create(f"Shop 500 {tag}")
+    assert [s.id for s in (await sites.list(name_contains=f"shop 50% {tag}".upper())).items] == [discount.id]
+    assert len((await sites.list(name_contains=tag)).items) == 2
+
+
+async def test_vpn_client_config_is_ciphertext_bound_to_its_site(conn, secret_box):
+    sites = SiteRepository(conn, secret_box)
+    vpn = {"type": "wireguard", "endpoint": "vpn.example:51820", "config": "PrivateKey = abc"}
+    site = await sites.create(unique("vpn"), vpn_config=vpn)
+    assert "config" not in site.vpn_config and "PrivateKey" not in str(site.vpn_config)
+    assert await sites.vpn_client_config(site.id) == "PrivateKey = abc"
+
+    kept = await sites.update(site.id, {"vpn_config": {**site.vpn_config, "endpoint": "10.0.0.1:51820"}})
+    assert await sites.vpn_client_config(kept.id) == "PrivateKey = abc"
+    other = await sites.create(unique("other"), vpn_config={"type": "openvpn", **{
+        k: v for k, v in site.vpn_config.items() if k == "config_encrypted"}})
+    with pytest.raises(SecretError):  # a ciphertext copied to another site does not decrypt there
+        await sites.vpn_client_config(other.id)
+    cleared = await sites.update(site.id, {"vpn_config": {"type": "wireguard"}})
+    assert await sites.vpn_client_config(cleared.id) is None
+    with pytest.raises(ValueError):
+        await SiteRepository(conn).create(unique("no box"), vpn_config=vpn)
+
+
+async def test_dvrs_list_by_site_then_name_and_move_between_sites(conn, secret_box):
+    sites, dvrs = SiteRepository(conn), DvrRepository(conn, secret_box)
+    first, second = await sites.create(unique("a")), await sites.create(unique("b"))
+    made = [await dvrs.create(site.id, name, "10.0.0.1", status=status)
+            for site, name, status in ((first, "z", "online"), (first, "a", "offline"), (second, "m", "online"))]
+    listed = (await dvrs.list(site_ids=[first.id, second.id])).items
+    assert [d.id for d in listed] == [d.id for d in sorted(made, key=lambda d: (str(d.site_id), d.name))]
+    online = (await dvrs.list(site_ids=[first.id, second.id], statuses=["online", "degraded"])).items
+    assert {d.name for d in online} == {"z", "m"}
+
+    moved = await dvrs.update(made[0].id, {"site_id": str(second.id)})
+    assert moved.site_id == second.id
+    with pytest.raises(InvalidArgument) as missing_site:
+        await dvrs.update(made[0].id, {"site_id": uuid.uuid4()})
+    assert missing_site.value.field == "site_id"
+
+
+async def test_cameras_carry_the_site_of_their_dvr(conn, secret_box):
+    camera = await make_camera(conn, secret_box)
+    dvr = await DvrRepository(conn, secret_box).get(camera.dvr_id)
+    assert camera.site_id == dvr.site_id
+    assert (await CameraRepository(conn).list(site_ids=[dvr.site_id])).items == [camera]
+
+
+async def test_deletes_refuse_while_children_exist_unless_forced(conn, secret_box, actor_id):
+    camera = await make_camera(conn, secret_box)
+    sites, dvrs, cameras = SiteRepository(conn), DvrRepository(conn, secret_box), CameraRepository(conn)
+    dvr = await dvrs.get(camera.dvr_id)
+    with pytest.raises(FailedPrecondition):
+        await sites.delete(dvr.site_id)
+    with pytest.raises(FailedPrecondition):
+        await dvrs.delete(dvr.id)
+
+    zone = await ZoneRepository(conn).create(camera.id, "gate", "restricted", [(0, 0), (1, 0), (0, 1)])
+    rule = await AlertRuleRepository(conn).create("gate rule", actor_id, zone_id=zone.id)
+    with pytest.raises(FailedPrecondition):  # deleting would widen the rule to every zone
+        await ZoneRepository(conn).delete(zone.id)
+    await AlertRuleRepository(conn).delete(rule.id)
+
+    await EventRepository(conn).insert(camera.id, "human_detected", datetime.now(timezone.utc), 0.8,
+                                       {"x": 0.1, "y": 0.1, "width": 0.1, "height": 0.1})
+    with pytest.raises(FailedPrecondition):
+        await cameras.delete(camera.id)
+    assert await cameras.get(camera.id) == camera  # the refusals changed nothing
+
+    await sites.delete(dvr.site_id, force=True)
+    for lookup in (dvrs.get(dvr.id), cameras.get(camera.id), ZoneRepository(conn).get(zone.id)):
+        with pytest.raises(NotFound):
+            await lookup
+    assert await count(conn, "SELECT count(*) FROM events WHERE camera_id = %s", (camera.id,)) == 0
+    with pytest.raises(NotFound):
+        await sites.delete(dvr.site_id)
+
+
+async def test_zones_list_by_camera_then_name_with_filters_and_pages(conn, secret_box):
+    first, second = await make_camera(conn, secret_box), await make_camera(conn, secret_box)
+    zones = ZoneRepository(conn)
+    triangle = [(0, 0), (1, 0), (0, 1)]
+    made = [await zones.create(camera.id, name, kind, triangle, is_active=name != "b")
+            for camera, name, kind in ((first, "b", "entry"), (first, "a", "exit"), (second, "c", "entry"))]
+    pages, token, seen = 0, None, []
+    while True:
+        page = await zones.list(camera_ids=[first.id, second.id], page_size=2, page_token=token)
+        seen += page.items
+        pages, token = pages + 1, page.next_page_token
+        if token is None:
+            break
+    assert pages == 2
+    assert [z.id for z in seen] == [z.id for z in sorted(made, key=lambda z: (str(z.camera_id), z.name))]
+    entries = (await zones.list(camera_ids=[first.id, second.id], zone_types=["entry"], is_active=True)).items
+    assert [z.name for z in entries] == ["c"]
+    with pytest.raises(InvalidArgument) as bad_type:
+        await zones.list(zone_types=["moat"])
+    assert bad_type.value.field == "zone_types"

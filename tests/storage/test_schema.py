@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import pytest
 
 from vigil.storage.migrate import MIGRATIONS_DIR, MigrationError, discover, migrate

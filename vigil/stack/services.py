@@ -344,6 +344,8 @@ class PyTriton(Service):
             sys.executable, "-m", "vigil.stack.triton_host", "--host", self.settings.host,
             "--grpc-port", str(t.grpc_port), "--http-port", str(t.http_port),
             "--metrics-port", str(t.metrics_port), "--workspace", str(self.state_dir / "triton"),
+            # resolved here: the server runs in the state directory, the setting is relative to ours
+            "--model-repository", str(t.model_repository.expanduser().resolve()),
         ]
 
     def env(self) -> dict[str, str]:

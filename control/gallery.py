@@ -1,0 +1,272 @@
+"""The face gallery: enrolment, and search by image or embedding.
+
+Enrolment: each image is decoded, its face detected and chosen (exactly one, or the one the
+caller boxed), aligned, quality-scored; accepted faces are embedded through Triton in one batch,
+their crops stored in object storage with a SHA-256, and the embeddings written in the caller's
+transaction. Objects are written before the rows and deleted again if the transaction fails, so
+no row ever points at a missing crop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from collections.abc import Sequence
+from uuid import UUID, uuid4
+
+import cv2
+import numpy as np
+
+from vigil.models.detection import DetectedFace
+from vigil.models.faces import FaceAnalyzer
+from vigil.models.quality import FaceQuality
+from vigil.storage.objectstore import ObjectStore
+from vigil.storage.repositories.base import FailedPrecondition, InvalidArgument
+from vigil.storage.repositories.faces import (
+    FaceEmbedding,
+    FaceEmbeddingRepository,
+    ModelVersion,
+    ModelVersionRepository,
+    Neighbor,
+)
+from vigil.storage.repositories.persons import PersonRepository
+
+MAX_IMAGES = 20
+MAX_MEGAPIXELS = 40
+MIN_ENROL_QUALITY = 0.3  # below: blurred, tiny or strongly turned faces make poor gallery entries
+MIN_BOX_OVERLAP = 0.5  # share of a detected face inside the caller's face_box
+
+
+@dataclass(frozen=True)
+class Box:
+    """Normalised x, y, width, height."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+    def covers(self, face: "Box") -> float:
+        """The share of `face` inside this box: a loose box drawn around a face still picks it."""
+        ix = max(0.0, min(self.x + self.w, face.x + face.w) - max(self.x, face.x))
+        iy = max(0.0, min(self.y + self.h, face.y + face.h) - max(self.y, face.y))
+        area = face.w * face.h
+        return ix * iy / area if area > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str  # no_face | multiple_faces | face_box_mismatch | face_too_small | low_quality
+    message: str
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    index: int
+    face_box: Box | None
+    face: FaceEmbedding | None = None
+    rejection: Rejection | None = None
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    index: int
+    box: Box
+    crop: np.ndarray
+    quality: FaceQuality
+    confidence: float
+
+
+def decode_image(data: bytes, field: str, max_bytes: int) -> np.ndarray:
+    """BGR pixels, or InvalidArgument naming the field."""
+    if not data:
+        raise InvalidArgument(field, "is required")
+    if len(data) > max_bytes:
+        raise InvalidArgument(field, f"is {len(data)} bytes; the limit is {max_bytes}")
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if pixels is None or pixels.size == 0:
+        raise InvalidArgument(field, "is not a decodable JPEG, PNG, WebP or BMP image")
+    if pixels.shape[0] * pixels.shape[1] > MAX_MEGAPIXELS * 1_000_000:
+        raise InvalidArgument(field, f"has more than {MAX_MEGAPIXELS} megapixels")
+    return pixels
+
+
+def check_box(box: Box | None, field: str) -> None:
+    if box is None:
+        return
+    values = (box.x, box.y, box.w, box.h)
+    if not all(np.isfinite(values)) or box.w <= 0 or box.h <= 0 or box.x < 0 or box.y < 0 \
+            or box.x + box.w > 1.0001 or box.y + box.h > 1.0001:
+        raise InvalidArgument(field, "must be a box of positive size inside [0, 1]")
+
+
+def _box(face: DetectedFace) -> Box:
+    return Box(*face.box_normalized)
+
+
+def choose_face(faces: list[DetectedFace], wanted: Box | None) -> DetectedFace | Rejection:
+    if not faces:
+        return Rejection("no_face", "no face was found in the image")
+    if wanted is None:
+        if len(faces) > 1:
+            return Rejection("multiple_faces", f"{len(faces)} faces were found; give face_box to choose one")
+        return faces[0]
+    best = max(faces, key=lambda f: wanted.covers(_box(f)))
+    if wanted.covers(_box(best)) < MIN_BOX_OVERLAP:
+        return Rejection("face_box_mismatch", "no detected face overlaps face_box")
+    return best
+
+
+async def resolve_model(conn, version: str | None) -> ModelVersion:
+    """The named embedding model version, else the production one, else the newest registered."""
+    repo = ModelVersionRepository(conn)
+    if version:
+        return await repo.get(version)
+    embedders = [m for m in await repo.list() if m.embedding_dim]
+    if not embedders:
+        raise FailedPrecondition("no face embedding model is registered: run `vigil models prepare`")
+    production = [m for m in embedders if m.is_production]
+    return (production or sorted(embedders, key=lambda m: m.created_at))[-1]
+
+
+class FaceGallery:
+    def __init__(self, analyzer: FaceAnalyzer, objects: ObjectStore, *, max_image_bytes: int):
+        self.analyzer = analyzer
+        self.objects = objects
+        self.max_image_bytes = max_image_bytes
+
+    def _examine(self, index: int, pixels: np.ndarray, wanted: Box | None) -> _Candidate | ImageOutcome:
+        chosen = choose_face(self.analyzer.detect(pixels), wanted)
+        if isinstance(chosen, Rejection):
+            return ImageOutcome(index, None, rejection=chosen)
+        quality = self.analyzer.quality(pixels, chosen)
+        box = _box(chosen)
+        if quality.size == 0.0:
+            return ImageOutcome(index, box, rejection=Rejection(
+                "face_too_small", f"the face is {quality.face_pixels:.0f} px; too small to enrol"))
+        if quality.score < MIN_ENROL_QUALITY:
+            return ImageOutcome(index, box, rejection=Rejection(
+                "low_quality", f"quality {quality.score:.2f} below {MIN_ENROL_QUALITY:.2f} "
+                               f"(sharpness {quality.sharpness:.2f}, frontal {quality.frontal:.2f})"))
+        return _Candidate(index, box, self.analyzer.align(pixels, chosen.landmarks), quality, chosen.score)
+
+    def _analyse(self, images: list[tuple[np.ndarray, Box | None]]):
+        """Runs in a worker thread: detection, alignment, quality and one batched embedding."""
+        examined = [self._examine(i, pixels, box) for i, (pixels, box) in enumerate(images)]
+        candidates = [c for c in examined if isinstance(c, _Candidate)]
+        vectors = self.analyzer.embed([c.crop for c in candidates]) if candidates else np.zeros((0, 0))
+        return examined, candidates, vectors
+
+    async def enroll(self, tx, person_id: str, images: list[tuple[bytes, Box | None]], *,
+                     model_version: str | None, replace_primary: bool) -> list[ImageOutcome]:
+        if not 1 <= len(images) <= MAX_IMAGES:
+            raise InvalidArgument("images", f"give 1 to {MAX_IMAGES} images")
+        decoded = []
+        for i, (data, box) in enumerate(images):
+            check_box(box, f"images[{i}].face_box")
+            decoded.append((decode_image(data, f"images[{i}].image", self.max_image_bytes), box))
+        person = await PersonRepository(tx.conn).get(person_id)  # NOT_FOUND before any heavy work
+        model = await resolve_model(tx.conn, model_version)
+        examined, candidates, vectors = await asyncio.to_thread(self._analyse, decoded)
+        if candidates and vectors.shape[1] != model.embedding_dim:
+            raise FailedPrecondition(f"model version {model.version_string} has {model.embedding_dim} dimensions "
+                                     f"but Triton's embedder returns {vectors.shape[1]}")
+        stored = await self._store_crops(person.id, candidates)
+        try:
+            return await self._write(tx, person.id, model, examined, candidates, vectors, stored, replace_primary)
+        except BaseException:
+            await asyncio.gather(*(asyncio.to_thread(self.objects.delete, key) for key in stored),
+                                 return_exceptions=True)
+            raise
+
+    async def _store_crops(self, person_id: UUID, candidates: list[_Candidate]) -> list[str]:
+        keys = []
+        for c in candidates:
+            ok, jpeg = cv2.imencode(".jpg", c.crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            key = f"faces/{person_id}/{uuid4()}.jpg"
+            await asyncio.to_thread(self.objects.put, key, jpeg.tobytes(), content_type="image/jpeg")
+            keys.append(key)
+        return keys
+
+    async def _write(self, tx, person_id: UUID, model: ModelVersion, examined, candidates, vectors, keys,
+                     replace_primary: bool) -> list[ImageOutcome]:
+        faces = FaceEmbeddingRepository(tx.conn)
+        had_primary = any(f.is_primary for f in await faces.list_for_person(person_id,
+                                                                            model_version=model.version_string))
+        inserted = {}
+        for c, vector, key in zip(candidates, vectors, keys):
+            inserted[c.index] = await faces.insert(person_id, model, vector.tolist(), key,
+                                                   face_quality=round(c.quality.score, 3),
+                                                   confidence=round(min(max(c.confidence, 0.0), 1.0), 3))
+        if inserted and (replace_primary or not had_primary):
+            best = max(candidates, key=lambda c: c.quality.score)
+            inserted[best.index] = await faces.set_primary(inserted[best.index].id)
+        await tx.audit("person.enroll_face", "person", person_id, {
+            "model_version": model.version_string, "faces": [str(f.id) for f in inserted.values()],
+            "rejected": sum(1 for e in examined if isinstance(e, ImageOutcome))})
+        outcomes = []
+        for item in examined:
+            if isinstance(item, ImageOutcome):
+                outcomes.append(item)
+            else:
+                outcomes.append(ImageOutcome(item.index, item.box, face=inserted[item.index]))
+        return outcomes
+
+    def query_vector(self, data: bytes, wanted: Box | None) -> tuple[np.ndarray, Box, float]:
+        """Worker thread: the embedding of the chosen (or largest) face of a query image."""
+        pixels = decode_image(data, "image", self.max_image_bytes)
+        faces = self.analyzer.detect(pixels)
+        if not faces:
+            raise InvalidArgument("image", "no face was found in the image")
+        if wanted is None:
+            face = max(faces, key=lambda f: f.box[2] * f.box[3])
+        else:
+            chosen = choose_face(faces, wanted)
+            if isinstance(chosen, Rejection):
+                raise InvalidArgument("face_box", chosen.message)
+            face = chosen
+        quality = self.analyzer.quality(pixels, face)
+        vector = self.analyzer.embed([self.analyzer.align(pixels, face.landmarks)])[0]
+        return vector, _box(face), quality.score
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    watchlist_ids: Sequence[UUID] = ()
+    statuses: Sequence[str] = ()
+    labels: Sequence[str] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.watchlist_ids or self.statuses or self.labels)
+
+
+async def _eligible_persons(conn, filters: SearchFilters) -> list[UUID]:
+    cur = await conn.execute(
+        """
+        SELECT p.id FROM persons p
+        WHERE (cardinality(%(statuses)s::person_status_enum[]) = 0 OR p.status = ANY(%(statuses)s::person_status_enum[]))
+          AND (cardinality(%(labels)s::person_label_enum[]) = 0 OR EXISTS (
+                SELECT 1 FROM person_labels l WHERE l.person_id = p.id AND l.label = ANY(%(labels)s::person_label_enum[])))
+          AND (cardinality(%(watchlists)s::uuid[]) = 0 OR EXISTS (
+                SELECT 1 FROM watchlist_entries e JOIN watchlists w ON w.id = e.watchlist_id
+                WHERE e.person_id = p.id AND w.id = ANY(%(watchlists)s::uuid[])))
+        """,
+        {"statuses": list(filters.statuses), "labels": list(filters.labels),
+         "watchlists": list(filters.watchlist_ids)})
+    return [row["id"] for row in await cur.fetchall()]
+
+
+async def nearest_persons(conn, model: ModelVersion, vector: Sequence[float], top_k: int, *,
+                          filters: SearchFilters, min_similarity: float | None) -> list[Neighbor]:
+    """The top_k most similar persons (each with their most similar face), most similar first."""
+    person_ids = await _eligible_persons(conn, filters) if filters else None
+    if person_ids == []:
+        return []
+    # several faces per person: ask for more neighbours than persons wanted
+    neighbours = await FaceEmbeddingRepository(conn).nearest(
+        model, vector, k=min(top_k * 5, 1000), person_ids=person_ids,
+        max_distance=None if min_similarity is None else 1.0 - min_similarity)
+    best: dict[UUID, Neighbor] = {}
+    for n in neighbours:
+        best.setdefault(n.person_id, n)
+    return sorted(best.values(), key=lambda n: n.distance)[:top_k]

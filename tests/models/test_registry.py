@@ -1,0 +1,74 @@
+"""Registering prepared model versions in model_versions, and the `vigil models` commands."""
+
+from __future__ import annotations
+
+import shutil
+
+import psycopg
+from typer.testing import CliRunner
+
+from tests.conftest import TEST_PORTS
+from vigil.models.cli import models_app
+from vigil.models.registry import register_model_version, registered_versions
+
+
+def _hnsw_indexes(db, version: str) -> list[str]:
+    return [r[0] for r in db.execute(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'face_embeddings' "
+        "AND indexname LIKE 'idx_face_embeddings_hnsw_%%' AND indexdef LIKE %s", (f"%{version}%",),
+    ).fetchall()]
+
+
+def test_registering_the_embedder_creates_its_hnsw_index(endpoints, db, prepared_models):
+    embedder = prepared_models["face_embedder"]
+    with psycopg.connect(endpoints.database_dsn) as conn:
+        first = register_model_version(conn, embedder)
+        again = register_model_version(conn, embedder)  # upsert: same row
+        versions = registered_versions(conn)
+    assert first == again
+    row = versions[embedder.version_string]
+    assert row.embedding_dim == 128 and row.match_threshold == 0.363
+    indexes = _hnsw_indexes(db, embedder.version_string)
+    assert len(indexes) == 1 and indexes[0].endswith("_d128"), indexes
+    definition = db.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (indexes[0],)).fetchone()[0]
+    assert "hnsw" in definition and "vector(128)" in definition and "vector_cosine_ops" in definition
+    metrics = db.execute("SELECT metrics FROM model_versions WHERE id = %s", (first,)).fetchone()[0]
+    assert metrics["triton_model"] == "face_embedder" and metrics["model_sha256"] == embedder.model_sha256
+
+
+def test_registering_the_detector_creates_no_index(endpoints, db, prepared_models):
+    detector = prepared_models["face_detector"]
+    with psycopg.connect(endpoints.database_dsn, autocommit=True) as conn:  # works in autocommit too
+        register_model_version(conn, detector)
+    assert _hnsw_indexes(db, detector.version_string) == []
+
+
+def test_models_cli_prepare_and_list(stack, stack_state_dir, model_repository, prepared_models, photos, monkeypatch):
+    env = {**TEST_PORTS, "VIGIL_STATE_DIR": str(stack_state_dir),
+           "VIGIL_TRITON__MODEL_REPOSITORY": str(model_repository)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    prepared = runner.invoke(models_app, ["prepare", "--reference-image", str(photos["obama"])])
+    assert prepared.exit_code == 0, prepared.output
+    assert "sface-2021dec-int8folded" in prepared.stdout and "current" in prepared.stdout
+    assert "registered 2 model version(s)" in prepared.stdout
+    listed = runner.invoke(models_app, ["list"])
+    assert listed.exit_code == 0, listed.output
+    lines = {line.split()[1]: line for line in listed.stdout.splitlines() if line.startswith("│")}
+    assert "yes" in lines["face_embedder"] and "absent" in lines["person_detector"]
+
+
+def test_models_cli_prepare_refuses_a_bad_reference_photo(stack_state_dir, model_repository, prepared_models,
+                                                          tmp_path, monkeypatch):
+    copy = tmp_path / "repo"
+    shutil.copytree(model_repository, copy)
+    not_a_photo = tmp_path / "notes.txt"
+    not_a_photo.write_text("no pixels here")
+    monkeypatch.setenv("VIGIL_STATE_DIR", str(stack_state_dir))
+    monkeypatch.setenv("VIGIL_TRITON__MODEL_REPOSITORY", str(copy))
+    result = CliRunner().invoke(models_app, ["prepare", "--force", "--no-register", "--reference-image", str(not_a_photo)])
+    assert result.exit_code == 1
+    assert "do not decode as an image" in result.output
+    # the served files were not touched: nothing replaces a model before it is verified
+    assert (copy / "face_detector" / "1" / "model.onnx").read_bytes() == prepared_models["face_detector"].path.read_bytes()

@@ -1,0 +1,135 @@
+"""`vigil models prepare | list`: the Triton model repository and the registered model versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vigil.logs import configure_logging
+from vigil.settings import VigilSettings, load_settings
+
+models_app = typer.Typer(help="Face models: prepare the Triton model repository, register model versions.",
+                         no_args_is_help=True)
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> VigilSettings:
+    try:
+        settings = load_settings()
+    except Exception as exc:  # pydantic ValidationError: name the setting
+        err.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+def _megabytes(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else "-"
+
+
+@models_app.command("prepare")
+def prepare(
+    force: Annotated[bool, typer.Option(help="Rebuild even when the model files are current.")] = False,
+    register: Annotated[bool, typer.Option(help="Register the model versions in the database.")] = True,
+    reference_image: Annotated[
+        Path | None,
+        typer.Option(help="Photo of a face to verify against OpenCV (default: obama.jpg of the face_recognition "
+                          "sdist, fetched into <state_dir>/media once)."),
+    ] = None,
+) -> None:
+    """Write the model files of the repository (setting triton.model_repository), verify them
+    against OpenCV, and register their versions. Idempotent."""
+    from vigil.models.errors import InvalidImageError, PreparationError, SampleMediaError
+    from vigil.models.prepare import prepare_repository
+
+    settings = _settings()
+    repo = settings.triton.model_repository.expanduser().resolve()
+    try:
+        prepared = prepare_repository(repo, reference_image=reference_image, force=force)
+    except SampleMediaError as exc:
+        raise _fail(f"{exc}. Pass --reference-image with a photo of a face.") from exc
+    except (PreparationError, InvalidImageError) as exc:
+        raise _fail(str(exc)) from exc
+
+    table = Table(title=f"Model repository {repo}", title_justify="left",
+                  caption="Δ: largest |onnxruntime - OpenCV| output difference on the reference photo")
+    for column in ("model", "version", "status", "Δ", "dim", "match ≥"):
+        table.add_column(column, no_wrap=True)
+    for p in prepared:
+        table.add_row(
+            p.name, p.version_string, p.status,
+            f"{p.max_abs_diff:.0e}" if p.max_abs_diff is not None else "-",
+            str(p.embedding_dim or "-"), f"{p.match_threshold:.3f}" if p.match_threshold is not None else "-",
+        )
+    console.print(table)
+
+    if register:
+        import psycopg
+
+        from vigil.models.registry import register_model_version
+        from vigil.stack import resolve
+
+        try:
+            with psycopg.connect(resolve(settings).database_dsn, connect_timeout=5) as conn:
+                for p in prepared:
+                    register_model_version(conn, p)
+        except psycopg.Error as exc:
+            raise _fail(f"registering the model versions failed: {exc}. Is the database up? Try `vigil stack up`, "
+                        "or pass --no-register.") from exc
+        console.print(f"registered {len(prepared)} model version(s) in model_versions")
+    if any(p.status == "prepared" for p in prepared) and settings.triton.url is None:
+        console.print("The embedded Triton binds models when it starts: restart the stack to serve new files "
+                      "(`vigil stack down && vigil stack up`).")
+
+
+@models_app.command("list")
+def list_models() -> None:
+    """Each model of the repository: its config, whether its file is in place, its version and
+    whether that version is registered in the database."""
+    import psycopg
+
+    from vigil.models.errors import PreparationError
+    from vigil.models.prepare import read_manifest
+    from vigil.models.registry import registered_versions
+    from vigil.models.repository import list_models as repository_models
+    from vigil.stack import resolve
+
+    settings = _settings()
+    repo = settings.triton.model_repository.expanduser().resolve()
+    try:
+        models = repository_models(repo)
+    except PreparationError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        with psycopg.connect(resolve(settings).database_dsn, connect_timeout=3) as conn:
+            registered = registered_versions(conn)
+    except psycopg.Error as exc:
+        err.print(f"[yellow]database unreachable, registrations not shown:[/yellow] {str(exc).strip()[:160]}")
+        registered = None
+
+    table = Table(title=f"Model repository {repo}", title_justify="left")
+    for column in ("model", "batch", "file", "version", "registered"):
+        table.add_column(column, no_wrap=True)
+    for model in models:
+        manifest = read_manifest(model) or {}
+        version = manifest.get("model", {}).get("version_string")
+        if registered is None or version is None:
+            state = "?" if registered is None else "-"
+        else:
+            row = registered.get(version)
+            state = "no" if row is None else ("production" if row.is_production else "yes")
+        table.add_row(model.name, str(model.config.max_batch_size),
+                      _megabytes(model.model_file) if model.model_file.is_file() else "[yellow]absent[/yellow]",
+                      version or "-", state)
+    console.print(table)

@@ -1,0 +1,194 @@
+"""The face client used by enrolment and the pipeline: detect, align, embed and score faces,
+with the networks running in Triton (the embedded PyTriton or a production server).
+
+Pre- and post-processing happen here in numpy/OpenCV, so the server only runs the networks and
+the same client works against any Triton serving the repository.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+import cv2
+import numpy as np
+import tritonclient.grpc as triton_grpc
+from tritonclient.utils import InferenceServerException
+
+from vigil.models.alignment import align_face
+from vigil.models.catalog import (
+    DETECTOR_INPUT,
+    DETECTOR_OUTPUTS,
+    EMBEDDER_INPUT,
+    EMBEDDER_INPUT_SIZE,
+    EMBEDDER_OUTPUT,
+    FACE_DETECTOR,
+    FACE_EMBEDDER,
+)
+from vigil.models.detection import (
+    NMS_THRESHOLD,
+    SCORE_THRESHOLD,
+    TOP_K,
+    DetectedFace,
+    check_canvas_size,
+    decode,
+    detector_blob,
+    letterbox,
+    to_detected_faces,
+)
+from vigil.models.errors import InferenceError, InvalidImageError
+from vigil.models.images import ImageInput, to_bgr
+from vigil.models.quality import FaceQuality, face_quality
+from vigil.settings import VigilSettings
+from vigil.stack.endpoints import Endpoints, resolve
+
+DEFAULT_CANVAS = (640, 640)  # width, height every frame is letterboxed onto (YuNet's reference size)
+
+
+def _chunks(count: int, size: int) -> Iterator[range]:
+    for start in range(0, count, size):
+        yield range(start, min(start + size, count))
+
+
+class FaceAnalyzer:
+    """Face detection (YuNet), alignment, embedding (SFace) and quality through Triton gRPC."""
+
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        *,
+        detector_model: str = FACE_DETECTOR.name,
+        embedder_model: str = FACE_EMBEDDER.name,
+        canvas_size: tuple[int, int] = DEFAULT_CANVAS,
+        score_threshold: float = SCORE_THRESHOLD,
+        nms_threshold: float = NMS_THRESHOLD,
+        top_k: int = TOP_K,
+        timeout_s: float = 30.0,
+    ):
+        check_canvas_size(canvas_size)
+        self.detector_model = detector_model
+        self.embedder_model = embedder_model
+        self.canvas_size = canvas_size
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.top_k = top_k
+        self.timeout_s = timeout_s
+        self.url = endpoints.triton_url
+        self._client = triton_grpc.InferenceServerClient(endpoints.triton_url)
+        self._headers = dict(endpoints.triton_headers)
+        self._configs: dict[str, object] = {}
+
+    @classmethod
+    def from_settings(cls, settings: VigilSettings, **options) -> FaceAnalyzer:
+        return cls(resolve(settings), **options)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> FaceAnalyzer:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def wait_until_ready(self, timeout_s: float = 60.0) -> None:
+        """Block until both models are loaded (the server answers before it has loaded them)."""
+        deadline = time.monotonic() + timeout_s
+        pending = [self.detector_model, self.embedder_model]
+        while pending:
+            try:
+                pending = [m for m in pending if not self._client.is_model_ready(m, headers=self._headers)]
+            except InferenceServerException:
+                pass  # server still starting
+            if pending and time.monotonic() > deadline:
+                raise InferenceError(f"Triton has not loaded {', '.join(pending)} after {timeout_s:.0f}s: "
+                                     "run `vigil models prepare` and restart the triton service")
+            if pending:
+                time.sleep(0.2)
+
+    # --- detection -------------------------------------------------------------------------
+
+    def detect(self, image: ImageInput) -> list[DetectedFace]:
+        """Faces in one image (array, encoded bytes or path), best score first."""
+        return self.detect_many([image])[0]
+
+    def detect_many(self, images: Sequence[ImageInput]) -> list[list[DetectedFace]]:
+        """Faces in each image; the images travel to Triton together, max_batch_size at a time."""
+        frames = [to_bgr(image) for image in images]
+        boxed = [letterbox(frame, self.canvas_size) for frame in frames]
+        found: list[list[DetectedFace]] = []
+        for chunk in _chunks(len(frames), self._max_batch_size(self.detector_model)):
+            blob = detector_blob([boxed[i].canvas for i in chunk])
+            outputs = self._infer(self.detector_model, DETECTOR_INPUT, blob, DETECTOR_OUTPUTS)
+            for row, index in enumerate(chunk):
+                rows = decode(
+                    {name: out[row] for name, out in outputs.items()}, self.canvas_size,
+                    self.score_threshold, self.nms_threshold, self.top_k,
+                )
+                height, width = frames[index].shape[:2]
+                found.append(to_detected_faces(rows, boxed[index].scale, (width, height)))
+        return found
+
+    # --- alignment, embedding, quality -----------------------------------------------------
+
+    def align(self, image: ImageInput, landmarks: np.ndarray) -> np.ndarray:
+        """The 112x112 BGR crop the embedder expects, from a face's 5 landmarks."""
+        return align_face(to_bgr(image), landmarks)
+
+    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, D) float32 L2-normalised embeddings of aligned crops, in one Triton request
+        (several only when n exceeds the model's max_batch_size)."""
+        crops = [self._checked_crop(crop, i) for i, crop in enumerate(crops)]
+        if not crops:
+            return np.zeros((0, self._embedding_dim()), dtype=np.float32)
+        # FaceRecognizerSF's preprocessing: RGB, 0..255 float, NCHW (the graph normalises)
+        blob = cv2.dnn.blobFromImages(crops, 1.0, (EMBEDDER_INPUT_SIZE, EMBEDDER_INPUT_SIZE), (0, 0, 0),
+                                      swapRB=True, crop=False)
+        features = np.vstack([
+            self._infer(self.embedder_model, EMBEDDER_INPUT, blob[chunk.start:chunk.stop], (EMBEDDER_OUTPUT,))[
+                EMBEDDER_OUTPUT]
+            for chunk in _chunks(len(crops), self._max_batch_size(self.embedder_model))
+        ]).astype(np.float32)
+        return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+    def quality(self, image: ImageInput, face: DetectedFace) -> FaceQuality:
+        """How suitable the face is for embedding: size, sharpness and frontal pose, and their mean."""
+        return face_quality(to_bgr(image), face)
+
+    # --- Triton ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _checked_crop(crop: np.ndarray, index: int) -> np.ndarray:
+        size = (EMBEDDER_INPUT_SIZE, EMBEDDER_INPUT_SIZE, 3)
+        if not isinstance(crop, np.ndarray) or crop.dtype != np.uint8 or crop.shape != size:
+            shape = getattr(crop, "shape", type(crop).__name__)
+            raise InvalidImageError(f"crop {index}: expected a uint8 array of shape {size} (see align), got {shape}")
+        return crop
+
+    def _config(self, model: str):
+        if model not in self._configs:
+            try:
+                response = self._client.get_model_config(model, headers=self._headers, client_timeout=self.timeout_s)
+            except InferenceServerException as exc:
+                raise InferenceError(f"Triton model {model!r} at {self.url}: {exc.message()}") from exc
+            self._configs[model] = response.config
+        return self._configs[model]
+
+    def _max_batch_size(self, model: str) -> int:
+        return max(1, self._config(model).max_batch_size)
+
+    def _embedding_dim(self) -> int:
+        outputs = {o.name: o for o in self._config(self.embedder_model).output}
+        return int(outputs[EMBEDDER_OUTPUT].dims[-1])
+
+    def _infer(self, model: str, input_name: str, array: np.ndarray, output_names) -> dict[str, np.ndarray]:
+        request = triton_grpc.InferInput(input_name, list(array.shape), "FP32")
+        request.set_data_from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        try:
+            result = self._client.infer(
+                model, [request], outputs=[triton_grpc.InferRequestedOutput(n) for n in output_names],
+                headers=self._headers, client_timeout=self.timeout_s,
+            )
+        except InferenceServerException as exc:
+            raise InferenceError(f"Triton model {model!r}: {exc.message()}") from exc
+        return {name: result.as_numpy(name) for name in output_names}
