@@ -12,9 +12,6 @@ from vigil.control.server import build_server
 from vigil.storage.db import create_pool
 from vigil.storage.repositories.api_keys import ApiKeyRepository
 
-# the face models, prepared and served by the test stack's Triton
-from tests.models.conftest import model_repository, photos, prepared_models, served_models  # noqa: E402,F401
-
 ROLES = ("super_admin", "admin", "operator", "viewer", "api_client")
 
 
@@ -53,13 +50,10 @@ async def channel(control):
 
 
 @pytest.fixture(scope="session")
-def face_models(served_models, endpoints):
+def face_models(analyzer, served_models, endpoints):
     """The face models served by Triton and registered as model versions (as `vigil models prepare` does)."""
-    from vigil.models.faces import FaceAnalyzer
     from vigil.models.registry import register_model_version
 
-    with FaceAnalyzer(endpoints) as analyzer:
-        analyzer.wait_until_ready(timeout_s=120)
     with psycopg.connect(endpoints.database_dsn, autocommit=True) as conn:
         for prepared in served_models.values():
             if prepared.embedding_dim:

@@ -14,7 +14,7 @@ import pytest
 from google.protobuf import duration_pb2
 
 from tests.control.test_persons import database, invalid, refused
-from tests.storage.test_repositories_support import make_camera
+from tests.storage.builders import make_camera
 from vigil.api.v1 import media_pb2 as pb
 from vigil.api.v1 import media_pb2_grpc
 from vigil.storage.repositories.faces import FaceEmbeddingRepository, ModelVersionRepository

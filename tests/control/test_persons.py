@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from google.protobuf import field_mask_pb2
 
-from tests.storage.test_repositories_support import make_camera
+from tests.storage.builders import make_camera
 from vigil.api.v1 import common_pb2
 from vigil.api.v1 import person_pb2 as pb
 from vigil.api.v1 import person_pb2_grpc

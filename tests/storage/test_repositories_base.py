@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 from psycopg import pq
 
-from tests.storage.test_repositories_support import pool, unique  # noqa: F401  (fixtures)
+from tests.storage.builders import unique
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     BY_NAME,

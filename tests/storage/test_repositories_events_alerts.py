@@ -7,14 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.storage.test_repositories_support import (  # noqa: F401  (fixtures)
-    actor_id,
-    conn,
-    count,
-    make_camera,
-    pool,
-    secret_box,
-)
+from tests.storage.builders import count, make_camera
 from vigil.storage.repositories.alerts import AlertRepository, AlertRuleRepository
 from vigil.storage.repositories.base import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.events import EventRepository

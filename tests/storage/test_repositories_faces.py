@@ -9,7 +9,7 @@ import uuid
 import numpy as np
 import pytest
 
-from tests.storage.test_repositories_support import actor_id, conn, count, owner_conn, pool  # noqa: F401  (fixtures)
+from tests.storage.builders import count
 from vigil.storage.repositories.base import AlreadyExists, InvalidArgument, NotFound
 from vigil.storage.repositories.faces import FaceEmbeddingRepository, ModelVersion, ModelVersionRepository
 from vigil.storage.repositories.persons import PersonRepository

@@ -9,14 +9,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from tests.storage.test_repositories_support import (  # noqa: F401  (fixtures)
-    actor_id,
-    conn,
-    make_camera,
-    pool,
-    secret_box,
-    unique,
-)
+from tests.storage.builders import make_camera, unique
 from vigil.storage.repositories.alerts import AlertRepository, AlertRuleRepository
 from vigil.storage.repositories.base import FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.events import EventRepository

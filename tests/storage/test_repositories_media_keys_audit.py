@@ -9,14 +9,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from tests.storage.test_repositories_support import (  # noqa: F401  (fixtures)
-    actor_id,
-    conn,
-    count,
-    make_camera,
-    pool,
-    secret_box,
-)
+from tests.storage.builders import count, make_camera
 from vigil.storage.db import acting_as
 from vigil.storage.repositories.api_keys import ApiKeyRepository, AuthStatus
 from vigil.storage.repositories.audit import REDACTED, AuditLogRepository, redact

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.storage.test_repositories_support import actor_id, conn, count, pool, unique  # noqa: F401  (fixtures)
+from tests.storage.builders import count, unique
 from vigil.storage.repositories.base import AlreadyExists, InvalidArgument, NotFound
 from vigil.storage.repositories.persons import PersonRepository
 from vigil.storage.repositories.watchlists import WatchlistRepository

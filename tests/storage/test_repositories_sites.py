@@ -7,15 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.storage.test_repositories_support import (  # noqa: F401  (fixtures)
-    actor_id,
-    conn,
-    count,
-    make_camera,
-    pool,
-    secret_box,
-    unique,
-)
+from tests.storage.builders import count, make_camera, unique
 from vigil.storage.crypto import SecretError
 from vigil.storage.repositories.alerts import AlertRuleRepository
 from vigil.storage.repositories.base import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound

@@ -358,6 +358,13 @@ class PyTriton(Service):
             "VIGIL_TRITON_ACCESS_TOKEN": load_or_create(self.state_dir).triton_access_token,
         }
 
+    def expected_models(self) -> list[str]:
+        """The prepared models the embedded Triton binds at start (none for an external Triton)."""
+        if self.external:
+            return []
+        repo = self.settings.triton.model_repository.expanduser().resolve()
+        return [p.parent.parent.name for p in repo.glob("*/1/model.onnx")]
+
     def health(self) -> Health:
         try:
             import tritonclient.grpc as triton_grpc
@@ -371,11 +378,15 @@ class PyTriton(Service):
                     return Health(False, "not ready")
                 meta = client.get_server_metadata(headers=headers, client_timeout=3)
                 try:
-                    models = client.get_model_repository_index(headers=headers, client_timeout=3).models
-                except Exception:  # a production Triton may restrict the repository API
+                    # PyTriton leaves the repository index empty; statistics list every loaded model
+                    stats = client.get_inference_statistics(headers=headers, client_timeout=3).model_stats
+                except Exception:  # a production Triton may restrict the statistics API
                     return Health(True, f"Triton {meta.version} (model list restricted)")
-                ready = sum(1 for m in models if m.state == "READY")
-                return Health(True, f"Triton {meta.version}, {ready} model(s) ready")
+                names = sorted({m.name for m in stats})
+                missing = sorted(set(self.expected_models()) - set(names))
+                if missing:  # the server answers before it has loaded the models it binds
+                    return Health(False, f"Triton {meta.version} loading {', '.join(missing)}")
+                return Health(True, f"Triton {meta.version}, {len(names)} model(s): {', '.join(names) or 'none'}")
             finally:
                 client.close()
         except Exception as exc:  # InferenceServerException and channel errors

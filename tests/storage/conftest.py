@@ -1,4 +1,4 @@
-"""Fixtures and builders shared by the repository tests (imported by each test_repositories_* file).
+"""Fixtures shared by the repository tests.
 
 Every test runs in one transaction that is rolled back at the end, acting as a super_admin user
 through `acting_as` (SET LOCAL ROLE vigil_app, so row-level security and the audit triggers are
@@ -17,7 +17,6 @@ import pytest
 
 from vigil.storage.crypto import SecretBox
 from vigil.storage.db import acting_as, create_pool
-from vigil.storage.repositories.sites import Camera, CameraRepository, DvrRepository, SiteRepository
 
 
 @pytest.fixture(scope="module")
@@ -61,20 +60,3 @@ async def owner_conn(pool) -> AsyncIterator[psycopg.AsyncConnection]:
 @pytest.fixture(scope="module")
 def secret_box() -> SecretBox:
     return SecretBox(base64.b64encode(os.urandom(32)).decode())
-
-
-def unique(name: str) -> str:
-    return f"{name} {uuid.uuid4().hex[:8]}"
-
-
-async def make_camera(conn: psycopg.AsyncConnection, secret_box: SecretBox, *, channel: int = 1,
-                      name: str = "entrance") -> Camera:
-    """A site with one DVR and one camera."""
-    site = await SiteRepository(conn).create(unique("site"))
-    dvr = await DvrRepository(conn, secret_box).create(site.id, "dvr", "10.0.0.5")
-    return await CameraRepository(conn).create(dvr.id, channel, name)
-
-
-async def count(conn: psycopg.AsyncConnection, query: str, params=()) -> int:
-    cur = await conn.execute(query, params)
-    return next(iter((await cur.fetchone()).values()))
