@@ -191,16 +191,18 @@ class FaceGallery:
     async def _write(self, tx, person_id: UUID, model: ModelVersion, examined, candidates, vectors, keys,
                      replace_primary: bool) -> list[ImageOutcome]:
         faces = FaceEmbeddingRepository(tx.conn)
-        had_primary = any(f.is_primary for f in await faces.list_for_person(person_id,
-                                                                            model_version=model.version_string))
+        gallery = await faces.list_for_person(person_id, model_version=model.version_string)
+        primary_quality = max((f.face_quality for f in gallery if f.is_primary), default=None)
         inserted = {}
         for c, vector, key in zip(candidates, vectors, keys):
             inserted[c.index] = await faces.insert(person_id, model, vector.tolist(), key,
                                                    face_quality=round(c.quality.score, 3),
                                                    confidence=round(min(max(c.confidence, 0.0), 1.0), 3))
-        if inserted and (replace_primary or not had_primary):
+        if inserted:
+            # the person's best face is their primary: a better new face takes over (or any, when asked)
             best = max(candidates, key=lambda c: c.quality.score)
-            inserted[best.index] = await faces.set_primary(inserted[best.index].id)
+            if replace_primary or primary_quality is None or inserted[best.index].face_quality > primary_quality:
+                inserted[best.index] = await faces.set_primary(inserted[best.index].id)
         await tx.audit("person.enroll_face", "person", person_id, {
             "model_version": model.version_string, "faces": [str(f.id) for f in inserted.values()],
             "rejected": sum(1 for e in examined if isinstance(e, ImageOutcome))})
