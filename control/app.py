@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ class ControlApp:
 
     async def start(self) -> None:
         await self.pool.open(wait=True, timeout=30)
+        await asyncio.to_thread(self.objects.ensure_bucket)  # an external S3 may start empty
 
     async def close(self) -> None:
         self.faces.close()
