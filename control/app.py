@@ -13,7 +13,10 @@ import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from vigil.control.auth import Caller, PermissionTable, current_caller
+from vigil.control.alerting import AlertingHook
 from vigil.control.gallery import FaceGallery
+from vigil.control.ingest.runtime import IngestRuntime
+from vigil.control.notifications.dispatcher import NotificationDispatcher
 from vigil.control.ratelimit import RateLimiter
 from vigil.models.faces import FaceAnalyzer
 from vigil.settings import VigilSettings
@@ -53,15 +56,26 @@ class ControlApp:
         self.objects = ObjectStore.from_endpoints(self.endpoints)
         self.secrets = SecretBox(self.endpoints.encryption_key)
         self.permissions = PermissionTable(self._load_grants)
+        # the notifier has its own small pool: its retries never compete with ingest for connections
+        self.notifier_pool = create_pool(self.endpoints.database_dsn, min_size=1, max_size=2, name="notifier")
+        self.notifier = NotificationDispatcher(self.notifier_pool, self.secrets)
+        self.ingest = IngestRuntime(self)
+        self.ingest.pipeline.on_events.append(AlertingHook())
         self.faces = FaceAnalyzer(self.endpoints)
         self.gallery = FaceGallery(self.faces, self.objects, max_image_bytes=settings.control.max_image_bytes)
 
     async def start(self) -> None:
         await self.pool.open(wait=True, timeout=30)
         await asyncio.to_thread(self.objects.ensure_bucket)  # an external S3 may start empty
+        await self.notifier_pool.open(wait=True, timeout=30)
+        await self.notifier.start()
+        self.ingest.start()
 
     async def close(self) -> None:
+        await self.ingest.stop()
+        await self.notifier.close()
         self.faces.close()
+        await self.notifier_pool.close()
         await self.pool.close()
         await self.redis.aclose()
 

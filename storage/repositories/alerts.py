@@ -1,14 +1,21 @@
-"""Alert rules and alerts with their lifecycle: pending → sent → acknowledged → resolved, or ignored.
+"""Alert rules, analytics configurations, and alerts with their lifecycle: pending → sent →
+acknowledged → resolved, or ignored.
 
 A transition is one conditional UPDATE (`... WHERE status = ANY(allowed sources)`), so two
 operators acting at once cannot both move the same alert; the loser gets FailedPrecondition.
+Each transition writes its row of alert_status_changes (from, to, who, when, note) in the same
+savepoint.
+
+A rule's cooldown is claimed with one INSERT ... ON CONFLICT DO UPDATE ... WHERE on
+alert_cooldowns: a second writer of the same rule, camera and subject waits for the first to
+commit and then finds the cooldown running, so concurrent writers raise one alert.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +26,9 @@ from psycopg.types.json import Jsonb
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     BY_NAME,
+    CONSTRAINT_FIELDS,
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     Page,
     as_uuid,
@@ -37,6 +46,26 @@ from vigil.storage.repositories.base import (
     update_row,
     uuid_list,
 )
+from vigil.storage.repositories.sites import BY_CAMERA_THEN_NAME
+
+# Constraints of 0022 whose violation does not name the caller's field by itself.
+CONSTRAINT_FIELDS.update({
+    "chk_alert_rules_cooldown": "cooldown",
+    "chk_alert_rules_source": "activity_type",
+    "fk_alert_rules_watchlist": "watchlist_id",
+    "fk_rule_channels_channel": "notification_channel_ids",
+    "chk_alerts_source": "event_id",
+    "chk_alerts_trigger": "trigger_clause",
+    "chk_alert_changes_note": "note",
+    "fk_alert_changes_actor": "by",
+    "chk_analytics_configs_parameters": "parameters",
+    "fk_analytics_configs_camera": "camera_id",
+    "fk_analytics_configs_zone": "zone_id",
+})
+
+# Every day, all day: what a rule without a schedule is stored with (the column default too).
+ALL_WEEK = {"days": [0, 1, 2, 3, 4, 5, 6], "start_time": "00:00", "end_time": "24:00"}
+DEFAULT_COOLDOWN = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -46,14 +75,33 @@ class AlertRule:
     camera_id: UUID | None  # None: every camera
     person_id: UUID | None  # None: anybody
     person_role: str | None
+    watchlist_id: UUID | None  # None: no watchlist condition
     zone_id: UUID | None
     event_type: str | None  # None: every event type
-    schedule: dict[str, Any]
+    activity_type: str | None  # set: the rule matches suspicious activities of this type, not events
+    schedule: dict[str, Any]  # {"days", "start_time", "end_time", "timezone"?}
     confidence_threshold: float
-    severity: str
+    severity: str | None  # None: from the person's status
     is_active: bool
-    quiet_hours: dict[str, Any] | None
-    created_by: UUID
+    quiet_hours: dict[str, Any] | None  # {"start", "end", "enabled"}
+    cooldown: timedelta
+    notification_channel_ids: list[UUID]
+    created_by: UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AnalyticsConfig:
+    id: UUID
+    name: str
+    camera_id: UUID
+    zone_id: UUID | None  # None: the whole frame
+    activity_type: str
+    severity: str
+    parameters: dict[str, Any]
+    is_active: bool
+    created_by: UUID | None
     created_at: datetime
     updated_at: datetime
 
@@ -61,10 +109,12 @@ class AlertRule:
 @dataclass(frozen=True)
 class Alert:
     id: UUID
-    event_id: UUID
+    event_id: UUID | None  # None when a suspicious activity raised it
+    suspicious_activity_id: UUID | None
     alert_rule_id: UUID | None
     person_id: UUID | None
     camera_id: UUID
+    site_id: UUID  # of its camera
     alert_type: str
     severity: str
     message: str
@@ -72,28 +122,52 @@ class Alert:
     sent_at: datetime | None
     acknowledged_by: UUID | None
     acknowledged_at: datetime | None
-    resolved_by: UUID | None  # also who ignored it (the schema has no ignored_by)
+    resolved_by: UUID | None  # also who ignored it (status tells which)
     resolved_at: datetime | None
+    trigger_rule_id: UUID | None  # the trigger: None for alerts not raised by rule evaluation
+    trigger_clause: str | None
+    track_id: str | None
+    trigger_evidence: dict[str, Any] | None
     created_at: datetime
 
 
-_RULE_COLUMNS = columns_of(AlertRule, confidence_threshold=sql.SQL("confidence_threshold::float8"))
-_RULE_UPDATABLE = ("name", "camera_id", "person_id", "person_role", "zone_id", "event_type", "schedule",
-                   "confidence_threshold", "severity", "is_active", "quiet_hours")
-_RULE_REFERENCES = ("camera_id", "person_id", "zone_id", "created_by")
+@dataclass(frozen=True)
+class AlertStatusChange:
+    alert_id: UUID
+    from_status: str
+    to_status: str
+    actor_id: UUID | None  # None: the system, or an API key without a user
+    api_key_id: UUID | None
+    note: str | None
+    changed_at: datetime
+
+
+# --------------------------------------------------------------------------- alert rules
+
+_RULE_COLUMNS = columns_of(
+    AlertRule, confidence_threshold=sql.SQL("confidence_threshold::float8"),
+    notification_channel_ids=sql.SQL("ARRAY(SELECT c.channel_id FROM alert_rule_channels c"
+                                     " WHERE c.rule_id = alert_rules.id ORDER BY c.position)"))
+_RULE_UPDATABLE = ("name", "camera_id", "person_id", "person_role", "watchlist_id", "zone_id", "event_type",
+                   "activity_type", "schedule", "confidence_threshold", "severity", "is_active", "quiet_hours",
+                   "cooldown", "notification_channel_ids")
+_RULE_REFERENCES = ("camera_id", "person_id", "watchlist_id", "zone_id", "created_by")
 
 
 def _rule_values(values: dict[str, Any]) -> dict[str, Any]:
-    """Typed column values for an insert or update of a rule."""
+    """Typed column values for an insert or update of a rule (its channels apart)."""
     values = dict(values)
     for name in _RULE_REFERENCES:
         if name in values:
             values[name] = optional_uuid(name, values[name])
     if "confidence_threshold" in values:
         values["confidence_threshold"] = unit_interval("confidence_threshold", values["confidence_threshold"])
-    for name in ("schedule", "quiet_hours"):
-        if values.get(name) is not None:
-            values[name] = Jsonb(values[name])
+    if "schedule" in values:
+        values["schedule"] = Jsonb(values["schedule"] if values["schedule"] is not None else ALL_WEEK)
+    if values.get("quiet_hours") is not None:
+        values["quiet_hours"] = Jsonb(values["quiet_hours"])
+    if "cooldown" in values and not isinstance(values["cooldown"], timedelta):
+        raise InvalidArgument("cooldown", "must be a timedelta")
     return values
 
 
@@ -101,20 +175,27 @@ class AlertRuleRepository:
     def __init__(self, conn: psycopg.AsyncConnection):
         self.conn = conn
 
-    async def create(self, name: str, created_by: UUID | str, *, camera_id: UUID | str | None = None,
+    async def create(self, name: str, created_by: UUID | str | None, *, camera_id: UUID | str | None = None,
                      person_id: UUID | str | None = None, person_role: str | None = None,
-                     zone_id: UUID | str | None = None, event_type: str | None = None,
+                     watchlist_id: UUID | str | None = None, zone_id: UUID | str | None = None,
+                     event_type: str | None = None, activity_type: str | None = None,
                      schedule: dict[str, Any] | None = None, confidence_threshold: float = 0.75,
-                     severity: str = "medium", is_active: bool = True,
-                     quiet_hours: dict[str, Any] | None = None) -> AlertRule:
-        """Without a schedule the schema's default applies (every day, all day)."""
+                     severity: str | None = None, is_active: bool = True,
+                     quiet_hours: dict[str, Any] | None = None, cooldown: timedelta = DEFAULT_COOLDOWN,
+                     notification_channel_ids: Sequence[UUID | str] = ()) -> AlertRule:
+        """Without a schedule the rule is armed all week (ALL_WEEK); without a severity its alerts
+        take the person's status."""
         values = {"name": name, "created_by": created_by, "camera_id": camera_id, "person_id": person_id,
-                  "person_role": person_role, "zone_id": zone_id, "event_type": event_type,
+                  "person_role": person_role, "watchlist_id": watchlist_id, "zone_id": zone_id,
+                  "event_type": event_type, "activity_type": activity_type, "schedule": schedule,
                   "confidence_threshold": confidence_threshold, "severity": severity, "is_active": is_active,
-                  "quiet_hours": quiet_hours}
-        if schedule is not None:
-            values["schedule"] = schedule
-        return await insert_row(self.conn, "alert_rules", _rule_values(values), AlertRule, _RULE_COLUMNS, "alert_rule")
+                  "quiet_hours": quiet_hours, "cooldown": cooldown}
+        rule = await insert_row(self.conn, "alert_rules", _rule_values(values), AlertRule, _RULE_COLUMNS,
+                                "alert_rule")
+        if notification_channel_ids:
+            await self._set_channels(rule.id, notification_channel_ids)
+            rule = await self.get(rule.id)
+        return rule
 
     async def get(self, rule_id: UUID | str) -> AlertRule:
         rule_id = as_uuid("rule_id", rule_id)
@@ -125,17 +206,29 @@ class AlertRuleRepository:
         return rule
 
     async def list(self, *, is_active: bool | None = None, camera_id: UUID | str | None = None,
-                   page_size: int = 0, page_token: str | None = None) -> Page[AlertRule]:
+                   camera_ids: Iterable[UUID | str] | None = None, person_ids: Iterable[UUID | str] | None = None,
+                   zone_ids: Iterable[UUID | str] | None = None, watchlist_ids: Iterable[UUID | str] | None = None,
+                   severities: Iterable[str] | None = None, page_size: int = 0,
+                   page_token: str | None = None) -> Page[AlertRule]:
+        """By name. Each id filter matches any of its values; rules without that condition never match."""
         where, params = [], []
         if is_active is not None:
             where.append(sql.SQL("is_active = %s"))
             params.append(is_active)
         if camera_id is not None:
-            where.append(sql.SQL("camera_id = %s"))
-            params.append(as_uuid("camera_id", camera_id))
+            camera_ids = [camera_id, *(camera_ids or ())]
+        for column, values in (("camera_id", camera_ids), ("person_id", person_ids), ("zone_id", zone_ids),
+                               ("watchlist_id", watchlist_ids)):
+            if values is not None:
+                where.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(column)))
+                params.append(uuid_list(f"{column}s", values))
+        severities = None if severities is None else list(severities)
+        if severities is not None:
+            where.append(sql.SQL("severity = ANY(%s::severity_enum[])"))
+            params.append(severities)
         return await fetch_page(self.conn, AlertRule, select=_RULE_COLUMNS, table="alert_rules", where=where,
                                 params=params, keyset=BY_NAME, page_size=page_size, page_token=page_token,
-                                resource="alert_rule")
+                                resource="alert_rule", values={"severities": severities})
 
     async def active_for_camera(self, camera_id: UUID | str) -> list[AlertRule]:
         """The active rules the rule engine evaluates for this camera's events (its own and global ones)."""
@@ -145,17 +238,116 @@ class AlertRuleRepository:
 
     async def update(self, rule_id: UUID | str, changes: dict[str, Any]) -> AlertRule:
         check_updatable("alert_rule", changes, _RULE_UPDATABLE)
-        return await update_row(self.conn, "alert_rules", as_uuid("rule_id", rule_id), _rule_values(changes),
-                                AlertRule, _RULE_COLUMNS, "alert_rule")
+        rule_id = as_uuid("rule_id", rule_id)
+        columns = {k: v for k, v in changes.items() if k != "notification_channel_ids"}
+        rule = await update_row(self.conn, "alert_rules", rule_id, _rule_values(columns), AlertRule, _RULE_COLUMNS,
+                                "alert_rule")
+        if "notification_channel_ids" in changes:
+            await self._set_channels(rule_id, changes["notification_channel_ids"])
+            rule = await self.get(rule_id)
+        return rule
 
     async def delete(self, rule_id: UUID | str) -> None:
-        """Alerts the rule raised stay; their alert_rule_id becomes NULL."""
+        """Alerts the rule raised stay; their alert_rule_id becomes NULL (their trigger keeps the id)."""
         await delete_row(self.conn, "alert_rules", as_uuid("rule_id", rule_id), "alert_rule")
+
+    async def missing_channels(self, channel_ids: Sequence[UUID | str]) -> list[UUID]:
+        """Those of the ids that name no notification channel, in the order given."""
+        cur = await self.conn.execute(
+            "SELECT c.id FROM unnest(%s::uuid[]) WITH ORDINALITY AS c(id, n)"
+            " WHERE NOT EXISTS (SELECT 1 FROM notification_channels nc WHERE nc.id = c.id) ORDER BY c.n",
+            (uuid_list("notification_channel_ids", channel_ids),))
+        return [row["id"] for row in await cur.fetchall()]
+
+    async def _set_channels(self, rule_id: UUID, channel_ids: Sequence[UUID | str]) -> None:
+        ids = uuid_list("notification_channel_ids", channel_ids) or []
+        if len(set(ids)) != len(ids):
+            raise InvalidArgument("notification_channel_ids", "lists a channel more than once")
+        async with guarded(self.conn, "alert_rule", {"notification_channel_ids": ids}):
+            await self.conn.execute("DELETE FROM alert_rule_channels WHERE rule_id = %s", (rule_id,))
+            if ids:
+                await self.conn.execute(
+                    "INSERT INTO alert_rule_channels (rule_id, channel_id, position)"
+                    " SELECT %s, channel_id, position - 1"
+                    " FROM unnest(%s::uuid[]) WITH ORDINALITY AS c(channel_id, position)",
+                    (rule_id, ids))
+
+
+# --------------------------------------------------------------------------- analytics configurations
+
+_CONFIG_COLUMNS = columns_of(AnalyticsConfig)
+_CONFIG_UPDATABLE = ("name", "zone_id", "severity", "parameters", "is_active")
+
+
+def _config_values(values: dict[str, Any]) -> dict[str, Any]:
+    values = dict(values)
+    for name in ("camera_id", "zone_id", "created_by"):
+        if name in values:
+            values[name] = optional_uuid(name, values[name])
+    if "parameters" in values:
+        if not isinstance(values["parameters"], dict):
+            raise InvalidArgument("parameters", "must be a JSON object")
+        values["parameters"] = Jsonb(values["parameters"])
+    return values
+
+
+class AnalyticsConfigRepository:
+    def __init__(self, conn: psycopg.AsyncConnection):
+        self.conn = conn
+
+    async def create(self, name: str, camera_id: UUID | str, activity_type: str, created_by: UUID | str | None, *,
+                     zone_id: UUID | str | None = None, severity: str = "medium",
+                     parameters: dict[str, Any] | None = None, is_active: bool = True) -> AnalyticsConfig:
+        values = {"name": name, "camera_id": camera_id, "activity_type": activity_type, "created_by": created_by,
+                  "zone_id": zone_id, "severity": severity, "parameters": parameters or {}, "is_active": is_active}
+        return await insert_row(self.conn, "analytics_configs", _config_values(values), AnalyticsConfig,
+                                _CONFIG_COLUMNS, "analytics_config")
+
+    async def get(self, config_id: UUID | str) -> AnalyticsConfig:
+        config_id = as_uuid("config_id", config_id)
+        config = await fetch_one(self.conn, AnalyticsConfig, sql.SQL("SELECT {} FROM analytics_configs WHERE id = %s")
+                                 .format(_CONFIG_COLUMNS), (config_id,))
+        if config is None:
+            raise NotFound("analytics_config", config_id)
+        return config
+
+    async def list(self, *, camera_ids: Iterable[UUID | str] | None = None,
+                   zone_ids: Iterable[UUID | str] | None = None, activity_types: Iterable[str] | None = None,
+                   is_active: bool | None = None, page_size: int = 0,
+                   page_token: str | None = None) -> Page[AnalyticsConfig]:
+        """By camera, then name."""
+        where, params = [], []
+        for column, values in (("camera_id", camera_ids), ("zone_id", zone_ids)):
+            if values is not None:
+                where.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(column)))
+                params.append(uuid_list(f"{column}s", values))
+        activity_types = None if activity_types is None else list(activity_types)
+        if activity_types is not None:
+            where.append(sql.SQL("activity_type = ANY(%s::activity_type_enum[])"))
+            params.append(activity_types)
+        if is_active is not None:
+            where.append(sql.SQL("is_active = %s"))
+            params.append(is_active)
+        return await fetch_page(self.conn, AnalyticsConfig, select=_CONFIG_COLUMNS, table="analytics_configs",
+                                where=where, params=params, keyset=BY_CAMERA_THEN_NAME, page_size=page_size,
+                                page_token=page_token, resource="analytics_config",
+                                values={"activity_types": activity_types})
+
+    async def update(self, config_id: UUID | str, changes: dict[str, Any]) -> AnalyticsConfig:
+        """camera_id and activity_type are immutable: the parameters belong to the activity type."""
+        check_updatable("analytics_config", changes, _CONFIG_UPDATABLE)
+        return await update_row(self.conn, "analytics_configs", as_uuid("config_id", config_id),
+                                _config_values(changes), AnalyticsConfig, _CONFIG_COLUMNS, "analytics_config")
+
+    async def delete(self, config_id: UUID | str) -> None:
+        await delete_row(self.conn, "analytics_configs", as_uuid("config_id", config_id), "analytics_config")
 
 
 # --------------------------------------------------------------------------- alerts
 
-_ALERT_COLUMNS = columns_of(Alert)
+_ALERT_COLUMNS = columns_of(Alert, site_id=sql.SQL(
+    "(SELECT d.site_id FROM cameras c JOIN dvrs d ON d.id = c.dvr_id WHERE c.id = alerts.camera_id)"))
+_CHANGE_COLUMNS = columns_of(AlertStatusChange)
 
 # target status: (statuses it may be reached from, columns recording who and when)
 _TRANSITIONS: dict[str, tuple[tuple[str, ...], sql.SQL]] = {
@@ -165,17 +357,39 @@ _TRANSITIONS: dict[str, tuple[tuple[str, ...], sql.SQL]] = {
     "ignored": (("pending", "sent", "acknowledged"), sql.SQL("resolved_by = %(actor)s, resolved_at = now()")),
 }
 
+# The claim of a cooldown: wins when the rule's last alert about the subject on the camera is at
+# least the rule's current cooldown before the capture time `at` (or there was none, or the
+# cooldown is zero), and then records `at` as the last alert. An inactive or deleted rule claims
+# nothing.
+_CLAIM_COOLDOWN = sql.SQL(
+    "INSERT INTO alert_cooldowns AS c (rule_id, camera_id, subject, last_alert_at)"
+    " SELECT r.id, %(camera)s, %(subject)s, %(at)s FROM alert_rules r WHERE r.id = %(rule)s AND r.is_active"
+    " ON CONFLICT (rule_id, camera_id, subject)"
+    " DO UPDATE SET last_alert_at = GREATEST(c.last_alert_at, EXCLUDED.last_alert_at)"
+    " WHERE (SELECT r.cooldown = INTERVAL '0' OR c.last_alert_at + r.cooldown <= EXCLUDED.last_alert_at"
+    "        FROM alert_rules r WHERE r.id = c.rule_id)"
+    " RETURNING c.last_alert_at")
+
 
 class AlertRepository:
     def __init__(self, conn: psycopg.AsyncConnection):
         self.conn = conn
 
-    async def insert(self, event_id: UUID | str, camera_id: UUID | str, alert_type: str, severity: str, message: str,
-                     *, alert_rule_id: UUID | str | None = None, person_id: UUID | str | None = None) -> Alert:
-        values = {"event_id": as_uuid("event_id", event_id), "camera_id": as_uuid("camera_id", camera_id),
+    async def insert(self, event_id: UUID | str | None, camera_id: UUID | str, alert_type: str, severity: str,
+                     message: str, *, alert_rule_id: UUID | str | None = None, person_id: UUID | str | None = None,
+                     suspicious_activity_id: UUID | str | None = None, trigger_rule_id: UUID | str | None = None,
+                     trigger_clause: str | None = None, track_id: str | None = None,
+                     trigger_evidence: dict[str, Any] | None = None) -> Alert:
+        """An alert of a detection event (event_id) or a suspicious activity (suspicious_activity_id);
+        the trigger fields record which rule and clause fired on which track."""
+        values = {"event_id": optional_uuid("event_id", event_id), "camera_id": as_uuid("camera_id", camera_id),
                   "alert_type": alert_type, "severity": severity, "message": message,
                   "alert_rule_id": optional_uuid("alert_rule_id", alert_rule_id),
-                  "person_id": optional_uuid("person_id", person_id)}
+                  "person_id": optional_uuid("person_id", person_id),
+                  "suspicious_activity_id": optional_uuid("suspicious_activity_id", suspicious_activity_id),
+                  "trigger_rule_id": optional_uuid("trigger_rule_id", trigger_rule_id),
+                  "trigger_clause": trigger_clause, "track_id": track_id,
+                  "trigger_evidence": None if trigger_evidence is None else Jsonb(trigger_evidence)}
         return await insert_row(self.conn, "alerts", values, Alert, _ALERT_COLUMNS, "alert")
 
     async def get(self, alert_id: UUID | str) -> Alert:
@@ -187,21 +401,32 @@ class AlertRepository:
         return alert
 
     async def list(self, *, statuses: Iterable[str] | None = None, severities: Iterable[str] | None = None,
-                   camera_ids: Iterable[UUID | str] | None = None, since: datetime | None = None,
-                   until: datetime | None = None, page_size: int = 0, page_token: str | None = None) -> Page[Alert]:
-        """Newest first; `since` is inclusive, `until` exclusive (on created_at)."""
+                   camera_ids: Iterable[UUID | str] | None = None, site_ids: Iterable[UUID | str] | None = None,
+                   rule_ids: Iterable[UUID | str] | None = None, person_ids: Iterable[UUID | str] | None = None,
+                   since: datetime | None = None, until: datetime | None = None, page_size: int = 0,
+                   page_token: str | None = None) -> Page[Alert]:
+        """Newest first; `since` is inclusive, `until` exclusive (on created_at). rule_ids match the
+        trigger's rule too, so alerts of a deleted rule are still found by its id."""
         statuses = None if statuses is None else list(statuses)
         severities = None if severities is None else list(severities)
-        camera_ids = uuid_list("camera_ids", camera_ids)
         where, params = [], []
         for column, cast, value in (("status", "alert_status_enum", statuses),
                                     ("severity", "severity_enum", severities)):
             if value is not None:
                 where.append(sql.SQL("{} = ANY(%s::{}[])").format(sql.Identifier(column), sql.Identifier(cast)))
                 params.append(value)
-        if camera_ids is not None:
-            where.append(sql.SQL("camera_id = ANY(%s)"))
-            params.append(camera_ids)
+        id_filters = {
+            "camera_ids": sql.SQL("camera_id = ANY(%s)"),
+            "site_ids": sql.SQL("camera_id IN (SELECT c.id FROM cameras c JOIN dvrs d ON d.id = c.dvr_id"
+                                " WHERE d.site_id = ANY(%s))"),
+            "rule_ids": sql.SQL("COALESCE(alert_rule_id, trigger_rule_id) = ANY(%s)"),
+            "person_ids": sql.SQL("person_id = ANY(%s)"),
+        }
+        for field, values in (("camera_ids", camera_ids), ("site_ids", site_ids), ("rule_ids", rule_ids),
+                              ("person_ids", person_ids)):
+            if values is not None:
+                where.append(id_filters[field])
+                params.append(uuid_list(field, values))
         if aware("since", since) is not None:
             where.append(sql.SQL("created_at >= %s"))
             params.append(since)
@@ -212,30 +437,70 @@ class AlertRepository:
                                 keyset=BY_CREATED_AT, page_size=page_size, page_token=page_token, resource="alert",
                                 values={"statuses": statuses, "severities": severities})
 
+    async def history(self, alert_id: UUID | str) -> list[AlertStatusChange]:
+        """The alert's status changes, oldest first."""
+        query = sql.SQL("SELECT {} FROM alert_status_changes WHERE alert_id = %s ORDER BY id").format(_CHANGE_COLUMNS)
+        return await fetch_all(self.conn, AlertStatusChange, query, (as_uuid("alert_id", alert_id),))
+
     async def mark_sent(self, alert_id: UUID | str) -> Alert:
-        """Notifications went out."""
+        """Notifications went out (recorded as a change by the system)."""
         return await self._transition(alert_id, "sent", None)
 
-    async def acknowledge(self, alert_id: UUID | str, by: UUID | str | None) -> Alert:
-        return await self._transition(alert_id, "acknowledged", by)
+    async def acknowledge(self, alert_id: UUID | str, by: UUID | str | None, *, note: str | None = None,
+                          api_key_id: UUID | str | None = None) -> Alert:
+        return await self._transition(alert_id, "acknowledged", by, note=note, api_key_id=api_key_id)
 
-    async def resolve(self, alert_id: UUID | str, by: UUID | str | None) -> Alert:
-        return await self._transition(alert_id, "resolved", by)
+    async def resolve(self, alert_id: UUID | str, by: UUID | str | None, *, note: str | None = None,
+                      api_key_id: UUID | str | None = None) -> Alert:
+        return await self._transition(alert_id, "resolved", by, note=note, api_key_id=api_key_id)
 
-    async def ignore(self, alert_id: UUID | str, by: UUID | str | None) -> Alert:
+    async def ignore(self, alert_id: UUID | str, by: UUID | str | None, *, note: str | None = None,
+                     api_key_id: UUID | str | None = None) -> Alert:
         """Close without action; who and when go to resolved_by / resolved_at."""
-        return await self._transition(alert_id, "ignored", by)
+        return await self._transition(alert_id, "ignored", by, note=note, api_key_id=api_key_id)
 
-    async def _transition(self, alert_id: UUID | str, target: str, actor: UUID | str | None) -> Alert:
+    async def _transition(self, alert_id: UUID | str, target: str, actor: UUID | str | None, *,
+                          note: str | None = None, api_key_id: UUID | str | None = None) -> Alert:
         alert_id = as_uuid("alert_id", alert_id)
         sources, records = _TRANSITIONS[target]
+        # the sub-select locks the row and re-reads its status after a concurrent change, and hands
+        # the status it replaced to the history
         query = sql.SQL("UPDATE alerts SET status = %(target)s::alert_status_enum, {records}"
-                        " WHERE id = %(id)s AND status = ANY(%(sources)s::alert_status_enum[])"
-                        " RETURNING {columns}").format(records=records, columns=_ALERT_COLUMNS)
-        params = {"target": target, "id": alert_id, "sources": list(sources), "actor": optional_uuid("by", actor)}
-        async with guarded(self.conn, "alert", {"by": params["actor"]}):
-            moved = await fetch_one(self.conn, Alert, query, params)
-        if moved is not None:
-            return moved
+                        " FROM (SELECT id, status FROM alerts WHERE id = %(id)s"
+                        "       AND status = ANY(%(sources)s::alert_status_enum[]) FOR UPDATE) AS previous"
+                        " WHERE alerts.id = previous.id RETURNING previous.status::text AS from_status"
+                        ).format(records=records)
+        params = {"target": target, "id": alert_id, "sources": list(sources), "actor": optional_uuid("by", actor),
+                  "api_key": optional_uuid("api_key_id", api_key_id), "note": note}
+        async with guarded(self.conn, "alert", {"by": params["actor"], "note": note}):
+            cur = await self.conn.execute(query, params)
+            moved = await cur.fetchone()
+            if moved is not None:
+                await self.conn.execute(
+                    "INSERT INTO alert_status_changes (alert_id, from_status, to_status, actor_id, api_key_id, note)"
+                    " VALUES (%(id)s, %(from)s, %(target)s, %(actor)s, %(api_key)s, %(note)s)",
+                    {**params, "from": moved["from_status"]})
         current = await self.get(alert_id)  # NotFound when it does not exist (or is not visible)
-        raise FailedPrecondition(f"alert {alert_id} is {current.status}; it cannot become {target}")
+        if moved is None:
+            raise FailedPrecondition(f"alert {alert_id} is {current.status}; it cannot become {target}")
+        return current
+
+    # ----------------------------------------------------------------------- cooldowns
+
+    async def claim_cooldown(self, rule_id: UUID | str, camera_id: UUID | str, subject: str, at: datetime) -> bool:
+        """Whether the rule may alert about `subject` on the camera at capture time `at`; if so `at`
+        becomes its last alert there. Holds under concurrency: see the module docstring."""
+        params = {"rule": as_uuid("rule_id", rule_id), "camera": as_uuid("camera_id", camera_id),
+                  "subject": subject, "at": aware("at", at)}
+        async with guarded(self.conn, "alert_cooldown", params):
+            cur = await self.conn.execute(_CLAIM_COOLDOWN, params)
+            return await cur.fetchone() is not None
+
+    async def prune_cooldowns(self, now: datetime) -> int:
+        """Forget last alerts whose cooldown has ended by `now` (capture time); returns how many.
+        Such rows only take space: the next claim for them would win anyway."""
+        async with guarded(self.conn, "alert_cooldown"):
+            cur = await self.conn.execute(
+                "DELETE FROM alert_cooldowns c USING alert_rules r"
+                " WHERE r.id = c.rule_id AND c.last_alert_at + r.cooldown < %s", (aware("now", now),))
+        return cur.rowcount

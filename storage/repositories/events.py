@@ -1,12 +1,14 @@
-"""Detection events: the monthly-partitioned `events` table.
+"""Detection events (the monthly-partitioned `events` table), their reviews, suspicious activities,
+the dashboard figures, and the ingest path's bookkeeping: idempotency keys of stored batches, the
+one-event-per-track mapping and the event-feed outbox.
 
-The primary key is (id, timestamp), so a lookup that knows the timestamp touches one partition;
-listings are newest first with keyset pages on (timestamp, id).
+The primary key of events is (id, timestamp), so a lookup that knows the timestamp touches one
+partition; listings are newest first with keyset pages on (timestamp, id).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,14 +19,17 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from vigil.storage.repositories.base import (
+    InvalidArgument,
     Keyset,
     NotFound,
     Page,
     as_uuid,
     aware,
     columns_of,
+    fetch_all,
     fetch_one,
     fetch_page,
+    guarded,
     insert_row,
     optional_uuid,
     parse_timestamp,
@@ -32,11 +37,33 @@ from vigil.storage.repositories.base import (
     uuid_list,
 )
 
+REVIEW_ACTIONS = ("confirm", "reject", "correct_name", "delete")  # "merge" is recorded by person merges
+
+
+def _site_of(table: str) -> sql.Composed:
+    return sql.SQL("(SELECT d.site_id FROM cameras c JOIN dvrs d ON d.id = c.dvr_id WHERE c.id = {}.camera_id)"
+                   ).format(sql.Identifier(table))
+
+
+def _media_of(table: str, file_type: str) -> sql.Composed:
+    """The first media file of this kind registered for the row (media_files.event_id)."""
+    return sql.SQL("(SELECT m.id FROM media_files m WHERE m.event_id = {}.id AND m.file_type = {}"
+                   " ORDER BY m.created_at, m.id LIMIT 1)").format(sql.Identifier(table), sql.Literal(file_type))
+
+
+def _in_sites(table: str) -> sql.Composed:
+    return sql.SQL("{}.camera_id IN (SELECT c.id FROM cameras c JOIN dvrs d ON d.id = c.dvr_id"
+                   " WHERE d.site_id = ANY(%s))").format(sql.Identifier(table))
+
+
+# --------------------------------------------------------------------------- events
+
 
 @dataclass(frozen=True)
 class Event:
     id: UUID
     camera_id: UUID
+    site_id: UUID
     event_type: str
     person_id: UUID | None
     cluster_id: UUID | None
@@ -49,10 +76,13 @@ class Event:
     metadata: dict[str, Any]
     reviewed: bool
     review_action: str | None
+    snapshot_media_id: UUID | None
+    clip_media_id: UUID | None
     created_at: datetime
 
 
-_COLUMNS = columns_of(Event, confidence=sql.SQL("confidence::float8"))
+_COLUMNS = columns_of(Event, confidence=sql.SQL("confidence::float8"), site_id=_site_of("events"),
+                      snapshot_media_id=_media_of("events", "image"), clip_media_id=_media_of("events", "video"))
 _NEWEST_FIRST = Keyset(("timestamp", "id"), (parse_timestamp, UUID))
 
 
@@ -78,6 +108,24 @@ class EventRepository:
             values["id"] = as_uuid("event_id", event_id)
         return await insert_row(self.conn, "events", values, Event, _COLUMNS, "event")
 
+    async def redescribe(self, event_id: UUID, timestamp: datetime, *, event_type: str, confidence: float,
+                         bounding_box: dict[str, Any], person_id: UUID | None, cluster_id: UUID | None,
+                         image_path: str | None, frame_number: int | None, metadata: dict[str, Any]) -> Event:
+        """Replace what an event says about its observation (a track's better face): identity,
+        box, confidence, snapshot, metadata. Its key (id, timestamp) and review stay."""
+        values = {
+            "event_type": event_type, "confidence": unit_interval("confidence", confidence),
+            "bounding_box": Jsonb(bounding_box), "person_id": person_id, "cluster_id": cluster_id,
+            "image_path": image_path, "frame_number": frame_number, "metadata": Jsonb(metadata),
+        }
+        query = sql.SQL("UPDATE events SET {} WHERE id = %s AND timestamp = %s RETURNING {}").format(
+            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values), _COLUMNS)
+        async with guarded(self.conn, "event", values):
+            found = await fetch_one(self.conn, Event, query, [*values.values(), event_id, timestamp])
+        if found is None:
+            raise NotFound("event", event_id)
+        return found
+
     async def get(self, event_id: UUID | str, timestamp: datetime | None = None) -> Event:
         """With the timestamp, only its partition is read. Without it, each partition's primary-key
         index is probed; ids are unique only with their timestamp, so the newest such event wins."""
@@ -92,23 +140,43 @@ class EventRepository:
             raise NotFound("event", params[0])
         return event
 
+    async def get_many(self, keys: Iterable[tuple[UUID, datetime]]) -> dict[UUID, Event]:
+        """Events by (id, timestamp), in one statement; the ones that are gone (deleted) are absent."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        query = sql.SQL("SELECT {} FROM events WHERE (id, timestamp) IN"
+                        " (SELECT * FROM unnest(%s::uuid[], %s::timestamptz[]))").format(_COLUMNS)
+        found = await fetch_all(self.conn, Event, query, ([k[0] for k in keys], [k[1] for k in keys]))
+        return {e.id: e for e in found}
+
     async def list(self, *, camera_ids: Iterable[UUID | str] | None = None,
-                   event_types: Iterable[str] | None = None, person_id: UUID | str | None = None,
+                   site_ids: Iterable[UUID | str] | None = None, event_types: Iterable[str] | None = None,
+                   person_id: UUID | str | None = None, person_ids: Iterable[UUID | str] | None = None,
+                   cluster_ids: Iterable[UUID | str] | None = None, reviewed: bool | None = None,
                    since: datetime | None = None, until: datetime | None = None, page_size: int = 0,
                    page_token: str | None = None) -> Page[Event]:
-        """Newest first; `since` is inclusive, `until` exclusive."""
+        """Newest first; `since` is inclusive, `until` exclusive. A list matches any of its values;
+        None is no condition."""
         where, params = [], []
-        camera_ids = uuid_list("camera_ids", camera_ids)
         event_types = None if event_types is None else list(event_types)
-        if camera_ids is not None:
-            where.append(sql.SQL("camera_id = ANY(%s)"))
-            params.append(camera_ids)
+        for column, field, values in (("camera_id", "camera_ids", camera_ids), ("person_id", "person_ids", person_ids),
+                                      ("cluster_id", "cluster_ids", cluster_ids)):
+            if values is not None:
+                where.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(column)))
+                params.append(uuid_list(field, values))
+        if site_ids is not None:
+            where.append(_in_sites("events"))
+            params.append(uuid_list("site_ids", site_ids))
         if event_types is not None:
             where.append(sql.SQL("event_type = ANY(%s::event_type_enum[])"))
             params.append(event_types)
         if person_id is not None:
             where.append(sql.SQL("person_id = %s"))
             params.append(as_uuid("person_id", person_id))
+        if reviewed is not None:
+            where.append(sql.SQL("reviewed = %s"))
+            params.append(bool(reviewed))
         if aware("since", since) is not None:
             where.append(sql.SQL("timestamp >= %s"))
             params.append(since)
@@ -118,3 +186,279 @@ class EventRepository:
         return await fetch_page(self.conn, Event, select=_COLUMNS, table="events", where=where, params=params,
                                 keyset=_NEWEST_FIRST, page_size=page_size, page_token=page_token, resource="event",
                                 values={"event_types": event_types})
+
+    async def review(self, event_id: UUID | str, action: str, *, reviewer_id: UUID | None,
+                     person_id: UUID | None = None, notes: str | None = None) -> Event | None:
+        """Record an operator's review (review_actions) and apply it: the event becomes reviewed with
+        this action; CORRECT_NAME re-assigns it to `person_id`; DELETE removes it (returns None)."""
+        if action not in REVIEW_ACTIONS:
+            raise InvalidArgument("action", f"must be one of {', '.join(REVIEW_ACTIONS)}")
+        if (action == "correct_name") != (person_id is not None):
+            raise InvalidArgument("person_id", "is required for correct_name and only allowed with it")
+        event = await self.get(event_id)
+        key = (event.id, event.timestamp)
+        async with guarded(self.conn, "review", parents={"to_person_id": "person"}):
+            await self.conn.execute(
+                "INSERT INTO review_actions (event_id, reviewer_id, action, from_person_id, to_person_id, notes)"
+                " VALUES (%s, %s, %s, %s, %s, %s)", (event.id, reviewer_id, action, event.person_id, person_id, notes))
+            if action == "delete":
+                await self.conn.execute("DELETE FROM events WHERE id = %s AND timestamp = %s", key)
+                return None
+            await self.conn.execute(
+                "UPDATE events SET reviewed = TRUE, review_action = %s, person_id = COALESCE(%s, person_id)"
+                " WHERE id = %s AND timestamp = %s", (action, person_id, *key))
+        return await self.get(*key)
+
+
+# --------------------------------------------------------------------------- suspicious activities
+
+
+@dataclass(frozen=True)
+class SuspiciousActivity:
+    id: UUID
+    camera_id: UUID
+    site_id: UUID
+    event_id: UUID | None
+    activity_type: str
+    zone_id: UUID | None
+    confidence: float
+    severity: str
+    details: dict[str, Any]
+    image_path: str | None
+    video_clip_path: str | None
+    timestamp: datetime
+    alert_sent: bool
+    snapshot_media_id: UUID | None
+    clip_media_id: UUID | None
+    created_at: datetime
+
+
+_ACTIVITY_TABLE = "suspicious_activity_events"
+_ACTIVITY_COLUMNS = columns_of(
+    SuspiciousActivity, confidence=sql.SQL("confidence::float8"), site_id=_site_of(_ACTIVITY_TABLE),
+    snapshot_media_id=_media_of(_ACTIVITY_TABLE, "image"), clip_media_id=_media_of(_ACTIVITY_TABLE, "video"))
+
+
+class SuspiciousActivityRepository:
+    """Reads suspicious_activity_events (written by the analytics)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection):
+        self.conn = conn
+
+    async def get(self, activity_id: UUID | str) -> SuspiciousActivity:
+        activity_id = as_uuid("activity_id", activity_id)
+        found = await fetch_one(self.conn, SuspiciousActivity, sql.SQL(
+            "SELECT {} FROM suspicious_activity_events WHERE id = %s ORDER BY timestamp DESC LIMIT 1"
+        ).format(_ACTIVITY_COLUMNS), (activity_id,))
+        if found is None:
+            raise NotFound("suspicious_activity", activity_id)
+        return found
+
+    async def list(self, *, camera_ids: Iterable[UUID | str] | None = None,
+                   site_ids: Iterable[UUID | str] | None = None, activity_types: Iterable[str] | None = None,
+                   zone_ids: Iterable[UUID | str] | None = None, severities: Iterable[str] | None = None,
+                   since: datetime | None = None, until: datetime | None = None, page_size: int = 0,
+                   page_token: str | None = None) -> Page[SuspiciousActivity]:
+        """Newest first; `since` is inclusive, `until` exclusive; None is no condition."""
+        where, params = [], []
+        activity_types = None if activity_types is None else list(activity_types)
+        severities = None if severities is None else list(severities)
+        for column, values in (("camera_id", camera_ids), ("zone_id", zone_ids)):
+            if values is not None:
+                where.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(column)))
+                params.append(uuid_list(f"{column}s", values))
+        if site_ids is not None:
+            where.append(_in_sites(_ACTIVITY_TABLE))
+            params.append(uuid_list("site_ids", site_ids))
+        if activity_types is not None:
+            where.append(sql.SQL("activity_type = ANY(%s::activity_type_enum[])"))
+            params.append(activity_types)
+        if severities is not None:
+            where.append(sql.SQL("severity = ANY(%s::severity_enum[])"))
+            params.append(severities)
+        if aware("since", since) is not None:
+            where.append(sql.SQL("timestamp >= %s"))
+            params.append(since)
+        if aware("until", until) is not None:
+            where.append(sql.SQL("timestamp < %s"))
+            params.append(until)
+        return await fetch_page(self.conn, SuspiciousActivity, select=_ACTIVITY_COLUMNS, table=_ACTIVITY_TABLE,
+                                where=where, params=params, keyset=_NEWEST_FIRST, page_size=page_size,
+                                page_token=page_token, resource="suspicious_activity",
+                                values={"activity_types": activity_types, "severities": severities})
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+@dataclass(frozen=True)
+class DashboardStats:
+    """The row of vw_dashboard_stats, read as the caller (its row-level security applies)."""
+    total_cameras: int
+    online_cameras: int
+    offline_cameras: int
+    camera_uptime_pct: float | None
+    events_today: int
+    recognized_today: int
+    faces_today: int
+    humans_today: int
+    unreviewed_events: int
+    pending_alerts: int
+    acknowledged_alerts: int
+    critical_alerts: int
+    total_persons: int
+    known_persons: int
+    unknown_persons: int
+    blacklisted_persons: int
+    vip_persons: int
+    suspicious_today: int
+    critical_suspicious: int
+    computed_at: datetime
+
+
+async def dashboard_stats(conn: psycopg.AsyncConnection) -> DashboardStats:
+    return await fetch_one(conn, DashboardStats, sql.SQL("SELECT {} FROM vw_dashboard_stats").format(
+        columns_of(DashboardStats, camera_uptime_pct=sql.SQL("camera_uptime_pct::float8"),
+                   computed_at=sql.SQL("now()"))))
+
+
+# --------------------------------------------------------------------------- ingest bookkeeping
+
+
+class IngestBatchRepository:
+    """Idempotency keys of stored ingest batches (ingest_batches)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection):
+        self.conn = conn
+
+    async def claim(self, idempotency_key: str, *, node_id: UUID, camera_id: UUID, sequence: int,
+                    update_count: int) -> bool:
+        """Record the key; False when it was already stored. A concurrent claim of the same key waits
+        for the first transaction and then sees it (or takes over if that one rolled back)."""
+        async with guarded(self.conn, "ingest_batch", parents={"camera_id": "camera"}):
+            cur = await self.conn.execute(
+                "INSERT INTO ingest_batches (idempotency_key, node_id, camera_id, sequence, update_count)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1",
+                (idempotency_key, node_id, camera_id, sequence, update_count))
+            return await cur.fetchone() is not None
+
+
+@dataclass(frozen=True)
+class TrackEvent:
+    """The event a track produced for one kind: 'human' (a person track) or 'face'."""
+    track_id: str
+    kind: str
+    event_id: UUID
+    event_timestamp: datetime
+    face_quality: float | None
+    parent_track_id: str | None
+
+
+_TRACK_EVENT_COLUMNS = columns_of(TrackEvent, face_quality=sql.SQL("face_quality::float8"))
+
+
+class TrackEventRepository:
+    """One event per (camera, track, kind) (track_events)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection, camera_id: UUID):
+        self.conn = conn
+        self.camera_id = camera_id
+
+    async def lock(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackEvent]:
+        """The existing rows of these (track_id, kind) keys, locked until the transaction ends."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        query = sql.SQL("SELECT {} FROM track_events WHERE camera_id = %s AND (track_id, kind) IN"
+                        " (SELECT * FROM unnest(%s::text[], %s::text[])) FOR UPDATE").format(_TRACK_EVENT_COLUMNS)
+        found = await fetch_all(self.conn, TrackEvent, query,
+                                (self.camera_id, [k[0] for k in keys], [k[1] for k in keys]))
+        return {(t.track_id, t.kind): t for t in found}
+
+    async def add(self, rows: Sequence[TrackEvent]) -> None:
+        if not rows:
+            return
+        async with guarded(self.conn, "track_event"):
+            await self.conn.cursor().executemany(
+                "INSERT INTO track_events (camera_id, track_id, kind, event_id, event_timestamp, face_quality,"
+                " parent_track_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [(self.camera_id, r.track_id, r.kind, r.event_id, r.event_timestamp, r.face_quality,
+                  r.parent_track_id) for r in rows])
+
+    async def set_face_quality(self, track_id: str, quality: float) -> None:
+        async with guarded(self.conn, "track_event"):
+            await self.conn.execute("UPDATE track_events SET face_quality = %s"
+                                    " WHERE camera_id = %s AND track_id = %s AND kind = 'face'",
+                                    (quality, self.camera_id, track_id))
+
+    async def set_parents(self, parents: dict[str, str]) -> None:
+        """Face tracks' person tracks, where the node (newly) associated them."""
+        if not parents:
+            return
+        async with guarded(self.conn, "track_event"):
+            await self.conn.execute(
+                "UPDATE track_events t SET parent_track_id = p.parent FROM unnest(%s::text[], %s::text[])"
+                " AS p(track_id, parent) WHERE t.camera_id = %s AND t.kind = 'face' AND t.track_id = p.track_id"
+                " AND t.parent_track_id IS DISTINCT FROM p.parent",
+                (list(parents), list(parents.values()), self.camera_id))
+
+    async def identities(self, track_ids: Iterable[str]) -> dict[str, tuple[UUID | None, UUID | None]]:
+        """track_id → (person_id, cluster_id) of these tracks' face events and, for person tracks, of
+        the face events of their face tracks; a recognised person wins over a cluster."""
+        track_ids = list(track_ids)
+        cur = await self.conn.execute(
+            "SELECT t.track_id, t.parent_track_id, e.person_id, e.cluster_id FROM track_events t"
+            " JOIN events e ON e.id = t.event_id AND e.timestamp = t.event_timestamp"
+            " WHERE t.camera_id = %(camera)s AND t.kind = 'face'"
+            " AND (t.track_id = ANY(%(tracks)s) OR t.parent_track_id = ANY(%(tracks)s))"
+            " ORDER BY e.person_id IS NULL, t.updated_at DESC",
+            {"camera": self.camera_id, "tracks": track_ids})
+        found: dict[str, tuple[UUID | None, UUID | None]] = {}
+        for row in await cur.fetchall():
+            identity = (row["person_id"], row["cluster_id"])
+            for track in (row["track_id"], row["parent_track_id"]):
+                if track is not None and identity != (None, None):
+                    found.setdefault(track, identity)
+        return found
+
+
+class FeedOutboxRepository:
+    """Event-feed messages committed with their rows and not yet on the Redis stream (feed_outbox)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection):
+        self.conn = conn
+
+    async def add(self, payloads: Sequence[dict[str, Any]]) -> None:
+        if not payloads:
+            return
+        async with guarded(self.conn, "feed_outbox"):
+            await self.conn.cursor().executemany("INSERT INTO feed_outbox (payload) VALUES (%s)",
+                                                 [(Jsonb(p),) for p in payloads])
+
+    async def oldest(self, limit: int) -> list[tuple[int, UUID, dict[str, Any]]]:
+        """(id, message_id, payload) of the oldest pending messages, in id order."""
+        cur = await self.conn.execute("SELECT id, message_id, payload FROM feed_outbox ORDER BY id LIMIT %s",
+                                      (limit,))
+        return [(row["id"], row["message_id"], row["payload"]) for row in await cur.fetchall()]
+
+    async def remove(self, ids: Sequence[int]) -> None:
+        await self.conn.execute("DELETE FROM feed_outbox WHERE id = ANY(%s)", (list(ids),))
+
+
+class FeedAudienceRepository:
+    """What a feed subscriber may see and which persons its watchlist filter names."""
+
+    def __init__(self, conn: psycopg.AsyncConnection):
+        self.conn = conn
+
+    async def assigned_site_ids(self, user_id: UUID | None) -> set[UUID]:
+        """The sites row-level security lets this user see (user_site_assignments)."""
+        cur = await self.conn.execute("SELECT site_id FROM user_site_assignments WHERE user_id = %s", (user_id,))
+        return {row["site_id"] for row in await cur.fetchall()}
+
+    async def watched(self, watchlist_ids: Sequence[UUID], person_ids: Iterable[UUID | str]) -> set[UUID]:
+        """Those of the persons who are on any of the watchlists now."""
+        cur = await self.conn.execute(
+            "SELECT DISTINCT person_id FROM watchlist_entries WHERE watchlist_id = ANY(%s) AND person_id = ANY(%s)",
+            (list(watchlist_ids), uuid_list("person_ids", person_ids)))
+        return {row["person_id"] for row in await cur.fetchall()}

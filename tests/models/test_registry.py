@@ -15,7 +15,8 @@ from vigil.models.registry import register_model_version, registered_versions
 def _hnsw_indexes(db, version: str) -> list[str]:
     return [r[0] for r in db.execute(
         "SELECT indexname FROM pg_indexes WHERE tablename = 'face_embeddings' "
-        "AND indexname LIKE 'idx_face_embeddings_hnsw_%%' AND indexdef LIKE %s", (f"%{version}%",),
+        "AND indexname LIKE 'idx_face_embeddings_hnsw_%%' AND indexdef LIKE %s",
+        (f"%model_version = '{version}'::text%",),  # exactly this version, not others it prefixes
     ).fetchall()]
 
 

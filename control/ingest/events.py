@@ -1,0 +1,149 @@
+"""A batch's tracks as detection events: one per (track, kind), kept in track_events.
+
+kind 'human': a person track's first observation gives human_detected (its event_time, box and
+confidence). kind 'face': a track's best face gives person_recognized (with person_id) or
+face_detected (with cluster_id); a better face later re-describes the same event: identity,
+box, confidence, frame, snapshot and metadata change, its id and event_time (when the face was
+first seen) do not. A face no better than the stored one changes nothing, and an event an
+operator reviewed (or deleted) is left as they left it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from vigil.control.analytics.model import ObjectClass
+from vigil.control.ingest.batch import BestFace, TrackBatch
+from vigil.control.ingest.clusters import Materialised, Sighting, UnknownClusters
+from vigil.control.ingest.messages import pixel_box
+from vigil.control.ingest.recognition import Identity, NewCluster, Recognized, Recognizer
+from vigil.control.ingest.tracks import TrackSummary
+from vigil.storage.repositories.events import Event, EventRepository, TrackEvent, TrackEventRepository
+
+SIMILARITY_DIGITS = 4
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    event: Event  # as stored after this batch
+    created: bool  # False: an existing event was re-described with a better face
+    track_id: str
+
+
+@dataclass(frozen=True)
+class _FaceChange:
+    summary: TrackSummary
+    previous: Event | None  # the track's face event before this batch
+    parent_track_id: str | None  # the batch's association, else the one stored
+
+
+def _milliseconds_since(moment: datetime) -> int:
+    return round((datetime.now(timezone.utc) - moment).total_seconds() * 1000)
+
+
+class TrackEventWriter:
+    def __init__(self, conn, batch: TrackBatch, recognizer: Recognizer):
+        self.conn = conn
+        self.batch = batch
+        self.recognizer = recognizer
+        self.events = EventRepository(conn)
+        self.tracks = TrackEventRepository(conn, batch.camera_id)
+
+    async def write(self, summaries: list[TrackSummary]) -> list[RecordedEvent]:
+        keys = [(s.track_id, "human") for s in summaries if s.object_class is ObjectClass.PERSON]
+        keys += [(s.track_id, "face") for s in summaries if s.face]
+        existing = await self.tracks.lock(keys)
+        recorded = [await self._human(s) for s in summaries
+                    if s.object_class is ObjectClass.PERSON and (s.track_id, "human") not in existing]
+        recorded += await self._faces(summaries, existing)
+        await self.tracks.set_parents({s.track_id: s.parent_track_id for s in summaries if s.parent_track_id})
+        return recorded
+
+    def _metadata(self, s: TrackSummary, observed_at: datetime) -> dict[str, Any]:
+        return {"track_id": s.track_id, "object_class": s.object_class.value, "node_id": str(self.batch.node_id),
+                "processing_time_ms": _milliseconds_since(observed_at)}  # capture → recorded here
+
+    async def _human(self, s: TrackSummary) -> RecordedEvent:
+        u = s.first
+        event = await self.events.insert(
+            self.batch.camera_id, "human_detected", u.capture_time, round(u.confidence, 3),
+            pixel_box(u.box, self.batch.frame_width, self.batch.frame_height), frame_number=u.frame_number,
+            metadata=self._metadata(s, u.capture_time))
+        await self.tracks.add([TrackEvent(s.track_id, "human", event.id, event.timestamp, None, None)])
+        return RecordedEvent(event, True, s.track_id)
+
+    async def _faces(self, summaries: list[TrackSummary],
+                     existing: dict[tuple[str, str], TrackEvent]) -> list[RecordedEvent]:
+        improved = [s for s in summaries if s.face and _better(s.face, existing.get((s.track_id, "face")))]
+        stored = await self.events.get_many((m.event_id, m.event_timestamp) for s in improved
+                                            if (m := existing.get((s.track_id, "face"))))
+        changes = []
+        for s in improved:
+            mapping = existing.get((s.track_id, "face"))
+            previous = stored.get(mapping.event_id) if mapping else None
+            if mapping is None or (previous is not None and not previous.reviewed):
+                changes.append(_FaceChange(s, previous, s.parent_track_id or (mapping and mapping.parent_track_id)))
+        if not changes:
+            return []
+        identities = await self.recognizer.identify(self.conn, [c.summary.face for c in changes])
+        created = await self._settle_clusters(changes, identities)
+        return [await self._face_event(c, identity, created) for c, identity in zip(changes, identities)]
+
+    async def _settle_clusters(self, changes: list[_FaceChange],
+                               identities: list[Identity]) -> dict[NewCluster, Materialised]:
+        sightings, left = [], []
+        for c, identity in zip(changes, identities):
+            before = c.previous.cluster_id if c.previous else None
+            after = None if isinstance(identity, Recognized) or isinstance(identity.cluster, NewCluster) \
+                else identity.cluster.id
+            if before is not None and before != after:
+                left.append(before)
+            if not isinstance(identity, Recognized):
+                sightings.append(Sighting(c.summary.face, identity.cluster, joins=before is None or before != after))
+        return await UnknownClusters(self.conn).apply(sightings, left)
+
+    async def _face_event(self, change: _FaceChange, identity: Identity,
+                          created: dict[NewCluster, Materialised]) -> RecordedEvent:
+        s, face = change.summary, change.summary.face
+        update = s.face_update
+        if isinstance(identity, Recognized):
+            event_type, person_id, cluster_id = "person_recognized", identity.person_id, None
+        else:
+            cluster = identity.cluster
+            event_type, person_id = "face_detected", None
+            cluster_id = created[cluster].cluster_id if isinstance(cluster, NewCluster) else cluster.id
+        described = {
+            "event_type": event_type, "person_id": person_id, "cluster_id": cluster_id,
+            "confidence": round(face.confidence or update.confidence, 3),
+            "bounding_box": pixel_box(face.box or update.box, self.batch.frame_width, self.batch.frame_height),
+            "image_path": face.snapshot_key, "frame_number": face.frame_number,
+            "metadata": self._face_metadata(change, identity),
+        }
+        if change.previous is None:
+            event = await self.events.insert(self.batch.camera_id, timestamp=face.capture_time, **described)
+            await self.tracks.add([TrackEvent(s.track_id, "face", event.id, event.timestamp, round(face.quality, 3),
+                                              change.parent_track_id)])
+        else:
+            event = await self.events.redescribe(change.previous.id, change.previous.timestamp, **described)
+            await self.tracks.set_face_quality(s.track_id, round(face.quality, 3))
+        return RecordedEvent(event, change.previous is None, s.track_id)
+
+    def _face_metadata(self, change: _FaceChange, identity: Identity) -> dict[str, Any]:
+        s, face = change.summary, change.summary.face
+        metadata = {
+            **self._metadata(s, face.capture_time), "model_version": face.model_version,
+            "face_quality": round(face.quality, 3), "similarity": round(identity.similarity, SIMILARITY_DIGITS),
+            "face_capture_time": face.capture_time.isoformat(), "landmarks": [list(p) for p in face.landmarks],
+        }
+        if isinstance(identity, Recognized):
+            metadata["matched_face_id"] = str(identity.face_id)
+        if change.parent_track_id:
+            metadata["parent_track_id"] = change.parent_track_id
+        return metadata
+
+
+def _better(face: BestFace, stored: TrackEvent | None) -> bool:
+    """Compared as stored (three decimals), so a resent face is never "better" than itself."""
+    return stored is None or stored.face_quality is None or round(face.quality, 3) > stored.face_quality

@@ -1,0 +1,197 @@
+"""EventService: detection events and suspicious activities (history, review), the live event feed
+and the dashboard figures.
+
+History is read as the caller (row-level security limits it to their sites). The feed is read
+from the Redis stream the outbox relay fills (control.ingest), so any replica serves any
+subscriber; it mirrors the same site limits, filters server-side and resumes from the token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from uuid import UUID
+
+import grpc
+import redis.asyncio as aioredis
+
+from vigil.api.v1 import event_pb2 as pb
+from vigil.api.v1 import event_pb2_grpc
+from vigil.control.convert import EnumMap, timestamp
+from vigil.control.ingest.feed import FeedFilter
+from vigil.control.ingest.messages import (
+    ACTIVITY_TYPE,
+    EVENT_TYPE,
+    REVIEW_ACTION,
+    SEVERITY,
+    event_message,
+    suspicious_activity_message,
+)
+from vigil.control.ingest.runtime import ingest_runtime
+from vigil.control.ingest.subscription import FeedSubscription, ResumeTokenExpired, SubscriberTooSlow, start_position
+from vigil.control.rpc import rpc
+from vigil.control.services.cameras import api_token, repository_token
+from vigil.control.services.persons import checked_text, enum_label, id_list, required_id, time_bounds
+from vigil.storage.bus import EventBus
+from vigil.storage.repositories.base import InvalidArgument, PermissionDenied
+from vigil.storage.repositories.events import (
+    EventRepository,
+    FeedAudienceRepository,
+    SuspiciousActivityRepository,
+    dashboard_stats,
+)
+from vigil.storage.repositories.persons import PersonRepository
+
+FEED_KIND = EnumMap(pb.FeedItemKind, "FEED_ITEM_KIND_", "kinds")
+MAX_NOTE = 2000
+
+
+def any_of(enum: EnumMap, numbers: Sequence[int], field: str) -> list[str] | None:
+    """A filter of enum values as labels; None (no condition) when empty or when it holds
+    UNSPECIFIED, which in a filter means "any" (common.proto)."""
+    if not numbers or 0 in numbers:
+        return None
+    return [enum_label(enum, n, f"{field}[{i}]") for i, n in enumerate(numbers)]
+
+
+def ids_or_none(field: str, values: Sequence[str]) -> list[UUID] | None:
+    return id_list(field, values) or None
+
+
+class EventService(event_pb2_grpc.EventServiceServicer):
+    def __init__(self, app):
+        self.app = app
+        with contextlib.suppress(RuntimeError):  # no running loop: built only to be inspected
+            ingest_runtime(app).start()
+
+    # ----------------------------------------------------------------------- events
+
+    @rpc("events", "read")
+    async def ListEvents(self, request, context):
+        since, until = time_bounds(request, "time_range")
+        filters = {
+            "camera_ids": ids_or_none("camera_ids", request.camera_ids),
+            "site_ids": ids_or_none("site_ids", request.site_ids),
+            "event_types": any_of(EVENT_TYPE, request.event_types, "event_types"),
+            "person_ids": ids_or_none("person_ids", request.person_ids),
+            "cluster_ids": ids_or_none("cluster_ids", request.cluster_ids),
+            "reviewed": request.reviewed if request.HasField("reviewed") else None,
+            "since": since, "until": until,
+        }
+        async with self.app.transaction() as tx:
+            page = await EventRepository(tx.conn).list(**filters, page_size=request.page_size,
+                                                       page_token=repository_token(request))
+            return pb.ListEventsResponse(events=[event_message(e) for e in page.items],
+                                         next_page_token=api_token(request, page.next_page_token))
+
+    @rpc("events", "read")
+    async def GetEvent(self, request, context):
+        event_id = required_id("id", request.id)
+        async with self.app.transaction() as tx:
+            return pb.GetEventResponse(event=event_message(await EventRepository(tx.conn).get(event_id)))
+
+    @rpc("events", "acknowledge")
+    async def ReviewEvent(self, request, context):
+        event_id = required_id("id", request.id)
+        if request.action == pb.REVIEW_ACTION_MERGE:
+            raise InvalidArgument("action", "MERGE is recorded by PersonService.MergePersons, not by a review")
+        action = enum_label(REVIEW_ACTION, request.action, "action")
+        if action == "correct_name":
+            person_id = required_id("person_id", request.person_id)
+        elif request.person_id:
+            raise InvalidArgument("person_id", "must be empty unless action is CORRECT_NAME")
+        else:
+            person_id = None
+        note = checked_text("note", request.note, MAX_NOTE)
+        async with self.app.transaction() as tx:
+            if action == "delete" and not await self.app.permissions.allows(tx.caller, "events", "delete"):
+                raise PermissionDenied(f"role {tx.caller.role!r} may review events but not delete them")
+            if person_id is not None:
+                await PersonRepository(tx.conn).get(person_id)  # NOT_FOUND names the person
+            reviewed = await EventRepository(tx.conn).review(event_id, action, reviewer_id=tx.caller.user_id,
+                                                             person_id=person_id, notes=note)
+            await tx.audit("event.review", "event", event_id,
+                           {"action": action, **({"person_id": str(person_id)} if person_id else {})})
+            return pb.ReviewEventResponse(event=event_message(reviewed) if reviewed else None)
+
+    # ----------------------------------------------------------------------- suspicious activities
+
+    @rpc("events", "read")
+    async def ListSuspiciousActivities(self, request, context):
+        since, until = time_bounds(request, "time_range")
+        filters = {
+            "camera_ids": ids_or_none("camera_ids", request.camera_ids),
+            "site_ids": ids_or_none("site_ids", request.site_ids),
+            "activity_types": any_of(ACTIVITY_TYPE, request.activity_types, "activity_types"),
+            "zone_ids": ids_or_none("zone_ids", request.zone_ids),
+            "severities": any_of(SEVERITY, request.severities, "severities"),
+            "since": since, "until": until,
+        }
+        async with self.app.transaction() as tx:
+            page = await SuspiciousActivityRepository(tx.conn).list(**filters, page_size=request.page_size,
+                                                                    page_token=repository_token(request))
+            return pb.ListSuspiciousActivitiesResponse(
+                suspicious_activities=[suspicious_activity_message(a) for a in page.items],
+                next_page_token=api_token(request, page.next_page_token))
+
+    @rpc("events", "read")
+    async def GetSuspiciousActivity(self, request, context):
+        activity_id = required_id("id", request.id)
+        async with self.app.transaction() as tx:
+            activity = await SuspiciousActivityRepository(tx.conn).get(activity_id)
+            return pb.GetSuspiciousActivityResponse(suspicious_activity=suspicious_activity_message(activity))
+
+    # ----------------------------------------------------------------------- the live feed
+
+    @rpc("events", "read")
+    async def Subscribe(self, request, context):
+        async with self.app.transaction() as tx:
+            feed_filter = await self._filter(tx, request)
+        try:
+            position = await start_position(self.app.redis, request.resume_token)
+            subscription = FeedSubscription(EventBus(self.app.redis), feed_filter, position,
+                                            self._watched(feed_filter.watchlist_ids))
+            async for response in subscription.responses():
+                yield response
+        except ResumeTokenExpired as exc:
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
+        except SubscriberTooSlow:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"the subscriber fell more than {subscription.queue.maxsize} messages behind the "
+                                f"live feed; subscribe again with resume_token={subscription.delivered} to continue "
+                                "without loss")
+        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"the event feed is unavailable ({exc}); subscribe again with the last resume_token")
+
+    async def _filter(self, tx, request) -> FeedFilter:
+        return FeedFilter(
+            kinds=frozenset(enum_label(FEED_KIND, k, f"kinds[{i}]") for i, k in enumerate(request.kinds)),
+            camera_ids=frozenset(map(str, id_list("camera_ids", request.camera_ids))),
+            site_ids=frozenset(map(str, id_list("site_ids", request.site_ids))),
+            event_types=frozenset(any_of(EVENT_TYPE, request.event_types, "event_types") or ()),
+            activity_types=frozenset(any_of(ACTIVITY_TYPE, request.activity_types, "activity_types") or ()),
+            severities=frozenset(any_of(SEVERITY, request.severities, "severities") or ()),
+            person_ids=frozenset(map(str, id_list("person_ids", request.person_ids))),
+            watchlist_ids=tuple(id_list("watchlist_ids", request.watchlist_ids)),
+            visible_site_ids=None if tx.caller.rls_role == "super_admin" else frozenset(
+                map(str, await FeedAudienceRepository(tx.conn).assigned_site_ids(tx.caller.user_id))))
+
+    def _watched(self, watchlist_ids: tuple[UUID, ...]):
+        async def watched(person_ids: set[str]) -> set[str]:
+            async with self.app.transaction() as tx:
+                return {str(p) for p in await FeedAudienceRepository(tx.conn).watched(watchlist_ids, person_ids)}
+        return watched
+
+    # ----------------------------------------------------------------------- dashboard
+
+    @rpc("events", "read")
+    async def GetDashboardStats(self, request, context):
+        async with self.app.transaction() as tx:
+            stats = await dashboard_stats(tx.conn)
+        figures = {k: v for k, v in vars(stats).items() if k != "computed_at" and v is not None}
+        return pb.GetDashboardStatsResponse(stats=pb.DashboardStats(**figures,
+                                                                    compute_time=timestamp(stats.computed_at)))
+
+
+SERVICE = (EventService, event_pb2_grpc.add_EventServiceServicer_to_server, "vigil.v1.EventService")

@@ -1,0 +1,54 @@
+"""IngestService: track batches from pipeline nodes, each stored in one transaction and acked.
+
+Every batch gets exactly one ack, in order, and never ends the stream: ACCEPTED once committed
+(duplicate=true when its idempotency key was stored before and nothing was written), REJECTED
+with the offending field for a batch that can never be stored, RETRY when storing failed for a
+reason that may pass (the database restarting, a lock timeout) so the node resends it later.
+The work itself is control.ingest.pipeline's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+from vigil.api.v1 import ingest_pb2 as pb
+from vigil.api.v1 import ingest_pb2_grpc
+from vigil.control.ingest.runtime import ingest_runtime
+from vigil.control.rpc import rpc
+from vigil.logs import get_logger
+from vigil.storage.repositories.base import RepositoryError
+
+log = get_logger("vigil.control.ingest")
+
+
+class IngestService(ingest_pb2_grpc.IngestServiceServicer):
+    def __init__(self, app):
+        self.app = app
+        self.runtime = ingest_runtime(app)
+        with contextlib.suppress(RuntimeError):  # no running loop: built only to be inspected
+            self.runtime.start()
+
+    @rpc("ingest", "write")
+    async def Publish(self, request_iterator, context):
+        async for request in request_iterator:
+            yield await self._acknowledge(request)
+
+    async def _acknowledge(self, request: pb.PublishRequest) -> pb.PublishResponse:
+        sequence = request.batch.sequence
+        try:
+            async with self.app.transaction() as tx:
+                result = await self.runtime.pipeline.process(tx, request)
+        except RepositoryError as exc:  # invalid, unknown camera or model version, refused by row security
+            return pb.PublishResponse(sequence=sequence, status=pb.PUBLISH_STATUS_REJECTED, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - the batch was not stored; the node keeps it and resends
+            incident = uuid.uuid4().hex[:12]
+            log.exception("ingest batch not stored; the node will resend it", sequence=sequence, incident=incident)
+            return pb.PublishResponse(sequence=sequence, status=pb.PUBLISH_STATUS_RETRY,
+                                      error=f"not stored ({type(exc).__name__}, incident {incident}); resend later")
+        if not result.duplicate:
+            self.runtime.relay.wake()
+        return pb.PublishResponse(sequence=sequence, status=pb.PUBLISH_STATUS_ACCEPTED, duplicate=result.duplicate)
+
+
+SERVICE = (IngestService, ingest_pb2_grpc.add_IngestServiceServicer_to_server, "vigil.v1.IngestService")

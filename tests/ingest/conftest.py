@@ -1,0 +1,100 @@
+"""Fixtures of the ingest and feed suites: stubs on the real control plane, cameras, a model version
+of the test's own, and real face embeddings computed by the served face models from real photos."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import cv2
+import pytest
+
+from tests.control.conftest import api_keys, as_role, channel, control, face_models  # noqa: F401 - shared fixtures
+from tests.storage.builders import make_camera
+from vigil.api.v1 import event_pb2_grpc, ingest_pb2_grpc
+from vigil.storage.db import acting_as
+
+
+@pytest.fixture(scope="module")
+def ingest(channel):
+    return ingest_pb2_grpc.IngestServiceStub(channel)
+
+
+@pytest.fixture(scope="module")
+def events(channel):
+    return event_pb2_grpc.EventServiceStub(channel)
+
+
+@pytest.fixture(scope="module")
+def app(control):
+    return control[1]
+
+
+@pytest.fixture(scope="module")
+def node(as_role):
+    """A pipeline node's key (role api_client: ingest:write and reads)."""
+    return as_role("api_client")
+
+
+@pytest.fixture(scope="module")
+def admin(as_role):
+    return as_role("admin")
+
+
+@asynccontextmanager
+async def database(app):
+    """A committed transaction as a fleet-wide service, for what the API cannot set up or show."""
+    async with acting_as(app.pool, user_id=None, role="super_admin") as conn:
+        yield conn
+
+
+@pytest.fixture
+async def camera(app):
+    async with database(app) as conn:
+        return await make_camera(conn, app.secrets)
+
+
+@pytest.fixture
+def model_version(face_models, db) -> str:
+    """A model version of the test's own, with the served embedder's dimension and threshold: its
+    gallery holds only what the test enrols, whatever other suites enrolled under the real one."""
+    embedder = next(m for m in face_models.values() if m.embedding_dim)
+    version = f"{embedder.version_string}-ingest-{uuid.uuid4().hex[:8]}"
+    # dated long ago: an API call that names no version keeps resolving to the newest, the served one
+    db.execute("INSERT INTO model_versions (version_string, embedding_dim, match_threshold, created_at)"
+               " VALUES (%s, %s, %s, now() - interval '10 years')",
+               (version, embedder.embedding_dim, embedder.match_threshold))
+    return version
+
+
+@pytest.fixture
+def threshold(face_models) -> float:
+    return next(m for m in face_models.values() if m.embedding_dim).match_threshold
+
+
+@dataclass(frozen=True)
+class RealFace:
+    """A face as a pipeline node would send it: embedding, quality and geometry, normalised."""
+    embedding: list[float]
+    quality: float
+    confidence: float
+    box: tuple[float, float, float, float]
+    landmarks: tuple[tuple[float, float], ...]
+
+
+@pytest.fixture(scope="session")
+def real_faces(analyzer, photos) -> dict[str, RealFace]:
+    """obama3 (enrolment uses obama and obama2), biden, and biden_small: the same photo at half size,
+    a second sighting of the same stranger."""
+    images = {name: cv2.imread(str(photos[name])) for name in ("obama3", "biden")}
+    images["biden_small"] = cv2.resize(images["biden"], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    found = {}
+    for name, pixels in images.items():
+        face = max(analyzer.detect(pixels), key=lambda f: f.box[2] * f.box[3])
+        vector = analyzer.embed([analyzer.align(pixels, face.landmarks)])[0]
+        found[name] = RealFace(
+            embedding=[float(v) for v in vector], quality=round(analyzer.quality(pixels, face).score, 3),
+            confidence=float(min(face.score, 1.0)), box=tuple(float(v) for v in face.box_normalized),
+            landmarks=tuple((float(x), float(y)) for x, y in face.landmarks_normalized))
+    return found

@@ -1,0 +1,120 @@
+"""Schedules and quiet hours: days from Sunday = 0, windows crossing midnight, time zones (the
+rule's, else the site's) including a local weekday that differs from UTC's, and daylight saving."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from tests.rules.builders import event, rule
+from vigil.control.rules import QuietHours, RuleEvaluator, Schedule, ScheduleError
+from vigil.storage.repositories.alerts import ALL_WEEK
+
+evaluate = RuleEvaluator().evaluate
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def armed(schedule, when, *, quiet_hours=None, site_timezone="UTC") -> bool:
+    """Whether a rule with this schedule (None: all week) and quiet hours fires at `when`."""
+    r = rule(schedule=schedule or ALL_WEEK, quiet_hours=quiet_hours)
+    return bool(evaluate([r], event(observed_at=when, site_timezone=site_timezone)))
+
+
+# 2026-03-06 is a Friday, 2026-03-07 a Saturday, 2026-03-08 a Sunday.
+FRIDAY_NIGHTS = {"days": [5], "start_time": "22:00", "end_time": "06:00"}
+
+
+@pytest.mark.parametrize(("when", "expected"), [
+    (utc(2026, 3, 6, 21, 59), False),  # Friday, before the window opens
+    (utc(2026, 3, 6, 22, 0), True),  # Friday, opens (start inclusive)
+    (utc(2026, 3, 6, 23, 59, 59), True),
+    (utc(2026, 3, 7, 0, 0), True),  # Saturday morning still belongs to Friday's window
+    (utc(2026, 3, 7, 5, 59, 59), True),
+    (utc(2026, 3, 7, 6, 0), False),  # closes (end exclusive)
+    (utc(2026, 3, 7, 23, 0), False),  # Saturday night: Saturday is not listed
+    (utc(2026, 3, 6, 3, 0), False),  # Friday early morning belongs to Thursday's (unlisted) window
+])
+def test_a_window_crossing_midnight_belongs_to_the_day_it_opens(when, expected):
+    assert armed(FRIDAY_NIGHTS, when) is expected
+
+
+def test_days_count_from_sunday_and_empty_days_mean_every_day():
+    office = {"days": [1, 2, 3, 4, 5], "start_time": "08:00", "end_time": "18:00"}
+    assert armed(office, utc(2026, 3, 2, 9, 0))  # Monday
+    assert not armed(office, utc(2026, 3, 1, 9, 0))  # Sunday
+    assert armed({"days": [0], "start_time": "08:00", "end_time": "18:00"}, utc(2026, 3, 1, 9, 0))
+    assert armed({"days": [], "start_time": "08:00", "end_time": "18:00"}, utc(2026, 3, 7, 9, 0))
+    assert not armed(office, utc(2026, 3, 2, 18, 0))
+
+
+def test_equal_start_and_end_mean_the_whole_day_and_24_00_ends_it():
+    saturday = {"days": [6], "start_time": "07:30", "end_time": "07:30"}
+    assert armed(saturday, utc(2026, 3, 7, 0, 0)) and armed(saturday, utc(2026, 3, 7, 23, 59, 59))
+    assert not armed(saturday, utc(2026, 3, 8, 0, 0))
+    evening = {"days": [6], "start_time": "18:00", "end_time": "24:00"}
+    assert armed(evening, utc(2026, 3, 7, 23, 59, 59)) and not armed(evening, utc(2026, 3, 8, 0, 0))
+
+
+def test_the_local_weekday_of_the_schedules_time_zone_decides():
+    # Sunday 20:00 UTC is Monday 04:00 in Singapore (UTC+8)
+    sunday_evening_utc = utc(2026, 3, 1, 20, 0)
+    monday_early = {"days": [1], "start_time": "00:00", "end_time": "08:00", "timezone": "Asia/Singapore"}
+    assert armed(monday_early, sunday_evening_utc)
+    assert not armed({**monday_early, "timezone": "UTC"}, sunday_evening_utc)
+    # without a zone of its own the schedule is read in the camera site's zone
+    site_local = {"days": [1], "start_time": "00:00", "end_time": "08:00"}
+    assert armed(site_local, sunday_evening_utc, site_timezone="Asia/Singapore")
+    assert not armed(site_local, sunday_evening_utc, site_timezone="UTC")
+
+
+def test_daylight_saving_follows_the_zones_rules():
+    office = {"days": [], "start_time": "09:00", "end_time": "17:00", "timezone": "America/New_York"}
+    assert armed(office, utc(2026, 7, 1, 13, 30))  # 09:30 EDT
+    assert not armed(office, utc(2026, 1, 7, 13, 30))  # 08:30 EST
+
+
+def test_quiet_hours_silence_a_rule_even_across_midnight_unless_disabled():
+    lunch = {"start": "12:00", "end": "13:00", "enabled": True}
+    assert not armed(None, utc(2026, 3, 1, 12, 30), quiet_hours=lunch)
+    assert armed(None, utc(2026, 3, 1, 13, 0), quiet_hours=lunch)
+    assert armed(None, utc(2026, 3, 1, 12, 30), quiet_hours={**lunch, "enabled": False})
+    nights = {"start": "23:00", "end": "05:00", "enabled": True}
+    assert not armed(None, utc(2026, 3, 1, 23, 30), quiet_hours=nights)
+    assert not armed(None, utc(2026, 3, 2, 4, 59), quiet_hours=nights)
+    assert armed(None, utc(2026, 3, 2, 5, 0), quiet_hours=nights)
+    # quiet hours are read in the schedule's zone: 12:30 in Singapore is 04:30 UTC
+    singapore = {"days": [], "start_time": "00:00", "end_time": "00:00", "timezone": "Asia/Singapore"}
+    assert not armed(singapore, utc(2026, 3, 1, 4, 30), quiet_hours=lunch)
+    assert armed(singapore, utc(2026, 3, 1, 12, 30), quiet_hours=lunch)
+
+
+@pytest.mark.parametrize(("document", "field"), [
+    ({"days": [7], "start_time": "08:00", "end_time": "09:00"}, "schedule.days[0]"),
+    ({"days": [1, 1], "start_time": "08:00", "end_time": "09:00"}, "schedule.days[1]"),
+    ({"days": "weekdays", "start_time": "08:00", "end_time": "09:00"}, "schedule.days"),
+    ({"days": [1], "start_time": "24:00", "end_time": "09:00"}, "schedule.start_time"),
+    ({"days": [1], "start_time": "8am", "end_time": "09:00"}, "schedule.start_time"),
+    ({"days": [1], "start_time": "08:00", "end_time": "24:01"}, "schedule.end_time"),
+    ({"days": [1], "start_time": "08:00"}, "schedule.end_time"),
+    ({"days": [1], "start_time": "08:00", "end_time": "09:00", "timezone": "Mars/Olympus"}, "schedule.timezone"),
+    ({"days": [1], "start_time": "08:00", "end_time": "09:00", "timezone": "../../etc/passwd"}, "schedule.timezone"),
+    ({"days": [1], "start_time": "08:00", "end_time": "09:00", "timezone": "America"}, "schedule.timezone"),
+])
+def test_invalid_schedules_are_value_errors_naming_the_field(document, field):
+    with pytest.raises(ValueError) as refused:
+        Schedule.from_json(document)
+    assert isinstance(refused.value, ScheduleError) and refused.value.field == field
+    assert str(refused.value).startswith(f"{field}: ")
+
+
+def test_invalid_quiet_hours_name_the_field():
+    with pytest.raises(ScheduleError) as refused:
+        QuietHours.from_json({"start": "12:00", "end": "25:00"})
+    assert refused.value.field == "quiet_hours.end"
+    with pytest.raises(ScheduleError) as refused:
+        QuietHours.from_json({"start": "12:00", "end": "13:00", "enabled": "yes"})
+    assert refused.value.field == "quiet_hours.enabled"
