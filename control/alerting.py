@@ -26,7 +26,12 @@ from vigil.control.ingest.events import RecordedEvent
 from vigil.control.rules import Fact, RuleEvaluator, camera_facts, person_facts, write_alerts
 from vigil.control.rules.alert_api import alert_message
 from vigil.logs import get_logger
-from vigil.storage.repositories.alerts import Alert, AlertRuleRepository, AnalyticsConfigRepository
+from vigil.storage.repositories.alerts import (
+    Alert,
+    AlertRepository,
+    AlertRuleRepository,
+    AnalyticsConfigRepository,
+)
 from vigil.storage.repositories.events import SuspiciousActivity, SuspiciousActivityRepository
 
 if TYPE_CHECKING:
@@ -59,15 +64,32 @@ class AlertingHook:
         activities = await self._activities(conn, camera_id, zones, observations)
         rules = await AlertRuleRepository(conn).active_for_camera(camera_id)
         alerts: list[Alert] = []
+        firings = []
         if rules:
             facts = await self._facts(conn, camera_id, zones, recorded, observations, activities)
             firings = [f for fact in facts for f in self.evaluator.evaluate(rules, fact)]
             alerts = await write_alerts(conn, firings)
+        # as in the seed, every suspicious activity is an alert: those no rule claimed get one of
+        # their own (the analytics fire once per episode, so this does not flood)
+        claimed = {f.fact.suspicious_activity_id for f in firings}
+        alerts += [await self._activity_alert(conn, a) for a in activities if a.id not in claimed]
         items = [feed.FeedItem.of_suspicious_activity(a) for a in activities]
         items += [feed.FeedItem("alert", alert_message(a), a.camera_id, a.site_id, severity=a.severity,
                                 person_ids=(a.person_id,) if a.person_id else ()) for a in alerts]
         if items:
             await feed.record(conn, items)
+
+    @staticmethod
+    async def _activity_alert(conn, a: SuspiciousActivity) -> Alert:
+        zone = a.details.get("zone_name")
+        where = f' in zone "{zone}"' if zone else ""
+        message = (f"{a.activity_type.replace('_', ' ')} detected{where} at {a.timestamp.isoformat()} "
+                   f"(confidence {a.confidence:.0%}, severity {a.severity})")
+        person_ids = a.details.get("person_ids") or [None]
+        return await AlertRepository(conn).insert(
+            None, a.camera_id, f"suspicious_activity_{a.activity_type}", a.severity, message,
+            person_id=person_ids[0], suspicious_activity_id=a.id,
+            track_id=(a.details.get("track_ids") or [None])[0], trigger_evidence=a.details)
 
     @staticmethod
     def _camera_of(recorded, observations) -> UUID | None:
