@@ -1,7 +1,7 @@
 """The scripted scene of the ingest issue, beyond the watchlist intrusion (test_alerting.py):
-five people crowd a zone, one of them stays and loiters, and an unknown face is seen twice.
-Exactly one crowding and one loitering activity, each alerted once; both sightings of the
-stranger land in the same unknown cluster."""
+five people crowd a zone after hours, one of them stays and loiters, and an unknown face is seen
+twice. Exactly one crowding and one loitering activity and one after-hours presence per person,
+each alerted once; both sightings of the stranger land in the same unknown cluster."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import uuid
 
 from psycopg.types.json import Jsonb
 
-from tests.ingest.builders import accepted, batch, face_track, person
+from datetime import timedelta
+
+from tests.ingest.builders import T0, accepted, batch, face_track, person
 from tests.ingest.conftest import database
 from vigil.api.v1 import common_pb2
 from vigil.api.v1 import ingest_pb2 as pb
@@ -34,6 +36,11 @@ async def test_crowd_loiterer_and_a_stranger_twice(app, ingest, admin, camera, m
                              parameters={"min_persons": 5, "min_duration": 4})
         await configs.create("lobby loiter", camera.id, "loitering", None, zone_id=lobby, severity="low",
                              parameters={"min_duration": 10})
+        # open only for one minute six hours from now: everyone in the scene is there after hours
+        opens = T0 + timedelta(hours=6)
+        await configs.create("lobby after hours", camera.id, "after_hours", None, zone_id=lobby, severity="high",
+                             parameters={"allowed_hours": {"start": opens.strftime("%H:%M"), "timezone": "UTC",
+                                                           "end": (opens + timedelta(minutes=1)).strftime("%H:%M")}})
 
     crowd = [f"c{i}" for i in range(5)]
     stranger = _face(real_faces["biden"], model_version)
@@ -68,10 +75,13 @@ async def test_crowd_loiterer_and_a_stranger_twice(app, ingest, admin, camera, m
             "SELECT count(*) AS n FROM events WHERE camera_id = %s AND event_type = 'human_detected'",
             (camera.id,))).fetchone()
 
-    assert sorted(a["t"] for a in activities) == ["crowding", "loitering"], activities
+    kinds = sorted(a["t"] for a in activities)
+    # one after-hours presence per person track (c0..c4, stay, back), one crowd, one loiterer
+    assert kinds == ["after_hours"] * 7 + ["crowding", "loitering"], kinds
     loiter = next(a for a in activities if a["t"] == "loitering")
     assert loiter["details"]["track_ids"] == ["stay"]
-    assert sorted(a["alert_type"] for a in alerts) == ["suspicious_activity_crowding", "suspicious_activity_loitering"]
+    assert sorted(a["alert_type"] for a in alerts) == ["suspicious_activity_after_hours"] * 7 + [
+        "suspicious_activity_crowding", "suspicious_activity_loitering"]
     assert humans["n"] == 7  # c0..c4, stay, back: one event per track
     assert [f["t"] for f in faces] == ["face_detected", "face_detected"], faces
     assert faces[0]["cluster_id"] is not None and faces[0]["cluster_id"] == faces[1]["cluster_id"]
