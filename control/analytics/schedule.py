@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-MINUTES_PER_DAY = 24 * 60
+from vigil.control.daily_window import MINUTES_PER_DAY, DailyWindow
+
 DAY_NAMES = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
 
 
@@ -56,16 +57,7 @@ class WeeklySchedule:
 
     def contains(self, moment: datetime) -> bool:
         """Whether the aware datetime falls inside the window."""
-        local = moment.astimezone(self._zone)
-        day = (local.weekday() + 1) % 7  # Python counts from Monday
-        minute = local.hour * 60 + local.minute + local.second / 60 + local.microsecond / 60e6
-        start, end = self.start_minute, self.end_minute
-        if start == end:
-            return day in self.days
-        if start < end:
-            return day in self.days and start <= minute < end
-        # crossing midnight: this day's opening evening, or the previous day's window running on
-        return (day in self.days and minute >= start) or ((day - 1) % 7 in self.days and minute < end)
+        return DailyWindow(self.start_minute, self.end_minute).covers(moment.astimezone(self._zone), self.days)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-MINUTES_PER_DAY = 24 * 60
+from vigil.control.daily_window import MINUTES_PER_DAY, DailyWindow
 _TIME = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])$")
 
 
@@ -55,31 +55,6 @@ def time_zone(name: Any, field: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # unknown, malformed, or a directory of zones
         raise ScheduleError(field, f"unknown time zone {name!r}") from None
-
-
-def sunday_based_weekday(local: datetime) -> int:
-    return (local.weekday() + 1) % 7  # Python counts from Monday = 0
-
-
-@dataclass(frozen=True)
-class DailyWindow:
-    start: int  # minutes after midnight, 0..1439
-    end: int  # 0..1440, exclusive
-
-    def covers(self, local: datetime, days: frozenset[int]) -> bool:
-        """Whether the wall-clock time lies in a window opening on one of `days` (empty = every day)."""
-        weekday = sunday_based_weekday(local)
-        minute = local.hour * 60 + local.minute  # start and end are whole minutes: seconds cannot matter
-
-        def opens_on(day: int) -> bool:
-            return not days or day in days
-
-        if self.start == self.end:
-            return opens_on(weekday)
-        if self.start < self.end:
-            return opens_on(weekday) and self.start <= minute < self.end
-        # crosses midnight: the evening belongs to today's window, the early morning to yesterday's
-        return (opens_on(weekday) and minute >= self.start) or (opens_on((weekday - 1) % 7) and minute < self.end)
 
 
 @dataclass(frozen=True)
