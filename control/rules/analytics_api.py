@@ -20,7 +20,7 @@ from vigil.api.v1 import common_pb2
 from vigil.api.v1 import rule_pb2 as pb
 from vigil.control.convert import EnumMap, text, timestamp
 from vigil.control.rules.api_values import duration_value, optional_id, schedule_document, schedule_message
-from vigil.control.services.persons import checked_text
+from vigil.control.request_checks import checked_text
 from vigil.storage.repositories.alerts import AnalyticsConfig
 from vigil.storage.repositories.base import FailedPrecondition, InvalidArgument
 

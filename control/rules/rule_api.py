@@ -19,7 +19,7 @@ from vigil.control.rules.api_values import (
     schedule_message,
     unit_interval,
 )
-from vigil.control.services.persons import checked_text
+from vigil.control.request_checks import checked_text
 from vigil.storage.repositories.alerts import ALL_WEEK, DEFAULT_COOLDOWN, AlertRule
 from vigil.storage.repositories.base import InvalidArgument, as_uuid
 

@@ -32,8 +32,16 @@ from vigil.control.rpc import rpc
 from vigil.control.rules.alert_api import SEVERITY, STATUS, alert_message
 from vigil.control.rules.api_values import duration_message, duration_value
 from vigil.control.rules.field_mask import apply_mask
-from vigil.control.services.cameras import api_token, fields_of, is_active, repository_token
-from vigil.control.services.persons import checked_text, id_list, required_id, time_bounds
+from vigil.control.request_checks import (
+    api_token,
+    checked_text,
+    fields_of,
+    id_list,
+    is_active,
+    repository_token,
+    required_id,
+    time_bounds,
+)
 from vigil.control.services.rules import any_of
 from vigil.storage.repositories.alerts import Alert, AlertRepository
 from vigil.storage.repositories.base import FailedPrecondition, InvalidArgument

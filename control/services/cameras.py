@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import grpc
@@ -17,6 +15,7 @@ from google.protobuf.message import Message
 from vigil.api.v1 import camera_pb2 as pb
 from vigil.api.v1 import camera_pb2_grpc, common_pb2
 from vigil.control.convert import EnumMap, masked_changes, timestamp
+from vigil.control.request_checks import api_token, checked_text, fields_of, is_active, repository_token
 from vigil.control.rpc import rpc
 from vigil.storage.repositories.base import InvalidArgument, as_uuid
 from vigil.storage.repositories.sites import (
@@ -61,17 +60,6 @@ Fields = dict[str, Callable[[], Any]]  # field path → reads and checks the req
 # --------------------------------------------------------------------------- checks of single fields
 
 
-def checked_text(path: str, value: str, max_length: int, *, required: bool = False) -> str | None:
-    """The string within 1..max_length characters when required, else None when empty."""
-    if "\x00" in value:
-        raise InvalidArgument(path, "must not contain NUL characters")
-    if len(value) > max_length:
-        raise InvalidArgument(path, f"must be at most {max_length} characters, got {len(value)}")
-    if required and not value.strip():
-        raise InvalidArgument(path, "is required")
-    return value or None
-
-
 def in_range(path: str, value: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise InvalidArgument(path, f"must be within {low}..{high}, got {value}")
@@ -92,10 +80,6 @@ def device_status(path: str, number: int, *, named: bool) -> str | None:
     if number not in SETTABLE_STATUS and named:
         raise InvalidArgument(path, "only DEVICE_STATUS_MAINTENANCE, or DEVICE_STATUS_UNKNOWN to end it, can be set")
     return SETTABLE_STATUS.get(number)
-
-
-def is_active(message: Message) -> bool:
-    return message.is_active if message.HasField("is_active") else True
 
 
 # --------------------------------------------------------------------------- update masks, pages, errors
@@ -145,38 +129,6 @@ def names_part_of(changes: Collection[str], field: str) -> bool:
 def audited(changes: Mapping[str, Any], secrets: Collection[str] = ()) -> dict[str, Any]:
     """Changes for the audit log: secret values never, only that they changed."""
     return {**changes, **{path: "changed" for path in secrets}}
-
-
-@contextmanager
-def fields_of(message_path: str) -> Iterator[None]:
-    """Repositories name a column ("polygon"); the API names the field in the request ("zone.polygon")."""
-    try:
-        yield
-    except InvalidArgument as exc:
-        raise InvalidArgument(f"{message_path}.{exc.field}", exc.message) from exc
-
-
-def _query_fingerprint(request: Message) -> str:
-    """Identifies a list request's filters (everything but page_size and page_token)."""
-    query = type(request)()
-    query.CopyFrom(request)
-    query.ClearField("page_size")
-    query.ClearField("page_token")
-    return hashlib.sha256(query.SerializeToString(deterministic=True)).hexdigest()[:16]
-
-
-def repository_token(request: Message) -> str | None:
-    """The repository's page token inside the request's; refused under filters other than its first page's."""
-    if not request.page_token:
-        return None
-    fingerprint, _, token = request.page_token.partition(".")
-    if fingerprint != _query_fingerprint(request) or not token:
-        raise InvalidArgument("page_token", "is not a page token of this query; keep the filters of the first page")
-    return token
-
-
-def api_token(request: Message, token: str | None) -> str:
-    return f"{_query_fingerprint(request)}.{token}" if token else ""
 
 
 async def unimplemented(context, path: str, why: str) -> None:

@@ -30,8 +30,15 @@ from vigil.control.ingest.messages import (
 from vigil.control.ingest.runtime import ingest_runtime
 from vigil.control.ingest.subscription import FeedSubscription, ResumeTokenExpired, SubscriberTooSlow, start_position
 from vigil.control.rpc import rpc
-from vigil.control.services.cameras import api_token, repository_token
-from vigil.control.services.persons import checked_text, enum_label, id_list, required_id, time_bounds
+from vigil.control.request_checks import (
+    api_token,
+    checked_text,
+    enum_label,
+    id_list,
+    repository_token,
+    required_id,
+    time_bounds,
+)
 from vigil.storage.bus import EventBus
 from vigil.storage.repositories.base import InvalidArgument, PermissionDenied
 from vigil.storage.repositories.events import (

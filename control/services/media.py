@@ -14,7 +14,7 @@ from vigil.api.v1 import media_pb2 as pb
 from vigil.api.v1 import media_pb2_grpc
 from vigil.control.convert import EnumMap, text, timestamp
 from vigil.control.rpc import rpc
-from vigil.control.services.persons import enum_label, id_list, page_request, required_id, time_bounds
+from vigil.control.request_checks import enum_label, id_list, page_request, required_id, time_bounds
 from vigil.storage.objectstore import ObjectNotFound, StoredObject
 from vigil.storage.repositories.base import InvalidArgument, NotFound
 from vigil.storage.repositories.faces import FaceEmbeddingRepository

@@ -7,7 +7,6 @@ import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from uuid import UUID
 
 from google.protobuf.message import Message
@@ -16,9 +15,18 @@ from vigil.api.v1 import common_pb2
 from vigil.api.v1 import person_pb2 as pb
 from vigil.api.v1 import person_pb2_grpc
 from vigil.control.gallery import Box, ImageOutcome, SearchFilters, nearest_persons, resolve_model
-from vigil.control.convert import EnumMap, from_timestamp, masked_changes, text, timestamp
+from vigil.control.convert import EnumMap, masked_changes, text, timestamp
+from vigil.control.request_checks import (
+    checked_text,
+    enum_label,
+    id_list,
+    page_request,
+    required_id,
+    required_message,
+    time_bounds,
+)
 from vigil.control.rpc import rpc
-from vigil.storage.repositories.base import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, as_uuid
+from vigil.storage.repositories.base import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.faces import (
     ClusterRepository,
     FaceEmbedding,
@@ -49,41 +57,6 @@ MAX_MERGE_SOURCES = 100
 # --------------------------------------------------------------------------- request checks
 
 
-def required_id(field: str, value: str) -> UUID:
-    if not value:
-        raise InvalidArgument(field, "is required")
-    return as_uuid(field, value)
-
-
-def id_list(field: str, values: Sequence[str]) -> list[UUID]:
-    return [as_uuid(f"{field}[{i}]", v) for i, v in enumerate(values)]
-
-
-def checked_text(field: str, value: str, max_chars: int, *, required: bool = False) -> str | None:
-    """A proto string as its column value: None when empty."""
-    if required and not value.strip():
-        raise InvalidArgument(field, "is required")
-    if len(value) > max_chars:
-        raise InvalidArgument(field, f"must be at most {max_chars} characters")
-    if "\x00" in value:  # PostgreSQL text cannot hold NUL
-        raise InvalidArgument(field, "must not contain NUL characters")
-    return value or None
-
-
-def enum_label(enum: EnumMap, number: int, field: str) -> str:
-    """enum.label(number), refusing UNSPECIFIED and unknown numbers with the request's field path."""
-    try:
-        return enum.label(number)
-    except InvalidArgument as exc:
-        raise InvalidArgument(field, exc.message) from None
-
-
-def required_message(request: Message, field: str) -> Message:
-    if not request.HasField(field):
-        raise InvalidArgument(field, "is required")
-    return getattr(request, field)
-
-
 def merge_sources(request: Message, field: str, target: UUID, target_field: str) -> list[UUID]:
     """The 1..100 distinct ids to merge into `target`, none of them the target."""
     values = getattr(request, field)
@@ -96,29 +69,6 @@ def merge_sources(request: Message, field: str, target: UUID, target_field: str)
         if source in sources[:i]:
             raise InvalidArgument(f"{field}[{i}]", "is named twice")
     return sources
-
-
-def page_request(request: Message) -> dict[str, object]:
-    return {"page_size": request.page_size, "page_token": request.page_token or None}
-
-
-def time_bounds(request: Message, field: str) -> tuple[datetime | None, datetime | None]:
-    """A TimeRange field as (inclusive start, exclusive end); None for an open side."""
-    if not request.HasField(field):
-        return None, None
-    bounds = getattr(request, field)
-    start, end = (instant(bounds, f"{field}.{side}") for side in ("start_time", "end_time"))
-    if start is not None and end is not None and end <= start:
-        raise InvalidArgument(f"{field}.end_time", "must be later than start_time")
-    return start, end
-
-
-def instant(message: Message, path: str) -> datetime | None:
-    """The Timestamp at `path` (a dotted path ending in a field of `message`), or None when unset."""
-    try:
-        return from_timestamp(message, path.rsplit(".", 1)[-1])
-    except (ValueError, OverflowError):
-        raise InvalidArgument(path, "is not a valid timestamp") from None
 
 
 # --------------------------------------------------------------------------- persons as requested

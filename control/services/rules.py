@@ -22,8 +22,7 @@ from vigil.control.rules import analytics_api, rule_api
 from vigil.control.rules.analytics_api import config_message, config_values
 from vigil.control.rules.field_mask import apply_mask
 from vigil.control.rules.rule_api import rule_message, rule_values
-from vigil.control.services.cameras import api_token, repository_token
-from vigil.control.services.persons import id_list, required_id
+from vigil.control.request_checks import api_token, id_list, repository_token, required_id
 from vigil.storage.repositories.alerts import AlertRuleRepository, AnalyticsConfigRepository
 from vigil.storage.repositories.base import InvalidArgument, NotFound
 from vigil.storage.repositories.persons import PersonRepository
