@@ -16,6 +16,7 @@ from vigil.control.auth import Caller, PermissionTable, current_caller
 from vigil.control.alerting import AlertingHook
 from vigil.control.gallery import FaceGallery
 from vigil.control.ingest.runtime import IngestRuntime
+from vigil.control.nodes.runtime import NodeRuntime
 from vigil.control.notifications.dispatcher import NotificationDispatcher
 from vigil.control.ratelimit import RateLimiter
 from vigil.models.faces import FaceAnalyzer
@@ -61,6 +62,7 @@ class ControlApp:
         self.notifier = NotificationDispatcher(self.notifier_pool, self.secrets)
         self.ingest = IngestRuntime(self)
         self.ingest.pipeline.on_events.append(AlertingHook())
+        self.nodes = NodeRuntime(self)  # stream assignments: reconciler and watch signal
         self.faces = FaceAnalyzer(self.endpoints)
         self.gallery = FaceGallery(self.faces, self.objects, max_image_bytes=settings.control.max_image_bytes)
 
@@ -70,8 +72,10 @@ class ControlApp:
         await self.notifier_pool.open(wait=True, timeout=30)
         await self.notifier.start()
         self.ingest.start()
+        self.nodes.start()
 
     async def close(self) -> None:
+        await self.nodes.stop()
         await self.ingest.stop()
         await self.notifier.close()
         self.faces.close()

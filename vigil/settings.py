@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -90,6 +90,17 @@ class ControlSettings(BaseModel):
     max_image_bytes: int = Field(8 * 1024 * 1024, gt=0, description="Largest image accepted by enrolment/search.")
     max_message_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest gRPC message accepted.")
     presigned_url_ttl_s: int = Field(900, gt=0, le=7 * 24 * 3600, description="Lifetime of media URLs handed out.")
+    node_heartbeat_interval_s: float = Field(
+        2.0, gt=0, le=3600, description="How often pipeline nodes are told to call NodeService.Heartbeat.")
+    node_lease_s: float = Field(
+        10.0, gt=0, le=86400, description="A node without a heartbeat (or registration) for this long is marked "
+        "OFFLINE and its streams go to other nodes; several heartbeat intervals, so one lost heartbeat is harmless.")
+
+    @model_validator(mode="after")
+    def _lease_outlasts_heartbeats(self) -> "ControlSettings":
+        if self.node_lease_s <= self.node_heartbeat_interval_s:
+            raise ValueError("control.node_lease_s must be longer than control.node_heartbeat_interval_s")
+        return self
 
 
 class SecuritySettings(BaseModel):

@@ -4,6 +4,7 @@ Every batch gets exactly one ack, in order, and never ends the stream: ACCEPTED 
 (duplicate=true when its idempotency key was stored before and nothing was written), REJECTED
 with the offending field for a batch that can never be stored, RETRY when storing failed for a
 reason that may pass (the database restarting, a lock timeout) so the node resends it later.
+A batch from a node id that NodeService does not know ends the stream with FAILED_PRECONDITION.
 The work itself is control.ingest.pipeline's.
 """
 
@@ -12,12 +13,15 @@ from __future__ import annotations
 import contextlib
 import uuid
 
+import grpc
+
 from vigil.api.v1 import ingest_pb2 as pb
 from vigil.api.v1 import ingest_pb2_grpc
 from vigil.control.ingest.runtime import ingest_runtime
 from vigil.control.rpc import rpc
 from vigil.logs import get_logger
 from vigil.storage.repositories.base import RepositoryError
+from vigil.storage.repositories.nodes import NodeRepository
 
 log = get_logger("vigil.control.ingest")
 
@@ -31,8 +35,34 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):
 
     @rpc("ingest", "write")
     async def Publish(self, request_iterator, context):
+        registered: set[str] = set()  # node ids of this stream already found registered
         async for request in request_iterator:
+            node_id = request.batch.node_id
+            if node_id not in registered:
+                known = await self._registered(node_id)
+                if known is False:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                        f"node {node_id} is not registered: call NodeService.RegisterNode first")
+                if known:
+                    registered.add(node_id)
             yield await self._acknowledge(request)
+
+    async def _registered(self, node_id: str) -> bool | None:
+        """Whether NodeService knows the node; None when that cannot be told: a malformed id is the
+        batch's fault (REJECTED by the pipeline's checks), and a failed lookup is retried with the
+        batch (RETRY). Deliberately NOT checked: that the batch's camera is assigned to this node
+        now. A node replays its spool after an outage, by which time the camera may have moved to
+        another node; refusing those batches would lose their metadata."""
+        try:
+            node_uuid = uuid.UUID(node_id)
+        except ValueError:
+            return None
+        try:
+            async with self.app.transaction() as tx:
+                return await NodeRepository(tx.conn).exists(node_uuid)
+        except Exception as exc:  # noqa: BLE001 - the database is unreachable: the batch's ack says RETRY
+            log.warning("node registration not checked; the batch decides", node_id=node_id, error=str(exc))
+            return None
 
     async def _acknowledge(self, request: pb.PublishRequest) -> pb.PublishResponse:
         sequence = request.batch.sequence

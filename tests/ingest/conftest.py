@@ -11,9 +11,19 @@ import cv2
 import pytest
 
 from tests.control.conftest import api_keys, as_role, channel, control, face_models  # noqa: F401 - shared fixtures
+from tests.ingest.builders import NODE_ID
+from tests.nodes.builders import register_node
 from tests.storage.builders import make_camera
 from vigil.api.v1 import event_pb2_grpc, ingest_pb2_grpc
 from vigil.storage.db import acting_as
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def registered_node(channel, as_role):
+    """The batches of these suites come from builders.NODE_ID: registered as a node does at start-up
+    (IngestService ends the stream of an unregistered node). It never heartbeats, so it soon goes
+    OFFLINE: still registered, which is all ingest asks."""
+    return await register_node(channel, as_role("api_client"), NODE_ID, name="ingest-test-node", capacity=1)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,294 @@
+"""NodeService: pipeline nodes register, heartbeat and watch the streams assigned to them;
+operators list, drain, resume and delete them.
+
+Permissions: a node's key (role api_client) needs nodes:write to register, heartbeat and watch;
+managing the fleet (drain, resume, delete) is nodes:configure (super_admin, admin, operator);
+reading is nodes:read. Assignments themselves are made by control.nodes.reconciler.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from google.protobuf import duration_pb2, json_format
+from google.protobuf.message import Message
+
+from vigil.api.v1 import node_pb2 as pb
+from vigil.api.v1 import node_pb2_grpc
+from vigil.control.convert import EnumMap, timestamp
+from vigil.control.nodes.runtime import WATCH_POLL_S
+from vigil.control.nodes.streams import AssignmentTracker
+from vigil.control.request_checks import checked_text, instant, required_id, required_message
+from vigil.control.rpc import rpc
+from vigil.logs import get_logger
+from vigil.storage.repositories.base import InvalidArgument
+from vigil.storage.repositories.nodes import MAX_CAPACITY, Node, NodeRegistration, NodeRepository
+
+log = get_logger("vigil.control.nodes")
+
+BACKEND = EnumMap(pb.NodeBackend, "NODE_BACKEND_", "node.backend")
+BACKEND_FILTER = EnumMap(pb.NodeBackend, "NODE_BACKEND_", "backends")
+STATE = EnumMap(pb.NodeState, "NODE_STATE_", "state")
+STATE_FILTER = EnumMap(pb.NodeState, "NODE_STATE_", "states")
+STREAM_STATES = {v.number for v in pb.StreamState.DESCRIPTOR.values if v.number}
+
+MAX_MAP_ENTRIES = 32
+MAX_MAP_KEY = 64
+MAX_MAP_VALUE = 128
+MAX_STREAMS = MAX_CAPACITY
+MAX_LAST_ERROR = 1000
+MAX_DURATION_S = 315_576_000_000  # the Duration range of protobuf
+INT64_MAX = 2**63 - 1
+
+
+# --------------------------------------------------------------------------- checks of request fields
+
+
+def non_negative(path: str, value: int) -> int:
+    if value < 0:
+        raise InvalidArgument(path, f"must not be negative, got {value}")
+    return value
+
+
+def fraction(path: str, value: float) -> float:
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise InvalidArgument(path, f"must be within [0, 1], got {value}")
+    return value
+
+
+def finite_non_negative(path: str, value: float) -> float:
+    if not (math.isfinite(value) and value >= 0.0):
+        raise InvalidArgument(path, f"must be a finite number >= 0, got {value}")
+    return value
+
+
+def finite(path: str, value: float) -> float:
+    if not math.isfinite(value):
+        raise InvalidArgument(path, f"must be a finite number, got {value}")
+    return value
+
+
+def duration(message: Message, field: str, path: str) -> None:
+    if not message.HasField(field):
+        return
+    d = getattr(message, field)
+    if not (0 <= d.seconds <= MAX_DURATION_S and 0 <= d.nanos < 1_000_000_000):
+        raise InvalidArgument(path, "must be a non-negative, valid duration")
+
+
+def string_map(path: str, values: Mapping[str, str]) -> dict[str, str]:
+    if len(values) > MAX_MAP_ENTRIES:
+        raise InvalidArgument(path, f"must hold at most {MAX_MAP_ENTRIES} entries, got {len(values)}")
+    for key, value in values.items():
+        if not key.strip() or len(key) > MAX_MAP_KEY or "\x00" in key:
+            raise InvalidArgument(path, f"keys must be 1..{MAX_MAP_KEY} characters without NUL, got {key[:80]!r}")
+        checked_text(f"{path}[{key!r}]", value, MAX_MAP_VALUE)
+    return dict(values)
+
+
+def as_json(message: Message) -> dict[str, Any]:
+    """Stored form of reported figures: the proto3 JSON mapping with proto field names."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def registration(request: pb.RegisterNodeRequest) -> NodeRegistration:
+    node = required_message(request, "node")
+    capacity = node.capacity_streams
+    if not 1 <= capacity <= MAX_CAPACITY:
+        raise InvalidArgument("node.capacity_streams", f"must be within 1..{MAX_CAPACITY}, got {capacity}")
+    for i, gpu in enumerate(node.gpus):
+        non_negative(f"node.gpus[{i}].index", gpu.index)
+        non_negative(f"node.gpus[{i}].memory_total_bytes", gpu.memory_total_bytes)
+        checked_text(f"node.gpus[{i}].name", gpu.name, 256)
+        checked_text(f"node.gpus[{i}].uuid", gpu.uuid, 128)
+        checked_text(f"node.gpus[{i}].compute_capability", gpu.compute_capability, 16)
+    if node.HasField("cpu"):
+        checked_text("node.cpu.model", node.cpu.model, 256)
+        non_negative("node.cpu.logical_cores", node.cpu.logical_cores)
+        non_negative("node.cpu.memory_total_bytes", node.cpu.memory_total_bytes)
+    return NodeRegistration(
+        id=required_id("node.id", node.id),
+        name=checked_text("node.name", node.name, 100, required=True),
+        hostname=checked_text("node.hostname", node.hostname, 255),
+        backend=BACKEND.label(node.backend),
+        capacity_streams=capacity,
+        embedding_model_version=checked_text("node.embedding_model_version", node.embedding_model_version, 100,
+                                             required=True),
+        gpus=[as_json(g) for g in node.gpus],
+        cpu=as_json(node.cpu),
+        versions=string_map("node.versions", node.versions),
+        labels=string_map("node.labels", node.labels),
+    )
+
+
+def checked_stats(stats: pb.NodeStats) -> None:
+    fraction("stats.cpu_utilization", stats.cpu_utilization)
+    for field in ("memory_used_bytes", "unacked_batches", "spooled_batches", "spooled_bytes"):
+        non_negative(f"stats.{field}", getattr(stats, field))
+    duration(stats, "inference_duration", "stats.inference_duration")
+    if len(stats.queue_depths) > MAX_MAP_ENTRIES:
+        raise InvalidArgument("stats.queue_depths", f"must hold at most {MAX_MAP_ENTRIES} stages")
+    for stage, depth in stats.queue_depths.items():
+        if not stage.strip() or len(stage) > MAX_MAP_KEY or "\x00" in stage:
+            raise InvalidArgument("stats.queue_depths", f"stage names must be 1..{MAX_MAP_KEY} characters")
+        non_negative(f"stats.queue_depths[{stage!r}]", depth)
+    for i, gpu in enumerate(stats.gpus):
+        path = f"stats.gpus[{i}]"
+        non_negative(f"{path}.index", gpu.index)
+        fraction(f"{path}.utilization", gpu.utilization)
+        fraction(f"{path}.decoder_utilization", gpu.decoder_utilization)
+        non_negative(f"{path}.memory_used_bytes", gpu.memory_used_bytes)
+        finite(f"{path}.temperature_celsius", gpu.temperature_celsius)
+
+
+def checked_streams(streams) -> None:
+    if len(streams) > MAX_STREAMS:
+        raise InvalidArgument("streams", f"must hold at most {MAX_STREAMS} streams, got {len(streams)}")
+    for i, s in enumerate(streams):
+        path = f"streams[{i}]"
+        required_id(f"{path}.camera_id", s.camera_id)
+        if s.state not in STREAM_STATES:
+            raise InvalidArgument(f"{path}.state", "must be one of STARTING, RUNNING, RECONNECTING, FAILED, STOPPED")
+        finite_non_negative(f"{path}.decode_fps", s.decode_fps)
+        finite_non_negative(f"{path}.processed_fps", s.processed_fps)
+        duration(s, "latency", f"{path}.latency")
+        duration(s, "inference_duration", f"{path}.inference_duration")
+        for field in ("dropped_frames", "queue_depth", "reconnects", "active_tracks"):
+            non_negative(f"{path}.{field}", getattr(s, field))
+        instant(s, f"{path}.last_frame_time")
+        checked_text(f"{path}.last_error", s.last_error, MAX_LAST_ERROR)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def seconds(value: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromTimedelta(timedelta(seconds=value))
+    return d
+
+
+def node_message(node: Node) -> pb.Node:
+    message = pb.Node(
+        id=str(node.id), name=node.name, hostname=node.hostname or "", backend=BACKEND.number(node.backend),
+        capacity_streams=node.capacity_streams, versions=node.versions, labels=node.labels,
+        embedding_model_version=node.embedding_model_version, state=STATE.number(node.state),
+        camera_ids=[str(c) for c in node.camera_ids], register_time=timestamp(node.registered_at),
+        last_heartbeat_time=timestamp(node.last_heartbeat_at))
+    # stored in the proto3 JSON mapping; fields a later API version drops are ignored
+    for gpu in node.gpus:
+        json_format.ParseDict(gpu, message.gpus.add(), ignore_unknown_fields=True)
+    json_format.ParseDict(node.cpu, message.cpu, ignore_unknown_fields=True)
+    if node.stats is not None:
+        json_format.ParseDict(node.stats, message.stats, ignore_unknown_fields=True)
+    for stream in node.streams:
+        json_format.ParseDict(stream, message.streams.add(), ignore_unknown_fields=True)
+    return message
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class NodeService(node_pb2_grpc.NodeServiceServicer):
+    def __init__(self, app):
+        self.app = app
+
+    @property
+    def _heartbeat_interval(self) -> duration_pb2.Duration:
+        return seconds(self.app.settings.control.node_heartbeat_interval_s)
+
+    @rpc("nodes", "write")
+    async def RegisterNode(self, request, context):
+        node = registration(request)
+        lease = timedelta(seconds=self.app.settings.control.node_lease_s)
+        async with self.app.transaction() as tx:
+            registered = await NodeRepository(tx.conn).register(node, lease)
+            await tx.audit("node.register", "node", node.id,
+                           {"name": node.name, "backend": node.backend, "capacity_streams": node.capacity_streams,
+                            "state": registered.state})
+        log.info("node registered", node_id=str(node.id), name=node.name, backend=node.backend,
+                 capacity_streams=node.capacity_streams, state=registered.state)
+        self.app.nodes.reconciler.wake()  # its streams (or an OFFLINE node's return) now, not within a second
+        return pb.RegisterNodeResponse(node=node_message(registered), heartbeat_interval=self._heartbeat_interval,
+                                       lease_duration=seconds(self.app.settings.control.node_lease_s))
+
+    @rpc("nodes", "write")
+    async def Heartbeat(self, request, context):
+        node_id = required_id("node_id", request.node_id)
+        if request.HasField("stats"):
+            checked_stats(request.stats)
+        checked_streams(request.streams)
+        stats = as_json(request.stats) if request.HasField("stats") else None
+        async with self.app.transaction() as tx:
+            node = await NodeRepository(tx.conn).heartbeat(node_id, stats, [as_json(s) for s in request.streams])
+        return pb.HeartbeatResponse(state=STATE.number(node.state), heartbeat_interval=self._heartbeat_interval)
+
+    @rpc("nodes", "write")
+    async def WatchAssignments(self, request, context):
+        node_id = required_id("node_id", request.node_id)
+        async with self.app.transaction() as tx:
+            await NodeRepository(tx.conn).get(node_id)  # NOT_FOUND before the stream starts
+        tracker = AssignmentTracker(node_id, self.app.secrets)
+        runtime = self.app.nodes
+        async with self.app.transaction() as tx:
+            snapshot = await tracker.changes(tx.conn)
+        log.info("node watching its assignments", node_id=str(node_id), streams=len(snapshot))
+        yield pb.WatchAssignmentsResponse(snapshot=True, changes=snapshot)
+        # a cancelled call cancels this handler at the await; a stopping replica ends it with OK
+        while not runtime.closing.is_set():
+            await runtime.signal.wait(WATCH_POLL_S)
+            if runtime.closing.is_set():
+                break
+            async with self.app.transaction() as tx:
+                changes = await tracker.changes(tx.conn)
+            if changes:
+                yield pb.WatchAssignmentsResponse(changes=changes)
+        log.info("assignment watch ended: the control plane replica is stopping", node_id=str(node_id))
+
+    @rpc("nodes", "read")
+    async def ListNodes(self, request, context):
+        states = STATE_FILTER.labels(request.states)
+        backends = BACKEND_FILTER.labels(request.backends)
+        async with self.app.transaction() as tx:
+            page = await NodeRepository(tx.conn).list(states=states, backends=backends, page_size=request.page_size,
+                                                      page_token=request.page_token or None)
+        return pb.ListNodesResponse(nodes=[node_message(n) for n in page.items],
+                                    next_page_token=page.next_page_token or "")
+
+    @rpc("nodes", "read")
+    async def GetNode(self, request, context):
+        node_id = required_id("id", request.id)
+        async with self.app.transaction() as tx:
+            return pb.GetNodeResponse(node=node_message(await NodeRepository(tx.conn).get(node_id)))
+
+    @rpc("nodes", "configure")
+    async def DrainNode(self, request, context):
+        node_id = required_id("id", request.id)
+        async with self.app.transaction() as tx:
+            node = await NodeRepository(tx.conn).drain(node_id)
+            await tx.audit("node.drain", "node", node_id, {"state": node.state})
+        self.app.nodes.reconciler.wake()  # move its streams now
+        return pb.DrainNodeResponse(node=node_message(node))
+
+    @rpc("nodes", "configure")
+    async def ResumeNode(self, request, context):
+        node_id = required_id("id", request.id)
+        async with self.app.transaction() as tx:
+            node = await NodeRepository(tx.conn).resume(node_id)
+            await tx.audit("node.resume", "node", node_id, {"state": node.state})
+        self.app.nodes.reconciler.wake()
+        return pb.ResumeNodeResponse(node=node_message(node))
+
+    @rpc("nodes", "configure")
+    async def DeleteNode(self, request, context):
+        node_id = required_id("id", request.id)
+        async with self.app.transaction() as tx:
+            await NodeRepository(tx.conn).delete(node_id)
+            await tx.audit("node.delete", "node", node_id)
+        return pb.DeleteNodeResponse()
+
+
+SERVICE = (NodeService, node_pb2_grpc.add_NodeServiceServicer_to_server, "vigil.v1.NodeService")
