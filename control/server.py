@@ -72,5 +72,6 @@ async def serve(settings: VigilSettings) -> None:
     await stop.wait()
     log.info("draining")
     await health_servicer.enter_graceful_shutdown()  # load balancers stop sending new calls
+    await app.nodes.stop()  # WatchAssignments streams end (OK); their nodes reconnect to another replica
     await server.stop(grace=10)
     await app.close()

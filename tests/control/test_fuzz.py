@@ -106,3 +106,19 @@ async def test_no_request_gets_internal(channel, as_role, rpc, data):
         await rpc.invoke(rpc.callable(channel), as_role("super_admin"), request)
     except grpc.aio.AioRpcError as err:
         assert err.code() in DELIBERATE, f"{rpc.path} answered {err.code()}: {err.details()}"
+
+
+# Server-streaming RPCs whose first answer comes at once (not EventService.Subscribe, which waits
+# for events): the request is checked before the stream starts.
+FIRST_ANSWER_AT_ONCE = [r for r in implemented_rpcs("vigil.v1.NodeService") if r.server_streaming]
+
+
+@pytest.mark.parametrize("rpc", FIRST_ANSWER_AT_ONCE, ids=lambda r: r.path)
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(data=st.data())
+async def test_no_streaming_request_gets_internal(channel, as_role, rpc, data):
+    request = data.draw(_message(rpc.request_type.DESCRIPTOR), label="request")
+    try:
+        await rpc.invoke(rpc.callable(channel), as_role("super_admin"), request)
+    except grpc.aio.AioRpcError as err:
+        assert err.code() in DELIBERATE, f"{rpc.path} answered {err.code()}: {err.details()}"

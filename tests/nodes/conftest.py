@@ -78,16 +78,26 @@ async def stream_camera(app, channel_number: int = 1) -> str:
     return str(camera.id)
 
 
+@asynccontextmanager
+async def replica(stack, settings, **control):
+    """Another control-plane replica on the same stack, with these control settings; (its
+    NodeService stub, its app). Stopped (server, then app) at the end of the block."""
+    app = ControlApp(settings.model_copy(update={"control": settings.control.model_copy(update=control)}),
+                     stack.endpoints)
+    await app.start()
+    server, port, _ = await build_server(app, "127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            yield node_pb2_grpc.NodeServiceStub(ch), app
+    finally:
+        await server.stop(grace=None)
+        await app.close()
+
+
 @pytest.fixture(scope="module")
 async def short_lease(stack, settings):
-    """A second control-plane replica whose nodes get a short lease; (NodeService stub, app)."""
-    control_settings = settings.control.model_copy(
-        update={"node_lease_s": SHORT_LEASE_S, "node_heartbeat_interval_s": SHORT_HEARTBEAT_S})
-    replica = ControlApp(settings.model_copy(update={"control": control_settings}), stack.endpoints)
-    await replica.start()
-    server, port, _ = await build_server(replica, "127.0.0.1:0")
-    await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        yield node_pb2_grpc.NodeServiceStub(ch), replica
-    await server.stop(grace=None)
-    await replica.close()
+    """A second replica whose nodes get a short lease; (NodeService stub, app)."""
+    async with replica(stack, settings, node_lease_s=SHORT_LEASE_S,
+                       node_heartbeat_interval_s=SHORT_HEARTBEAT_S) as found:
+        yield found

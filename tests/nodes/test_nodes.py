@@ -14,7 +14,7 @@ from google.protobuf import field_mask_pb2
 
 from tests.ingest.builders import batch, person
 from tests.nodes.builders import Watch, heartbeats, node_message, register_node
-from tests.nodes.conftest import SHORT_HEARTBEAT_S, SHORT_LEASE_S, assignable_count, stream_camera
+from tests.nodes.conftest import SHORT_HEARTBEAT_S, SHORT_LEASE_S, assignable_count, replica, stream_camera
 from tests.storage.builders import unique
 from vigil.api.v1 import camera_pb2 as cam
 from vigil.api.v1 import ingest_pb2 as ingest_pb
@@ -242,6 +242,21 @@ async def test_watch_sends_a_snapshot_then_adds_updates_and_removes(channel, nod
             assert not remove.HasField("assignment")
         finally:
             watch.cancel()
+
+
+async def test_watch_ends_cleanly_when_the_replica_stops_or_the_node_cancels(stack, settings, node_key, app):
+    camera_id = await stream_camera(app)
+    async with replica(stack, settings) as (nodes, other):
+        node_id = (await register_node_on(nodes, node_key)).node.id
+        cancelled = Watch(nodes, node_key, node_id)
+        await cancelled.next()
+        cancelled.cancel()  # the node goes away: its handler ends, nothing else notices
+        watch = Watch(nodes, node_key, node_id)
+        await watch.until(lambda s: camera_id in s)
+        await other.nodes.stop()  # what `vigil control serve` does first when told to stop
+        async with asyncio.timeout(5):
+            assert await watch.call.read() == grpc.aio.EOF
+            assert await watch.call.code() == grpc.StatusCode.OK
 
 
 async def test_capacity_is_respected_across_two_nodes(channel, nodes, node_key, app, db):
