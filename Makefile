@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 	@$(BIN)/python -m pip install --quiet -e '.[embedded,test]'
 	@$(BIN)/python -m vigil.api_build
-	@cd proto && npm install --no-audit --no-fund --silent  # buf, the protobuf linter the tests run
+	@cd proto && npm ci --no-audit --no-fund --silent  # buf (ci: installs the lock file as it is, never rewrites it), the protobuf linter the tests run
 	@rm -f $(VENV)/.installed-*; touch $@
 
 install: $(STAMP)
