@@ -13,6 +13,7 @@ from rich.table import Table
 from vigil.logs import configure_logging
 from vigil.models.cli import models_app
 from vigil.samples.cli import samples_app
+from vigil.pipeline.cli import node_app
 from vigil.settings import VigilSettings, load_settings
 
 app = typer.Typer(help="Vigil: GPU video analytics platform.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -30,6 +31,7 @@ app.add_typer(events_app, name="events")
 
 app.add_typer(models_app, name="models")
 app.add_typer(samples_app, name="samples")
+app.add_typer(node_app, name="node")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 

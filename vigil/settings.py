@@ -103,6 +103,31 @@ class ControlSettings(BaseModel):
         return self
 
 
+class NodeSettings(BaseModel):
+    """A pipeline node (`vigil node run`): one per GPU, or a CPU node with the portable backend."""
+
+    control_url: str | None = Field(
+        None, description="host:port of the control plane's gRPC API. Unset: control.host:control.port.")
+    api_key: SecretStr | None = Field(
+        None, description="API key of the node (role api_client: `vigil keys create --role api_client`).")
+    name: str | None = Field(None, description="Display name of the node. Unset: the host name.")
+    backend: Literal["auto", "portable", "deepstream"] = Field(
+        "auto", description="Processing backend; auto picks deepstream where pyds and a GPU are present.")
+    capacity_streams: int = Field(4, ge=1, le=10_000, description="Most camera streams the node accepts.")
+    batch_size: int = Field(8, ge=1, le=64, description="Most frames (across streams) inferred together.")
+    person_detect_every: int = Field(
+        3, ge=1, le=100, description="Portable backend: run the CPU person detector on every n-th frame of a "
+        "stream (the tracker carries the boxes in between).")
+    embedding_model_version: str = Field(
+        "sface-2021dec-int8folded", min_length=1, max_length=100,
+        description="Face embedding model version the node runs (model_versions.version_string).")
+    publish_interval_s: float = Field(
+        0.25, gt=0, le=10, description="How often a stream's track updates are sent as one batch.")
+    spool_dir: Path | None = Field(
+        None, description="On-disk spool for batches while the control plane is unreachable. "
+        "Unset: <state_dir>/node/<name>/spool.")
+
+
 class SecuritySettings(BaseModel):
     """Keys for secrets at rest."""
 
@@ -130,6 +155,7 @@ class VigilSettings(BaseSettings):
     triton: TritonSettings = Field(default_factory=TritonSettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    node: NodeSettings = Field(default_factory=NodeSettings)
 
     @classmethod
     def settings_customise_sources(

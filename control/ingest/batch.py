@@ -9,6 +9,7 @@ version, which only the database knows: recognition checks it, naming BestFace.p
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from uuid import UUID
@@ -26,11 +27,21 @@ MAX_KEY = 128
 MAX_MODEL_VERSION = 100
 MAX_SNAPSHOT_KEY = 1024
 LANDMARKS = 5
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 EDGE_TOLERANCE = 1e-6  # boxes arrive as float32: x + width may pass 1 by rounding (as the analytics allow)
 
 KINDS = {pb.TRACK_UPDATE_KIND_START: TrackKind.START, pb.TRACK_UPDATE_KIND_UPDATE: TrackKind.UPDATE,
          pb.TRACK_UPDATE_KIND_END: TrackKind.END}
 CLASSES = {pb.OBJECT_CLASS_PERSON: ObjectClass.PERSON, pb.OBJECT_CLASS_FACE: ObjectClass.FACE}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A JPEG the node uploaded: registered as media of the track's event."""
+
+    key: str
+    sha256: str
+    size_bytes: int
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,7 @@ class BestFace:
     snapshot_key: str | None
     frame_number: int
     capture_time: datetime
+    snapshot: Snapshot | None = None  # with its checksum: registered in media_files
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,7 @@ class TrackUpdate:
     capture_time: datetime
     best_face: BestFace | None
     parent_track_id: str | None
+    snapshot: Snapshot | None = None  # of a PERSON track's body
 
 
 @dataclass(frozen=True)
@@ -162,12 +175,19 @@ def _update(u: pb.TrackUpdate, i: int) -> TrackUpdate:
     if u.frame_number < 0:
         raise InvalidArgument(f"{path}.frame_number", "must be >= 0")
     capture_time = _time(u, f"{path}.capture_time")
+    snapshot = None
+    if u.HasField("snapshot"):
+        if object_class is not ObjectClass.PERSON:
+            raise InvalidArgument(f"{path}.snapshot", "is only allowed on PERSON tracks (a face's is in best_face)")
+        s = u.snapshot
+        snapshot = _snapshot(f"{path}.snapshot", s.key, s.sha256, s.size_bytes, key_field="key",
+                             sha_field="sha256", size_field="size_bytes")
     return TrackUpdate(
         index=i, track_id=_text(f"{path}.track_id", u.track_id, MAX_TRACK_ID, required=True),
         kind=_enum(f"{path}.kind", u.kind, KINDS, pb.TrackUpdateKind), object_class=object_class,
         box=_box(u, f"{path}.box"),
         confidence=_unit(f"{path}.confidence", u.confidence), frame_number=u.frame_number,
-        capture_time=capture_time, parent_track_id=parent,
+        capture_time=capture_time, parent_track_id=parent, snapshot=snapshot,
         best_face=_best_face(u, f"{path}.best_face", capture_time) if u.HasField("best_face") else None)
 
 
@@ -188,6 +208,10 @@ def _best_face(u: pb.TrackUpdate, path: str, update_time: datetime) -> BestFace:
         raise InvalidArgument(f"{path}.frame_number", "must be >= 0")
     # a face without its own frame was taken from the update's frame
     own_frame = f.HasField("capture_time")
+    snapshot = None
+    if f.snapshot_sha256 or f.snapshot_size_bytes:
+        snapshot = _snapshot(path, f.snapshot_key, f.snapshot_sha256, f.snapshot_size_bytes,
+                             key_field="snapshot_key", sha_field="snapshot_sha256", size_field="snapshot_size_bytes")
     return BestFace(
         path=path, embedding=embedding,
         model_version=_text(f"{path}.model_version", f.model_version, MAX_MODEL_VERSION, required=True),
@@ -195,7 +219,17 @@ def _best_face(u: pb.TrackUpdate, path: str, update_time: datetime) -> BestFace:
         box=_box(u.best_face, f"{path}.box") if f.HasField("box") else None, landmarks=landmarks,
         snapshot_key=_text(f"{path}.snapshot_key", f.snapshot_key, MAX_SNAPSHOT_KEY, required=False),
         frame_number=f.frame_number if own_frame else u.frame_number,
-        capture_time=_time(f, f"{path}.capture_time") if own_frame else update_time)
+        capture_time=_time(f, f"{path}.capture_time") if own_frame else update_time, snapshot=snapshot)
+
+
+def _snapshot(path: str, key: str, sha256: str, size: int, *, key_field: str, sha_field: str,
+              size_field: str) -> Snapshot:
+    key = _text(f"{path}.{key_field}", key, MAX_SNAPSHOT_KEY, required=True)
+    if not _SHA256_HEX.match(sha256):
+        raise InvalidArgument(f"{path}.{sha_field}", "must be a SHA-256 digest: 64 lowercase hex characters")
+    if size <= 0:
+        raise InvalidArgument(f"{path}.{size_field}", "must be > 0")
+    return Snapshot(key, sha256, size)
 
 
 def _check_fixed_classes(updates: tuple[TrackUpdate, ...]) -> None:

@@ -11,18 +11,22 @@ operator reviewed (or deleted) is left as they left it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
+from uuid import UUID
 
 from vigil.control.analytics.model import ObjectClass
-from vigil.control.ingest.batch import BestFace, TrackBatch
+from vigil.control.ingest.batch import BestFace, Snapshot, TrackBatch
 from vigil.control.ingest.clusters import Materialised, Sighting, UnknownClusters
 from vigil.control.ingest.messages import pixel_box
 from vigil.control.ingest.recognition import Identity, NewCluster, Recognized, Recognizer
 from vigil.control.ingest.tracks import TrackSummary
 from vigil.storage.repositories.events import Event, EventRepository, TrackEvent, TrackEventRepository
+from vigil.storage.repositories.media import MediaFileRepository
 
 SIMILARITY_DIGITS = 4
+# How long snapshots are kept (media_files.retention_until); the retention job deletes them after.
+SNAPSHOT_RETENTION = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class TrackEventWriter:
         self.recognizer = recognizer
         self.events = EventRepository(conn)
         self.tracks = TrackEventRepository(conn, batch.camera_id)
+        self.media = MediaFileRepository(conn)
 
     async def write(self, summaries: list[TrackSummary]) -> list[RecordedEvent]:
         keys = [(s.track_id, "human") for s in summaries if s.object_class is ObjectClass.PERSON]
@@ -57,6 +62,9 @@ class TrackEventWriter:
         existing = await self.tracks.lock(keys)
         recorded = [await self._human(s) for s in summaries
                     if s.object_class is ObjectClass.PERSON and (s.track_id, "human") not in existing]
+        for s in summaries:  # a body snapshot sent after the track's first batch
+            if s.snapshot and (mapping := existing.get((s.track_id, "human"))):
+                await self._register(s.snapshot, mapping.event_id, mapping.event_timestamp)
         recorded += await self._faces(summaries, existing)
         await self.tracks.set_parents({s.track_id: s.parent_track_id for s in summaries if s.parent_track_id})
         return recorded
@@ -72,7 +80,16 @@ class TrackEventWriter:
             pixel_box(u.box, self.batch.frame_width, self.batch.frame_height), frame_number=u.frame_number,
             metadata=self._metadata(s, u.capture_time))
         await self.tracks.add([TrackEvent(s.track_id, "human", event.id, event.timestamp, None, None)])
+        if s.snapshot:
+            await self._register(s.snapshot, event.id, event.timestamp)
+            event = await self.events.get(event.id, event.timestamp)  # now with its snapshot's media id
         return RecordedEvent(event, True, s.track_id)
+
+    async def _register(self, snapshot: Snapshot, event_id: UUID, moment: datetime) -> None:
+        """The node wrote the object before naming it; the row makes it the event's media."""
+        await self.media.register(self.batch.camera_id, snapshot.key, checksum=snapshot.sha256,
+                                  file_size=snapshot.size_bytes, mime_type="image/jpeg", timestamp=moment,
+                                  retention_until=moment + SNAPSHOT_RETENTION, event_id=event_id)
 
     async def _faces(self, summaries: list[TrackSummary],
                      existing: dict[tuple[str, str], TrackEvent]) -> list[RecordedEvent]:
@@ -128,6 +145,9 @@ class TrackEventWriter:
         else:
             event = await self.events.redescribe(change.previous.id, change.previous.timestamp, **described)
             await self.tracks.set_face_quality(s.track_id, round(face.quality, 3))
+        if face.snapshot:
+            await self._register(face.snapshot, event.id, face.capture_time)
+            event = await self.events.get(event.id, event.timestamp)  # now with its snapshot's media id
         return RecordedEvent(event, change.previous is None, s.track_id)
 
     def _face_metadata(self, change: _FaceChange, identity: Identity) -> dict[str, Any]:

@@ -1,12 +1,12 @@
-"""What a batch says about each of its tracks: its class, its first observation, its best face and
-the person track a face track belongs to."""
+"""What a batch says about each of its tracks: its class, its first observation, its best face,
+the person track a face track belongs to, and a snapshot of a person's body."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from vigil.control.analytics.model import ObjectClass
-from vigil.control.ingest.batch import BestFace, TrackUpdate
+from vigil.control.ingest.batch import BestFace, Snapshot, TrackUpdate
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,7 @@ class TrackSummary:
     first: TrackUpdate  # a new person track's event describes its first observation
     face_update: TrackUpdate | None  # the update carrying the batch's best face of the track
     parent_track_id: str | None  # the latest association the batch gives
+    snapshot: Snapshot | None = None  # the first body snapshot the batch carries
 
     @property
     def face(self) -> BestFace | None:
@@ -27,10 +28,14 @@ def summarise(updates: tuple[TrackUpdate, ...]) -> list[TrackSummary]:
     first: dict[str, TrackUpdate] = {}
     face: dict[str, TrackUpdate] = {}
     parent: dict[str, str] = {}
+    snapshot: dict[str, Snapshot] = {}
     for u in updates:
+        if u.snapshot:
+            snapshot.setdefault(u.track_id, u.snapshot)
         first.setdefault(u.track_id, u)
         if u.best_face and (u.track_id not in face or u.best_face.quality >= face[u.track_id].best_face.quality):
             face[u.track_id] = u
         if u.parent_track_id:
             parent[u.track_id] = u.parent_track_id
-    return [TrackSummary(t, u.object_class, u, face.get(t), parent.get(t)) for t, u in first.items()]
+    return [TrackSummary(t, u.object_class, u, face.get(t), parent.get(t), snapshot.get(t))
+            for t, u in first.items()]

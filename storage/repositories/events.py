@@ -46,9 +46,10 @@ def _site_of(table: str) -> sql.Composed:
 
 
 def _media_of(table: str, file_type: str) -> sql.Composed:
-    """The first media file of this kind registered for the row (media_files.event_id)."""
+    """The latest media file of this kind registered for the row (media_files.event_id): a better
+    face re-describes its event and brings a newer snapshot."""
     return sql.SQL("(SELECT m.id FROM media_files m WHERE m.event_id = {}.id AND m.file_type = {}"
-                   " ORDER BY m.created_at, m.id LIMIT 1)").format(sql.Identifier(table), sql.Literal(file_type))
+                   " ORDER BY m.created_at DESC, m.id DESC LIMIT 1)").format(sql.Identifier(table), sql.Literal(file_type))
 
 
 def _in_sites(table: str) -> sql.Composed:

@@ -1,0 +1,108 @@
+"""A pipeline node assembled from settings: identity, gRPC channel, publisher, backend, agent.
+
+`vigil node run` calls run_node(); tests build the same pieces with build_node() and drive them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from vigil.logs import get_logger
+from vigil.models.faces import FaceAnalyzer
+from vigil.pipeline.agent import NodeAgent, NodeIdentity
+from vigil.pipeline.backend import Backend, choose_backend
+from vigil.pipeline.publisher import Publisher
+from vigil.pipeline.snapshots import SnapshotWriter
+from vigil.settings import VigilSettings
+from vigil.stack.endpoints import Endpoints, resolve
+from vigil.storage.objectstore import ObjectStore
+
+log = get_logger("vigil.pipeline.node")
+
+# the portable detector treats faces from this score on; ByteTrack uses the low band for matching
+FACE_DETECTOR_FLOOR = 0.3
+
+
+class NodeConfigError(ValueError):
+    """A setting the node cannot run without; the message says which and how to set it."""
+
+
+@dataclass
+class Node:
+    agent: NodeAgent
+    channel: grpc.aio.Channel
+    analyzer: FaceAnalyzer | None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self.agent.run(stop)
+        finally:
+            await self.channel.close()
+            if self.analyzer is not None:
+                self.analyzer.close()
+
+
+def control_target(settings: VigilSettings) -> str:
+    return settings.node.control_url or f"{settings.control.host}:{settings.control.port}"
+
+
+def build_node(settings: VigilSettings, endpoints: Endpoints | None = None, *, api_key: str | None = None,
+               name: str | None = None) -> Node:
+    node = settings.node
+    key = api_key or (node.api_key.get_secret_value() if node.api_key else None)
+    if not key:
+        raise NodeConfigError("the node needs an API key: pass --key or set VIGIL_NODE__API_KEY "
+                              "(create one with `vigil keys create --role api_client --name my-node`)")
+    name = name or node.name or socket.gethostname()
+    backend_name = choose_backend(node.backend)
+    endpoints = endpoints or resolve(settings)
+    home = settings.resolved_state_dir() / "node" / name
+    identity = NodeIdentity.load(home / "node_id", name[:100], node.capacity_streams, node.embedding_model_version)
+    target = control_target(settings)
+    channel = grpc.aio.insecure_channel(target)
+    agent_ref: list[NodeAgent] = []
+
+    async def reregister() -> None:  # the publisher found the node unknown (its record was deleted)
+        await agent_ref[0].register()
+
+    publisher = Publisher(target=target, api_key=key, node_id=identity.id,
+                          spool_dir=Path(node.spool_dir) if node.spool_dir else home / "spool",
+                          on_unregistered=reregister)
+    analyzer = None
+    if backend_name == "portable":
+        from vigil.pipeline.portable.backend import PortableBackend
+
+        analyzer = FaceAnalyzer(endpoints, score_threshold=FACE_DETECTOR_FLOOR)
+        backend: Backend = PortableBackend(
+            node_id=identity.id, analyzer=analyzer, publish=publisher.publish,
+            model_version=node.embedding_model_version,
+            snapshots=SnapshotWriter(ObjectStore.from_endpoints(endpoints)), batch_size=node.batch_size,
+            publish_interval_s=node.publish_interval_s, person_every=node.person_detect_every)
+    else:  # pragma: no cover - needs pyds and a GPU
+        from vigil.pipeline.deepstream.backend import DeepStreamBackend
+
+        backend = DeepStreamBackend.from_settings(settings, endpoints, node_id=identity.id,
+                                                  publish=publisher.publish)
+    agent = NodeAgent(identity, channel, key, backend, publisher)
+    agent_ref.append(agent)
+    return Node(agent, channel, analyzer)
+
+
+async def run_node(settings: VigilSettings, *, api_key: str | None = None, name: str | None = None) -> None:
+    """Run until SIGINT/SIGTERM; the second signal is not needed: shutdown is bounded."""
+    node = build_node(settings, api_key=api_key, name=name)
+    if node.analyzer is not None:
+        await asyncio.to_thread(node.analyzer.wait_until_ready, 120.0)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("node starting", node=node.agent.identity.name, node_id=str(node.agent.identity.id),
+             backend=node.agent.backend.name, control=control_target(settings))
+    await node.run(stop)
