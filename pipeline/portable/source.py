@@ -82,7 +82,7 @@ class VideoSource(threading.Thread):
         self._queue_size = queue_size
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.finished = threading.Event()  # set when a file ended (no loop) or the source was stopped
         self._number = 0
 
@@ -99,14 +99,14 @@ class VideoSource(threading.Thread):
         return len(self._frames)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     # --- decoder thread ----------------------------------------------------------------------
 
     def run(self) -> None:
         delay = self.backoff[0]
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 try:
                     ended = self._play()
                     delay = self.backoff[0]
@@ -118,14 +118,16 @@ class VideoSource(threading.Thread):
                     self.counters.set_state(node_pb2.STREAM_STATE_RECONNECTING, f"source lost: {exc}")
                     log.warning("stream lost; reconnecting", camera_id=str(self.spec.camera_id), error=str(exc),
                                 retry_in_s=round(delay, 2))
-                    self._stop.wait(delay * random.uniform(0.8, 1.2))
+                    self._halt.wait(delay * random.uniform(0.8, 1.2))
                     delay = min(delay * 2, self.backoff[1])
                     continue
-                if ended and not self.options.loop:
-                    return
-                if not self.options.is_file and not self._stop.is_set():  # a live source that ended: reconnect
-                    self.counters.set_state(node_pb2.STREAM_STATE_RECONNECTING, "source ended the stream")
-                    self._stop.wait(delay)
+                if self.options.is_file:
+                    if ended and not self.options.loop:
+                        return
+                elif not self._halt.is_set():  # a live source that ended the stream: reconnect
+                    self.counters.set_state(node_pb2.STREAM_STATE_RECONNECTING, "the source ended the stream")
+                    log.warning("stream ended by the source; reconnecting", camera_id=str(self.spec.camera_id))
+                    self._halt.wait(delay)
         finally:
             self.finished.set()
 
@@ -140,7 +142,7 @@ class VideoSource(threading.Thread):
             wall_start = datetime.now(timezone.utc)
             first_pts = None
             for index, decoded in enumerate(container.decode(video)):
-                if self._stop.is_set():
+                if self._halt.is_set():
                     return False
                 if self.options.realtime:
                     if decoded.pts is not None and decoded.time_base is not None:
@@ -149,7 +151,7 @@ class VideoSource(threading.Thread):
                     else:
                         offset = index / rate
                     wait = started + offset - time.monotonic()
-                    if wait > 0 and self._stop.wait(wait):
+                    if wait > 0 and self._halt.wait(wait):
                         return False
                     capture = wall_start + timedelta(seconds=offset)
                 else:
@@ -163,7 +165,7 @@ class VideoSource(threading.Thread):
         with self._space:
             if self.options.is_file and not self.options.realtime:
                 # as fast as possible: the decoder waits for the pipeline (nothing is lost)
-                while len(self._frames) >= self._queue_size and not self._stop.is_set():
+                while len(self._frames) >= self._queue_size and not self._halt.is_set():
                     self._space.wait(0.1)
             elif len(self._frames) >= self._queue_size:  # live: the newest frame matters most
                 self._frames.popleft()
