@@ -199,11 +199,15 @@ class RuleService(rule_pb2_grpc.RuleServiceServicer):
             repo = AnalyticsConfigRepository(tx.conn)
             stored = await repo.get(config_id)
             merged = config_message(stored)
-            apply_mask(request.analytics_config, merged, request.update_mask, resource="analytics_config",
-                       updatable=analytics_api.UPDATABLE, immutable=analytics_api.IMMUTABLE)
+            paths = apply_mask(request.analytics_config, merged, request.update_mask, resource="analytics_config",
+                               updatable=analytics_api.UPDATABLE, immutable=analytics_api.IMMUTABLE)
             values = config_values(merged)
             await check_config_references(tx.conn, values)
             changes = changed(stored, values, analytics_api.UPDATABLE_COLUMNS)
+            if not analytics_api.names_parameters(paths):
+                # untouched parameters stay as stored, with what the message cannot show (another
+                # spelling, an engine-only key) rather than rewritten from the message
+                changes.pop("parameters", None)
             updated = await repo.update(config_id, changes)
             await tx.audit("analytics_config.update", "analytics_config", config_id, jsonable(changes))
             return pb.UpdateAnalyticsConfigResponse(analytics_config=config_message(updated))

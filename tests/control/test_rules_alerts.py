@@ -20,7 +20,7 @@ from vigil.api.v1 import alert_pb2, alert_pb2_grpc, camera_pb2, camera_pb2_grpc,
 from vigil.api.v1 import person_pb2_grpc, rule_pb2, rule_pb2_grpc, watchlist_pb2, watchlist_pb2_grpc
 from vigil.control.rules import Fact, RuleEvaluator, camera_facts, person_facts, write_alerts
 from vigil.storage.db import acting_as
-from vigil.storage.repositories.alerts import AlertRepository, AlertRuleRepository
+from vigil.storage.repositories.alerts import AlertRepository, AlertRuleRepository, AnalyticsConfigRepository
 from vigil.storage.repositories.api_keys import ApiKeyRepository
 from vigil.storage.repositories.events import EventRepository
 
@@ -350,6 +350,61 @@ async def test_analytics_config_round_trip_and_validation(rules, admin, scene, a
     await rules.DeleteAnalyticsConfig(rule_pb2.DeleteAnalyticsConfigRequest(id=created.id), metadata=admin)
     await refused(rules.GetAnalyticsConfig(rule_pb2.GetAnalyticsConfigRequest(id=created.id), metadata=admin),
                   grpc.StatusCode.NOT_FOUND)
+
+
+async def test_stored_analytics_configs_read_as_the_engine_reads_them_never_internal(rules, admin, scene, app):
+    """Configurations written past the API (as tests/ingest/test_scenario.py writes them, in the
+    engine's "start"/"end" spelling) or holding values no message field can carry: Get, List and
+    partial updates answer, showing what the analytics engine runs on; the rest is left out."""
+    stored = {
+        "engine spelling": ("after_hours", {"allowed_hours": {"days": [1, 2], "start": "08:00", "end": "18:00",
+                                                              "timezone": "UTC"}}),
+        "no end": ("after_hours", {"allowed_hours": {"start": "08:00"}}),  # the engine refuses it too
+        "crowd odd": ("crowding", {"min_persons": 5.0, "min_duration": "soon", "max_gap": 3}),
+        "entries huge": ("repeated_entry", {"min_entries": 1e30, "window": 600}),
+    }
+    ids = {}
+    async with acting_as(app.pool, user_id=None, role="super_admin") as conn:
+        for name, (activity, parameters) in stored.items():
+            ids[name] = str((await AnalyticsConfigRepository(conn).create(
+                name, scene.camera.id, activity, None, zone_id=scene.gate.id, parameters=parameters)).id)
+
+    async def get(name: str) -> rule_pb2.AnalyticsConfig:
+        return (await rules.GetAnalyticsConfig(rule_pb2.GetAnalyticsConfigRequest(id=ids[name]),
+                                               metadata=admin)).analytics_config
+
+    assert (await get("engine spelling")).after_hours.allowed_hours == rule_pb2.Schedule(
+        days=[1, 2], start=at(8), end=at(18), timezone="UTC")
+    no_end = await get("no end")
+    assert no_end.WhichOneof("parameters") == "after_hours" and not no_end.after_hours.HasField("allowed_hours")
+    crowd = (await get("crowd odd")).crowd
+    assert crowd.min_persons == 5 and not crowd.HasField("min_duration")
+    entries = (await get("entries huge")).repeated_entry
+    assert not entries.HasField("min_entries") and entries.window.seconds == 600
+    listed = await rules.ListAnalyticsConfigs(rule_pb2.ListAnalyticsConfigsRequest(camera_ids=[scene.camera.id]),
+                                              metadata=admin)
+    assert sorted(c.name for c in listed.analytics_configs) == sorted(stored)
+
+    # an update that leaves the parameters alone keeps them as stored, spelling and engine-only keys included
+    for name in ("engine spelling", "crowd odd"):
+        renamed = (await rules.UpdateAnalyticsConfig(rule_pb2.UpdateAnalyticsConfigRequest(
+            analytics_config=rule_pb2.AnalyticsConfig(id=ids[name], name=f"{name} 2"), update_mask=mask("name")),
+            metadata=admin)).analytics_config
+        assert renamed.name == f"{name} 2"
+        assert (await fetch(app, "SELECT parameters FROM analytics_configs WHERE id = %s",
+                            (ids[name],)))[0]["parameters"] == stored[name][1]
+    # one the engine cannot run either must be repaired, naming the field; then it is stored as the API writes
+    details = await refused(rules.UpdateAnalyticsConfig(rule_pb2.UpdateAnalyticsConfigRequest(
+        analytics_config=rule_pb2.AnalyticsConfig(id=ids["no end"], severity=common_pb2.SEVERITY_LOW),
+        update_mask=mask("severity")), metadata=admin), grpc.StatusCode.INVALID_ARGUMENT)
+    assert details.startswith("analytics_config.after_hours.allowed_hours:"), details
+    repaired = (await rules.UpdateAnalyticsConfig(rule_pb2.UpdateAnalyticsConfigRequest(
+        analytics_config=rule_pb2.AnalyticsConfig(id=ids["no end"], after_hours=rule_pb2.AfterHoursParameters(
+            allowed_hours=rule_pb2.Schedule(start=at(8), end=at(9)))),
+        update_mask=mask("after_hours")), metadata=admin)).analytics_config
+    assert repaired.after_hours.allowed_hours == rule_pb2.Schedule(start=at(8), end=at(9))
+    assert (await fetch(app, "SELECT parameters FROM analytics_configs WHERE id = %s", (ids["no end"],)))[0][
+        "parameters"] == {"allowed_hours": {"days": [], "start_time": "08:00", "end_time": "09:00"}}
 
 
 # --------------------------------------------------------------------------- alerts
