@@ -14,7 +14,7 @@ from google.protobuf.message import Message
 
 from vigil.api.v1 import camera_pb2 as pb
 from vigil.api.v1 import camera_pb2_grpc, common_pb2
-from vigil.control.convert import EnumMap, masked_changes, timestamp
+from vigil.control.convert import EnumMap, masked_changes, text, timestamp
 from vigil.control.request_checks import api_token, checked_text, fields_of, is_active, repository_token
 from vigil.control.rpc import rpc
 from vigil.storage.repositories.base import InvalidArgument, as_uuid
@@ -322,13 +322,13 @@ def camera_columns(changes: Mapping[str, Any], stored: Camera) -> dict[str, Any]
 
 def camera_message(camera: Camera) -> pb.Camera:
     config = pb.CameraConfig(**{name: camera.config[name] for name in CAMERA_CONFIG if name in camera.config})
-    # node_id stays empty: pipeline node assignments are not stored yet
     return pb.Camera(id=str(camera.id), dvr_id=str(camera.dvr_id), site_id=str(camera.site_id),
                      channel_number=camera.channel_number, name=camera.name, location=camera.location or "",
                      rtsp_url=camera.rtsp_url or "", resolution=camera.resolution or "", fps=camera.fps or 0,
                      status=DEVICE_STATUS.number(camera.status), is_active=camera.is_active,
                      last_frame_time=timestamp(camera.last_frame_time), config=config,
-                     create_time=timestamp(camera.created_at), update_time=timestamp(camera.updated_at))
+                     create_time=timestamp(camera.created_at), update_time=timestamp(camera.updated_at),
+                     node_id=text(camera.node_id))
 
 
 # --------------------------------------------------------------------------- zones
@@ -492,13 +492,12 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
 
     @rpc("cameras", "read")
     async def ListCameras(self, request, context):
-        if request.node_ids:
-            await unimplemented(context, "node_ids", "pipeline node assignments are not stored yet")
         statuses = DEVICE_STATUS.labels(request.statuses) or None
         async with self.app.transaction() as tx:
             page = await CameraRepository(tx.conn).list(
                 site_ids=list(request.site_ids) or None, dvr_ids=list(request.dvr_ids) or None, statuses=statuses,
                 is_active=request.is_active if request.HasField("is_active") else None,
+                node_ids=list(request.node_ids) or None,
                 page_size=request.page_size, page_token=repository_token(request))
             return pb.ListCamerasResponse(cameras=[camera_message(c) for c in page.items],
                                           next_page_token=api_token(request, page.next_page_token))

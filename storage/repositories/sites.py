@@ -93,6 +93,7 @@ class Camera:
     config: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    node_id: UUID | None = None  # the pipeline node it is assigned to (stream_assignments); None if none
 
 
 Point = tuple[float, float]
@@ -367,7 +368,10 @@ class DvrRepository:
 
 # --------------------------------------------------------------------------- cameras
 
-_CAMERA_COLUMNS = columns_of(Camera, site_id=sql.SQL("(SELECT d.site_id FROM dvrs d WHERE d.id = cameras.dvr_id)"))
+_CAMERA_COLUMNS = columns_of(
+    Camera, site_id=sql.SQL("(SELECT d.site_id FROM dvrs d WHERE d.id = cameras.dvr_id)"),
+    # in the same statement (a primary-key lookup per row), so a page of cameras costs one query
+    node_id=sql.SQL("(SELECT a.node_id FROM stream_assignments a WHERE a.camera_id = cameras.id)"))
 _CAMERA_UPDATABLE = ("channel_number", "name", "location", "rtsp_url", "resolution", "fps", "status", "is_active",
                      "last_frame_time", "config")
 _CAMERA_RECORDINGS = sql.SQL(
@@ -411,10 +415,13 @@ class CameraRepository:
 
     async def list(self, *, site_ids: Iterable[UUID | str] | None = None,
                    dvr_ids: Iterable[UUID | str] | None = None, statuses: Iterable[str] | None = None,
-                   is_active: bool | None = None, page_size: int = 0, page_token: str | None = None) -> Page[Camera]:
-        """Ordered by DVR, then channel number. A filter left None matches everything."""
+                   is_active: bool | None = None, node_ids: Iterable[UUID | str] | None = None,
+                   page_size: int = 0, page_token: str | None = None) -> Page[Camera]:
+        """Ordered by DVR, then channel number. A filter left None matches everything; node_ids
+        matches the cameras currently assigned to one of those pipeline nodes."""
         where, params = [], []
         site_ids, dvr_ids = uuid_list("site_ids", site_ids), uuid_list("dvr_ids", dvr_ids)
+        node_ids = uuid_list("node_ids", node_ids)
         statuses = None if statuses is None else list(statuses)
         if site_ids is not None:
             where.append(sql.SQL("dvr_id IN (SELECT id FROM dvrs WHERE site_id = ANY(%s))"))
@@ -428,6 +435,9 @@ class CameraRepository:
         if is_active is not None:
             where.append(sql.SQL("is_active = %s"))
             params.append(is_active)
+        if node_ids is not None:
+            where.append(sql.SQL("id IN (SELECT a.camera_id FROM stream_assignments a WHERE a.node_id = ANY(%s))"))
+            params.append(node_ids)
         return await fetch_page(self.conn, Camera, select=_CAMERA_COLUMNS, table="cameras", where=where,
                                 params=params, keyset=BY_DVR_THEN_CHANNEL, page_size=page_size,
                                 page_token=page_token, resource="camera", values={"statuses": statuses})
