@@ -21,8 +21,7 @@ install: $(STAMP)
 
 # The main job on the embedded defaults.
 run: $(STAMP)
-	$(BIN)/vigil stack up
-	$(BIN)/vigil stack status
+	$(BIN)/vigil demo
 
 # The whole test suite against real embedded services.
 test: $(STAMP)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vigil.demo.cli import demo
 from vigil.logs import configure_logging
 from vigil.models.cli import models_app
 from vigil.samples.cli import samples_app
@@ -34,6 +35,7 @@ app.add_typer(samples_app, name="samples")
 app.add_typer(node_app, name="node")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.command("demo")(demo)
 
 console = Console()
 err = Console(stderr=True)
