@@ -78,7 +78,7 @@ def build_node(settings: VigilSettings, endpoints: Endpoints | None = None, *, a
     if backend_name == "portable":
         from vigil.pipeline.portable.backend import PortableBackend
 
-        analyzer = FaceAnalyzer(endpoints, score_threshold=FACE_DETECTOR_FLOOR)
+        analyzer = FaceAnalyzer(endpoints, score_threshold=FACE_DETECTOR_FLOOR, canvas_size=node.face_detector_canvas)
         backend: Backend = PortableBackend(
             node_id=identity.id, analyzer=analyzer, publish=publisher.publish,
             model_version=node.embedding_model_version,

@@ -121,6 +121,9 @@ class NodeSettings(BaseModel):
     embedding_model_version: str = Field(
         "sface-2021dec-int8folded", min_length=1, max_length=100,
         description="Face embedding model version the node runs (model_versions.version_string).")
+    face_detector_canvas: tuple[int, int] = Field(
+        (640, 384), description="Width and height (multiples of 32) every frame is letterboxed onto for the "
+        "face detector; 640x384 holds a 16:9 frame with no padding, 640x480 suits 4:3 cameras.")
     publish_interval_s: float = Field(
         0.25, gt=0, le=10, description="How often a stream's track updates are sent as one batch.")
     spool_dir: Path | None = Field(
