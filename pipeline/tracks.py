@@ -58,6 +58,9 @@ class TrackBook:
         self.update_interval = update_interval
         self.lost_after = lost_after
         self._tracks: dict[tuple[int, int], Track] = {}
+        # a tracker may re-find an object after we ended its track (its buffer outlasted
+        # lost_after): the sighting then starts a new track id, never continues an ended one
+        self._generations: dict[tuple[int, int], int] = {}
 
     def __len__(self) -> int:
         return len(self._tracks)
@@ -72,7 +75,10 @@ class TrackBook:
         return track is None or not track.snapshot_sent
 
     def track_id(self, object_class: int, tracker_id: int) -> str:
-        return f"{self.epoch}-{_CLASS_TAG[object_class]}{tracker_id}"
+        """The id of the object's open track, or of the track its next sighting starts."""
+        generation = self._generations.get((object_class, tracker_id), 0)
+        suffix = f".{generation}" if generation else ""
+        return f"{self.epoch}-{_CLASS_TAG[object_class]}{tracker_id}{suffix}"
 
     def observe(self, frame_number: int, capture_time: datetime,
                 sightings: Iterable[Sighting]) -> list[pb.TrackUpdate]:
@@ -101,11 +107,14 @@ class TrackBook:
                 updates.append(self._message(track, kind, frame_number, capture_time, face, snapshot))
         for key in [k for k, t in self._tracks.items() if k not in seen and capture_time - t.last_seen > self.lost_after]:
             updates.append(self._end(self._tracks.pop(key)))
+            self._generations[key] = self._generations.get(key, 0) + 1
         return updates
 
     def close_all(self) -> list[pb.TrackUpdate]:
         """ENDs for every open track (the stream stops)."""
         ends = [self._end(t) for t in self._tracks.values()]
+        for key in self._tracks:
+            self._generations[key] = self._generations.get(key, 0) + 1
         self._tracks.clear()
         return ends
 

@@ -32,6 +32,10 @@ from vigil.pipeline.tracks import TrackBook
 log = get_logger("vigil.pipeline.portable")
 
 MAX_UPDATES_PER_BATCH = 1000  # ingest.proto's limit
+# Buffered-IoU factors (tracking.py): a face may move a whole face width between two processed
+# frames when frames are skipped; bodies are larger and move less relative to their size.
+FACE_ASSOCIATION_SCALE = 2.5
+PERSON_ASSOCIATION_SCALE = 1.5
 IDLE_POLL_S = 0.01  # how soon a new frame is picked up when every queue was empty
 Publish = Callable[[pb.TrackBatch], Awaitable[None]]
 
@@ -98,9 +102,10 @@ class PortableBackend:
         analysis = StreamAnalysis(
             spec=spec, book=TrackBook(_epoch(), update_interval=spec.settings.track_update_interval),
             faces=ObjectTracker(frame_rate=rate, activation_threshold=spec.settings.min_detection_confidence,
-                                lost_seconds=lost),
+                                lost_seconds=lost, association_scale=FACE_ASSOCIATION_SCALE),
             persons=ObjectTracker(frame_rate=rate / self.person_every,
-                                  activation_threshold=spec.settings.min_detection_confidence, lost_seconds=lost),
+                                  activation_threshold=spec.settings.min_detection_confidence, lost_seconds=lost,
+                                  association_scale=PERSON_ASSOCIATION_SCALE),
             person_every=self.person_every)
         stream = _Stream(spec, counters, source, analysis, analysis.book.epoch)
         self._streams[spec.camera_id] = stream

@@ -40,6 +40,8 @@ def test_start_updates_at_the_interval_and_end_after_loss():
     assert kinds(ended) == [("e1-p7", pb.TRACK_UPDATE_KIND_END)]
     assert ended[0].frame_number == 2 and ended[0].capture_time.ToDatetime(tzinfo=timezone.utc) == at(200)
     assert len(book) == 0
+    # the tracker re-finds the object later: a new track, never an update of the ended one
+    assert kinds(book.observe(5, at(1500), [person])) == [("e1-p7.1", pb.TRACK_UPDATE_KIND_START)]
 
 
 def test_best_face_is_sent_only_when_it_improves():
