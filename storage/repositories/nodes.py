@@ -121,7 +121,7 @@ class NodeRepository:
 
     async def register(self, node: NodeRegistration, lease: timedelta) -> Node:
         """Insert or refresh the node (idempotent by id). An OFFLINE node becomes ACTIVE; a DRAINING
-        node stays DRAINING; the lease restarts now."""
+        node stays DRAINING; the lease restarts now; stream figures wait for the next heartbeat."""
         if node.backend not in BACKENDS:
             raise InvalidArgument("backend", f"must be one of {', '.join(BACKENDS)}")
         if not 1 <= node.capacity_streams <= MAX_CAPACITY:
@@ -135,7 +135,8 @@ class NodeRepository:
         reported = [c for c in values if c != "id"]
         query = sql.SQL(
             "INSERT INTO pipeline_nodes ({columns}) VALUES ({placeholders})"
-            " ON CONFLICT (id) DO UPDATE SET {updates}, registered_at = NOW(),"
+            # a (re)registered node runs nothing yet: the previous run's stream figures are gone
+            " ON CONFLICT (id) DO UPDATE SET {updates}, registered_at = NOW(), streams = '[]'::JSONB,"
             " state = CASE WHEN pipeline_nodes.state = 'offline' THEN 'active' ELSE pipeline_nodes.state END"
         ).format(
             columns=sql.SQL(", ").join(map(sql.Identifier, values)),

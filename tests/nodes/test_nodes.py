@@ -184,6 +184,10 @@ async def test_heartbeat_stores_the_figures_and_unknown_nodes_get_not_found(chan
     node = (await nodes.GetNode(pb.GetNodeRequest(id=node_id), metadata=node_key)).node
     assert node.stats == stats  # refused heartbeats wrote nothing
 
+    await register_node(channel, node_key, node_id)  # the node restarted: it runs nothing yet
+    node = (await nodes.GetNode(pb.GetNodeRequest(id=node_id), metadata=node_key)).node
+    assert list(node.streams) == []
+
 
 # --------------------------------------------------------------------------- assignments
 
