@@ -190,7 +190,7 @@ class PortableBackend:
                     stream.pending_captures.append(result.frame.capture_time)
             for stream in list(self._streams.values()):
                 if stream.closing or (stream.source.finished.is_set() and not stream.source.pending()
-                                      and stream.counters.state != node_pb2.STREAM_STATE_STOPPED):
+                                      and not stream.closed.is_set()):
                     await self._close(stream)
             await self._flush(force=False)
             if not batch:
@@ -233,7 +233,7 @@ class PortableBackend:
     async def _close(self, stream: _Stream) -> None:
         stream.pending += stream.analysis.book.close_all()
         await self._flush_stream(stream)
-        if not stream.closing:
+        if not stream.closing and stream.counters.state != node_pb2.STREAM_STATE_FAILED:  # FAILED keeps its reason
             stream.counters.set_state(node_pb2.STREAM_STATE_STOPPED)
             log.info("stream ended", camera_id=str(stream.spec.camera_id), frames=stream.counters.decoded)
         stream.closed.set()

@@ -54,3 +54,24 @@ async def test_tracks_hold_when_only_every_fourth_frame_is_processed(endpoints, 
     assert {b.frame_width for b in published} == {walk.width}
     with_faces = {u.track_id for u in updates if u.HasField("best_face")}
     assert with_faces == {u.track_id for u in starts}  # every face track got an embedded best face
+
+
+async def test_a_stream_that_cannot_run_reports_failed_with_its_reason():
+    async def publish(batch: pb.TrackBatch) -> None:
+        raise AssertionError("nothing to publish")
+
+    backend = PortableBackend(node_id=uuid.uuid4(), analyzer=None, publish=publish, model_version="m")
+    camera = uuid.uuid4()
+    await backend.start()
+    try:
+        await backend.add_stream(StreamSpec(camera, None, "file:///nonexistent/cam.mp4", 15))
+        async with asyncio.timeout(15):
+            while not (stats := backend.stream_stats()) or stats[0].state != 4:  # FAILED
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)  # a few loop turns later it is still FAILED, not STOPPED
+        (stats,) = backend.stream_stats()
+        assert stats.state == 4 and "/nonexistent/cam.mp4" in stats.last_error
+        await backend.remove_stream(camera)
+        assert backend.stream_ids() == set()
+    finally:
+        await backend.stop()
