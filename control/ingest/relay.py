@@ -22,6 +22,7 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
+from vigil.control.background import BackgroundTask
 from vigil.logs import get_logger
 from vigil.storage.bus import EVENTS_STREAM
 from vigil.storage.repositories.events import FeedOutboxRepository
@@ -47,7 +48,9 @@ return id
 """
 
 
-class FeedRelay:
+class FeedRelay(BackgroundTask):
+    task_name = "feed-relay"
+
     def __init__(self, pool: AsyncConnectionPool, redis: aioredis.Redis, *, stream: str = EVENTS_STREAM,
                  batch_size: int = 500, poll_s: float = 1.0, retry_s: float = 5.0):
         self.pool = pool
@@ -58,22 +61,11 @@ class FeedRelay:
         self.retry_s = retry_s
         self._append = redis.register_script(_APPEND)
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
 
     def wake(self) -> None:
         """New messages were committed: relay them now rather than at the next poll."""
         self._wake.set()
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="feed-relay")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def drain(self) -> int:
         """Relay everything pending now; the number of messages appended. Returns 0 at once while

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed
 
 from vigil.control.nodes.planner import plan_assignments
 from vigil.control.nodes.signal import AssignmentSignal
+from vigil.control.background import BackgroundTask
 from vigil.logs import get_logger
 from vigil.storage.repositories.nodes import NodeRepository, StreamAssignmentRepository
 
@@ -34,7 +35,9 @@ class PassResult:
     unplaced: int = 0
 
 
-class AssignmentReconciler:
+class AssignmentReconciler(BackgroundTask):
+    task_name = "node-reconciler"
+
     def __init__(self, pool: AsyncConnectionPool, signal: AssignmentSignal, *, interval_s: float = 1.0,
                  retry_s: float = 5.0):
         self.pool = pool
@@ -42,22 +45,11 @@ class AssignmentReconciler:
         self.interval_s = interval_s
         self.retry_s = retry_s
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self._unplaced_reported = 0
 
     def wake(self) -> None:
         self._wake.set()
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="node-reconciler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def reconcile(self) -> PassResult:
         """One pass, in one transaction under a transaction-scoped advisory lock: replicas take

@@ -12,6 +12,7 @@ import contextlib
 
 import redis.asyncio as aioredis
 
+from vigil.control.background import BackgroundTask
 from vigil.logs import get_logger
 
 log = get_logger("vigil.control.nodes.signal")
@@ -19,24 +20,17 @@ log = get_logger("vigil.control.nodes.signal")
 CHANNEL = "vigil:nodes:assignments"
 
 
-class AssignmentSignal:
+class AssignmentSignal(BackgroundTask):
+    task_name = "node-assignment-signal"
+
     def __init__(self, redis: aioredis.Redis, *, channel: str = CHANNEL, retry_s: float = 2.0):
         self.redis = redis
         self.channel = channel
         self.retry_s = retry_s
         self._changed = asyncio.Event()
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._listen(), name="node-assignment-signal")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         self._wake_local()  # watchers re-check (and see that the replica is stopping)
 
     async def publish(self) -> None:
@@ -58,7 +52,7 @@ class AssignmentSignal:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    async def _listen(self) -> None:
+    async def _run(self) -> None:
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
