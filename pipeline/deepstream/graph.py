@@ -1,0 +1,189 @@
+"""The DeepStream element graph as data: which elements, with which properties and config
+files, linked how, probed where. backend.py builds GStreamer objects from this description;
+the tests check it (every element, property and config cross-reference) without GStreamer.
+
+    nvurisrcbin (one per stream, added at runtime) ─▶ nvstreammux
+      ─▶ nvinfer  pgie-faces    YuNet, raw tensors (output-tensor-meta)   probe: faces → objects
+      ─▶ nvinfer  pgie-persons  YOLOv8, raw tensors, every n-th frame     probe: persons → objects
+      ─▶ nvtracker              NvDCF on persons and faces                probe: pick faces to embed
+      ─▶ nvinferserver sgie-embedder  SFace in Triton on face crops only  probe: object encoder
+      ─▶ fakesink                                                         probe: metadata → tracks
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from vigil.pipeline.streams import StreamSpec
+
+# Object classes inside the pipeline (NvDsObjectMeta.class_id), independent of model label ids.
+CLASS_PERSON = 0
+CLASS_FACE = 1
+CLASS_FACE_CROP = 2  # the aligned square region of a face the embedder runs on (not tracked)
+
+# gie-unique-id / unique_component_id of each producer of metadata
+FACE_DETECTOR_ID = 1
+PERSON_DETECTOR_ID = 2
+EMBEDDER_ID = 3
+SELECTOR_ID = 10  # our probe, when it adds face-crop objects
+
+UNTRACKED_OBJECT_ID = 0xFFFFFFFFFFFFFFFF  # NvDsObjectMeta.object_id before the tracker sets it
+
+NVDS_ROOT = "/opt/nvidia/deepstream/deepstream"
+TRACKER_LIB = f"{NVDS_ROOT}/lib/libnvds_nvmultiobjecttracker.so"
+ENGINE_DIR_DEFAULT = "/var/lib/vigil/engines"
+TRITON_REPOSITORY_DEFAULT = "/var/lib/vigil/triton_repository"
+
+CONFIG_FILES = {
+    "pgie-faces": "pgie_face_detector.txt",
+    "pgie-persons": "pgie_person_detector.txt",
+    "tracker": "tracker_nvdcf.yml",
+    "sgie-embedder:grpc": "sgie_face_embedder_grpc.txt",
+    "sgie-embedder:capi": "sgie_face_embedder_capi.txt",
+    "muxer:new": "streammux.txt",
+}
+
+
+def default_configs_dir() -> Path:
+    """configs/ of a source checkout (editable install, the image's /opt/vigil), else the env."""
+    env = os.environ.get("VIGIL_DS_CONFIG_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    configs_dir: Path = field(default_factory=default_configs_dir)
+    batch_size: int = 8  # frames per batch across streams: muxer, detectors and tracker agree
+    muxer_size: tuple[int, int] = (1920, 1080)
+    face_network_size: tuple[int, int] = (640, 384)  # YuNet input (width, height) of the nvinfer engine
+    person_network_size: tuple[int, int] = (640, 640)
+    person_detector: bool = True  # False when no person model is installed
+    person_interval: int = 2  # frames skipped between person inferences (person_detect_every - 1)
+    triton_mode: str = "grpc"  # "grpc": a Triton service; "capi": Triton in-process
+    triton_url: str = "triton:8001"
+    gpu_id: int = 0
+    new_muxer: bool = False  # USE_NEW_NVSTREAMMUX=yes
+    batched_push_timeout_us: int = 40_000
+    tracker_size: tuple[int, int] = (960, 544)
+    rtsp_reconnect_interval_s: int = 5
+    rtsp_latency_ms: int = 200
+    embedder_config: Path | None = None  # a rendered copy of the embedder config (gRPC URL filled in)
+
+    def config(self, key: str) -> Path:
+        return self.configs_dir / CONFIG_FILES[key]
+
+
+@dataclass(frozen=True)
+class Element:
+    name: str
+    factory: str
+    properties: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Probe:
+    element: str
+    pad: str
+    handler: str  # method name on the backend's probe set
+    kind: str = "buffer"  # "buffer" or "event"
+
+
+@dataclass(frozen=True)
+class Graph:
+    elements: list[Element]
+    links: list[tuple[str, str]]  # static links in order; sources link to the muxer at runtime
+    probes: list[Probe]
+
+    def element(self, name: str) -> Element:
+        for element in self.elements:
+            if element.name == name:
+                return element
+        raise KeyError(name)
+
+
+def build_graph(s: GraphSettings) -> Graph:
+    mux_w, mux_h = s.muxer_size
+    if s.new_muxer:
+        # the new muxer scales nothing and reads its batching policy from a config file
+        muxer = Element("muxer", "nvstreammux", {"batch-size": s.batch_size,
+                                                  "config-file-path": str(s.config("muxer:new")),
+                                                  "sync-inputs": False, "attach-sys-ts": True})
+    else:
+        muxer = Element("muxer", "nvstreammux", {
+            "batch-size": s.batch_size, "width": mux_w, "height": mux_h, "gpu-id": s.gpu_id,
+            "batched-push-timeout": s.batched_push_timeout_us, "live-source": True,
+            "attach-sys-ts": True, "enable-padding": False, "nvbuf-memory-type": 0})
+    elements = [
+        muxer,
+        Element("pgie-faces", "nvinfer", {"config-file-path": str(s.config("pgie-faces")),
+                                          "batch-size": s.batch_size, "gpu-id": s.gpu_id,
+                                          "unique-id": FACE_DETECTOR_ID}),
+    ]
+    if s.person_detector:
+        elements.append(Element("pgie-persons", "nvinfer", {
+            "config-file-path": str(s.config("pgie-persons")), "batch-size": s.batch_size, "gpu-id": s.gpu_id,
+            "unique-id": PERSON_DETECTOR_ID, "interval": s.person_interval}))
+    elements += [
+        Element("tracker", "nvtracker", {
+            "ll-lib-file": TRACKER_LIB, "ll-config-file": str(s.config("tracker")),
+            "tracker-width": s.tracker_size[0], "tracker-height": s.tracker_size[1], "gpu-id": s.gpu_id,
+            "display-tracking-id": False}),
+        Element("sgie-embedder", "nvinferserver", {
+            "config-file-path": str(s.embedder_config or s.config(f"sgie-embedder:{s.triton_mode}")),
+            "unique-id": EMBEDDER_ID}),
+        Element("sink", "fakesink", {"sync": False, "async": False, "enable-last-sample": False}),
+    ]
+    names = [e.name for e in elements]
+    links = list(zip(names, names[1:]))
+    probes = [
+        # the muxer forwards EOS once every pad has had one; a node with no streams left must
+        # keep running for the next assignment (Savant drops it the same way)
+        Probe("muxer", "src", "on_muxer_event", kind="event"),
+        Probe("muxer", "src", "on_batch_formed"),
+        Probe("pgie-faces", "src", "on_faces"),
+    ]
+    if s.person_detector:
+        probes.append(Probe("pgie-persons", "src", "on_persons"))
+    probes += [
+        Probe("tracker", "src", "on_tracked"),
+        Probe("sgie-embedder", "src", "on_embedded"),
+        Probe("sink", "sink", "on_collect"),
+    ]
+    return Graph(elements, links, probes)
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    name: str
+    uri: str  # with credentials: never log it
+    properties: dict[str, object]
+    mux_pad: str
+
+
+def source_plan(spec: StreamSpec, pad_index: int, s: GraphSettings) -> SourcePlan:
+    """The nvurisrcbin of one stream. Vigil's `?loop=true` on file URLs becomes file-loop (the
+    query is not part of the file name); `rate=` has no per-source equivalent on DeepStream
+    (files decode as fast as the pipeline runs). max_inference_fps becomes the decoder's
+    drop-frame-interval (keep 1 frame in n)."""
+    url = spec.url_with_credentials()
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    props: dict[str, object] = {"gpu-id": s.gpu_id, "cudadec-memtype": 0}
+    if parts.scheme == "file":
+        uri = urlunsplit(parts._replace(query=""))
+        props["file-loop"] = query.get("loop", ["false"])[0].lower() in ("1", "true", "yes")
+    else:
+        uri = url
+        if parts.scheme in ("rtsp", "rtsps"):
+            props.update({"rtsp-reconnect-interval": s.rtsp_reconnect_interval_s, "rtsp-reconnect-attempts": -1,
+                          "latency": s.rtsp_latency_ms, "drop-on-latency": True})
+    limit = spec.settings.max_inference_fps
+    if limit and spec.fps and spec.fps > limit:
+        props["drop-frame-interval"] = max(1, round(spec.fps / limit))
+    props["uri"] = uri
+    return SourcePlan(name=f"source-{pad_index}", uri=uri, properties=props, mux_pad=f"sink_{pad_index}")
