@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vigil.demo.cli import demo
+from vigil.loadtest.cli import loadtest_app
 from vigil.logs import configure_logging
 from vigil.models.cli import models_app
 from vigil.samples.cli import samples_app
@@ -33,6 +34,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(models_app, name="models")
 app.add_typer(samples_app, name="samples")
 app.add_typer(node_app, name="node")
+app.add_typer(loadtest_app, name="loadtest")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.command("demo")(demo)
@@ -319,6 +321,31 @@ def events_tail(
         raise _fail(f"{exc.code().name}: {exc.details()}") from exc
     except KeyboardInterrupt:
         pass
+
+
+@app.command("status")
+def status(
+    key: Annotated[str, typer.Option(envvar="VIGIL_API_KEY", help="API key with nodes:read (or VIGIL_API_KEY).")],
+    address: Annotated[str | None, typer.Option(help="host:port of the control plane.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The fleet: nodes and their streams, streams without a node, offline cameras, alert counts."""
+    import asyncio
+
+    import grpc
+
+    from vigil.status import fetch_status, render
+
+    settings = _settings()
+    target = address or f"{settings.control.host}:{settings.control.port}"
+    try:
+        found = asyncio.run(fetch_status(target, key))
+    except grpc.aio.AioRpcError as exc:
+        raise _fail(f"{exc.code().name}: {exc.details()}") from exc
+    if as_json:
+        print(json.dumps(found, indent=2))
+    else:
+        render(found, Console())
 
 
 @config_app.command("show")
