@@ -213,7 +213,9 @@ async def test_control_plane_restarted_mid_stream_loses_and_duplicates_nothing(
     assert sequences == sorted(sequences)  # the spool was replayed in order, before newer batches
     s = pub.stats()
     assert (s.spooled_batches, s.queue_depth, s.unacked, s.rejected) == (0, 0, 0, 0)
-    assert s.accepted - s.duplicates == n
+    # every batch acked once; a batch stored just before the server stopped loses its ack, is
+    # resent and acked as a duplicate (stored once all the same, checked above)
+    assert s.accepted == n and s.duplicates <= 1 + s.reconnects
     assert peak["spooled"] > 0 and s.reconnects > 0
     assert s.spooled_bytes < 64 * 1024  # drained: the file gave its pages back
 
