@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -32,6 +33,7 @@ from vigil.storage.repositories.alerts import (
     AlertRuleRepository,
     AnalyticsConfigRepository,
 )
+from vigil.storage.repositories.clips import ClipRepository
 from vigil.storage.repositories.events import SuspiciousActivity, SuspiciousActivityRepository
 
 if TYPE_CHECKING:
@@ -49,8 +51,10 @@ def _feet(obs: TrackObservation) -> tuple[float, float]:
 class AlertingHook:
     """Callable as an IngestPipeline on_events hook: hook(tx, recorded_events, observations)."""
 
-    def __init__(self, engine: AnalyticsEngine | None = None):
+    def __init__(self, engine: AnalyticsEngine | None = None, *,
+                 clip_window: tuple[timedelta, timedelta] | None = None):
         self.engine = engine or AnalyticsEngine()
+        self.clip_window = clip_window  # (before, after) the alert's capture time; None: no clips
         self.evaluator = RuleEvaluator()
         self._configured_at: dict[str, float] = {}
 
@@ -73,11 +77,31 @@ class AlertingHook:
         # their own (the analytics fire once per episode, so this does not flood)
         claimed = {f.fact.suspicious_activity_id for f in firings}
         alerts += [await self._activity_alert(conn, a) for a in activities if a.id not in claimed]
+        if alerts and self.clip_window is not None:
+            await self._request_clips(conn, camera_id, alerts, activities)
         items = [feed.FeedItem.of_suspicious_activity(a) for a in activities]
         items += [feed.FeedItem("alert", alert_message(a), a.camera_id, a.site_id, severity=a.severity,
                                 person_ids=(a.person_id,) if a.person_id else ()) for a in alerts]
         if items:
             await feed.record(conn, items)
+
+    async def _request_clips(self, conn, camera_id: UUID, alerts: list[Alert],
+                             activities: Sequence[SuspiciousActivity]) -> None:
+        """A clip around each alert's capture time, cut by the node running the camera once the
+        time after it has passed (storage/repositories/clips.py), unless the camera records nothing."""
+        cur = await conn.execute("SELECT COALESCE((config->>'recording_enabled')::boolean, true) AS on"
+                                 " FROM cameras WHERE id = %s", (camera_id,))
+        row = await cur.fetchone()
+        if row is None or not row["on"]:
+            return
+        before, after = self.clip_window
+        activity_times = {a.id: a.timestamp for a in activities}
+        clips = ClipRepository(conn)
+        for alert in alerts:
+            captured = (alert.trigger_evidence or {}).get("capture_time")
+            at = datetime.fromisoformat(captured) if captured else activity_times.get(alert.suspicious_activity_id)
+            if at is not None:
+                await clips.create(camera_id, at - before, at + after, event_id=alert.event_id, alert_id=alert.id)
 
     @staticmethod
     async def _activity_alert(conn, a: SuspiciousActivity) -> Alert:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +17,8 @@ from vigil.control.auth import Caller, PermissionTable, current_caller
 from vigil.control.alerting import AlertingHook
 from vigil.control.gallery import FaceGallery
 from vigil.control.ingest.runtime import IngestRuntime
+from vigil.control.jobs import build_jobs
+from vigil.control.metrics import ControlMetrics
 from vigil.control.nodes.runtime import NodeRuntime
 from vigil.control.notifications.dispatcher import NotificationDispatcher
 from vigil.control.ratelimit import RateLimiter
@@ -48,6 +51,7 @@ class ControlApp:
     def __init__(self, settings: VigilSettings, endpoints: Endpoints | None = None):
         self.settings = settings
         self.endpoints = endpoints or resolve(settings)
+        self.metrics = ControlMetrics()  # a registry per replica (tests run several in one process)
         db = settings.database
         self.pool: AsyncConnectionPool = create_pool(
             self.endpoints.database_dsn, min_size=db.pool_min, max_size=db.pool_max,
@@ -61,10 +65,13 @@ class ControlApp:
         self.notifier_pool = create_pool(self.endpoints.database_dsn, min_size=1, max_size=2, name="notifier")
         self.notifier = NotificationDispatcher(self.notifier_pool, self.secrets)
         self.ingest = IngestRuntime(self)
-        self.ingest.pipeline.on_events.append(AlertingHook())
+        control = settings.control
+        self.ingest.pipeline.on_events.append(AlertingHook(clip_window=(
+            timedelta(seconds=control.clip_before_s), timedelta(seconds=control.clip_after_s))))
         self.nodes = NodeRuntime(self)  # stream assignments: reconciler and watch signal
         self.faces = FaceAnalyzer(self.endpoints)
         self.gallery = FaceGallery(self.faces, self.objects, max_image_bytes=settings.control.max_image_bytes)
+        self.jobs = build_jobs(self)  # scheduled jobs, one replica at a time each
 
     async def start(self) -> None:
         await self.pool.open(wait=True, timeout=30)
@@ -73,8 +80,10 @@ class ControlApp:
         await self.notifier.start()
         self.ingest.start()
         self.nodes.start()
+        self.jobs.start()
 
     async def close(self) -> None:
+        await self.jobs.stop()
         await self.nodes.stop()
         await self.ingest.stop()
         await self.notifier.close()
@@ -82,6 +91,7 @@ class ControlApp:
         await self.notifier_pool.close()
         await self.pool.close()
         await self.redis.aclose()
+        self.metrics.close()
 
     async def _load_grants(self) -> dict[str, set[tuple[str, str]]]:
         async with self.pool.connection() as conn:

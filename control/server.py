@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection
 from vigil.api_build import build as build_api
 from vigil.control.app import ControlApp
 from vigil.control.auth import AuthInterceptor
+from vigil.control.metrics import MetricsInterceptor
 from vigil.logs import get_logger
 from vigil.settings import VigilSettings
 
@@ -41,7 +42,8 @@ async def build_server(app: ControlApp, address: str) -> tuple[aio.Server, int, 
         ("grpc.max_send_message_length", app.settings.control.max_message_bytes),
     ]
     _load_api_modules()
-    server = aio.server(interceptors=[AuthInterceptor(app)], options=options)
+    # metrics outermost: refused calls (unauthenticated, rate-limited) are counted too
+    server = aio.server(interceptors=[MetricsInterceptor(app.metrics), AuthInterceptor(app)], options=options)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []
@@ -64,6 +66,13 @@ async def serve(settings: VigilSettings) -> None:
     address = f"{settings.control.host}:{settings.control.port}"
     server, port, health_servicer = await build_server(app, address)
     await server.start()
+    if settings.control.metrics_port is not None:
+        try:
+            metrics_port = app.metrics.serve(settings.control.host, settings.control.metrics_port)
+            log.info("metrics endpoint serving", address=f"http://{settings.control.host}:{metrics_port}/metrics")
+        except OSError as exc:  # serving the API matters more than being scraped
+            log.error("metrics endpoint not started: set VIGIL_CONTROL__METRICS_PORT to a free port (0 = any)",
+                      port=settings.control.metrics_port, error=str(exc))
     log.info("control plane serving", address=f"{settings.control.host}:{port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

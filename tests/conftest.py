@@ -44,7 +44,9 @@ def make_state_dir(prefix: str) -> Path:
 
 
 def settings_for(state_dir: Path, **overrides) -> VigilSettings:
-    env = {**TEST_PORTS, "VIGIL_STATE_DIR": str(state_dir)}
+    # scheduled jobs run only when a test runs them (app.jobs.run): device health on its own timer
+    # would mark other suites' cameras offline and raise alerts in the middle of their tests
+    env = {**TEST_PORTS, "VIGIL_STATE_DIR": str(state_dir), "VIGIL_JOBS__ENABLED": "false"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:

@@ -96,6 +96,14 @@ class ControlSettings(BaseModel):
         10.0, gt=0, le=86400, description="A node without a heartbeat (or registration) for this long is marked "
         "OFFLINE and its streams go to other nodes; several heartbeat intervals, so one lost heartbeat is harmless.")
 
+    metrics_port: Port | None = Field(
+        59100, ge=0, description="Port of the replica's Prometheus endpoint (/metrics) on control.host; 0 = any "
+        "free port, unset (null) = no endpoint.")
+    clip_before_s: float = Field(
+        10.0, ge=0, le=300, description="An alert's clip starts this long before the alert's capture time.")
+    clip_after_s: float = Field(
+        5.0, ge=0, le=300, description="An alert's clip ends this long after the alert's capture time.")
+
     @model_validator(mode="after")
     def _lease_outlasts_heartbeats(self) -> "ControlSettings":
         if self.node_lease_s <= self.node_heartbeat_interval_s:
@@ -129,6 +137,61 @@ class NodeSettings(BaseModel):
     spool_dir: Path | None = Field(
         None, description="On-disk spool for batches while the control plane is unreachable. "
         "Unset: <state_dir>/node/<name>/spool.")
+    metrics_port: Port | None = Field(
+        59101, ge=0, description="Port of the node's Prometheus endpoint (/metrics); 0 = any free port, "
+        "unset (null) = no endpoint.")
+    metrics_host: str = Field("127.0.0.1", description="Address the node's Prometheus endpoint listens on.")
+    clip_buffer_s: float = Field(
+        30.0, ge=2, le=600, description="Seconds of encoded video kept per stream for clips (no re-encode).")
+
+
+class JobSchedule(BaseModel):
+    """When a scheduled job runs: a crontab expression (UTC) or a fixed interval; cron wins when both are set."""
+
+    cron: str | None = Field(None, description="Five-field crontab expression in UTC, e.g. \"15 3 * * *\".")
+    interval_s: float | None = Field(None, gt=0, description="Run every this many seconds.")
+    enabled: bool = Field(True, description="False: the job is not scheduled on this replica.")
+
+    @model_validator(mode="after")
+    def _has_schedule(self) -> "JobSchedule":
+        if self.cron is None and self.interval_s is None:
+            raise ValueError("a job schedule needs cron or interval_s")
+        if self.cron is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.cron, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"cron {self.cron!r} is not a crontab expression: {exc}") from None
+        return self
+
+
+class JobsSettings(BaseModel):
+    """Scheduled jobs of the control plane; each runs on one replica at a time (a PostgreSQL advisory lock)."""
+
+    enabled: bool = Field(True, description="False: this replica schedules no jobs (others still may).")
+    partitions: JobSchedule = Field(
+        default_factory=lambda: JobSchedule(cron="15 3 * * *"),
+        description="Create upcoming monthly partitions, drop those past retention (partition_retention).")
+    media_retention: JobSchedule = Field(
+        default_factory=lambda: JobSchedule(cron="40 * * * *"),
+        description="Delete media past retention: objects first, then rows, in batches.")
+    cluster_consolidation: JobSchedule = Field(
+        default_factory=lambda: JobSchedule(interval_s=900),
+        description="Merge unknown-face clusters whose representatives match within the model's threshold.")
+    device_health: JobSchedule = Field(
+        default_factory=lambda: JobSchedule(interval_s=15),
+        description="Mark cameras and DVRs offline/online from the frames nodes report.")
+    ingest_state: JobSchedule = Field(
+        default_factory=lambda: JobSchedule(cron="30 3 * * *"),
+        description="Purge idempotency keys and track mappings older than 8 days (fn_purge_ingest_state).")
+    health_log_interval_s: float = Field(
+        60.0, gt=0, description="How often each replica writes its own figures, and at most how often a "
+        "node's heartbeat is written, to system_health_logs.")
+    device_offline_after_s: float = Field(
+        60.0, gt=0, description="A camera with no frame (and a DVR with no camera delivering) for this long is "
+        "marked offline, logged and alerted.")
+    media_batch_size: int = Field(200, ge=1, le=10_000, description="Media deleted per batch by media_retention.")
 
 
 class SecuritySettings(BaseModel):
@@ -159,6 +222,7 @@ class VigilSettings(BaseSettings):
     control: ControlSettings = Field(default_factory=ControlSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     node: NodeSettings = Field(default_factory=NodeSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from vigil.api.v1 import event_pb2 as pb
 from vigil.api.v1 import event_pb2_grpc
+from vigil.control.auth import current_caller
 from vigil.control.convert import EnumMap, timestamp
 from vigil.control.ingest.feed import FeedFilter
 from vigil.control.ingest.messages import (
@@ -29,6 +30,7 @@ from vigil.control.ingest.messages import (
 )
 from vigil.control.ingest.runtime import ingest_runtime
 from vigil.control.ingest.subscription import FeedSubscription, ResumeTokenExpired, SubscriberTooSlow, start_position
+from vigil.control.fleet import fleet_stats
 from vigil.control.rpc import rpc
 from vigil.control.request_checks import (
     api_token,
@@ -158,8 +160,15 @@ class EventService(event_pb2_grpc.EventServiceServicer):
             position = await start_position(self.app.redis, request.resume_token)
             subscription = FeedSubscription(EventBus(self.app.redis), feed_filter, position,
                                             self._watched(feed_filter.watchlist_ids))
-            async for response in subscription.responses():
-                yield response
+            metrics = self.app.metrics
+            metrics.feed_subscribers.inc()
+            try:
+                async for response in subscription.responses():
+                    if isinstance(response, bytes):  # a feed message (keepalives are messages)
+                        metrics.feed_lag_messages.observe(subscription.queue.qsize())  # still queued behind it
+                    yield response
+            finally:
+                metrics.feed_subscribers.dec()
         except ResumeTokenExpired as exc:
             await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
         except SubscriberTooSlow:
@@ -194,11 +203,36 @@ class EventService(event_pb2_grpc.EventServiceServicer):
 
     @rpc("events", "read")
     async def GetDashboardStats(self, request, context):
+        sees_fleet = await self.app.permissions.allows(current_caller(), "nodes", "read")
         async with self.app.transaction() as tx:
             stats = await dashboard_stats(tx.conn)
+            fleet = await fleet_stats(tx.conn) if sees_fleet else None
         figures = {k: v for k, v in vars(stats).items() if k != "computed_at" and v is not None}
-        return pb.GetDashboardStatsResponse(stats=pb.DashboardStats(**figures,
+        return pb.GetDashboardStatsResponse(stats=pb.DashboardStats(**figures, fleet=fleet,
                                                                     compute_time=timestamp(stats.computed_at)))
 
 
-SERVICE = (EventService, event_pb2_grpc.add_EventServiceServicer_to_server, "vigil.v1.EventService")
+def _serialised(response) -> bytes:
+    """Subscribe yields each feed message already serialised, once for all its subscribers."""
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
+def add_to_server(servicer: EventService, server) -> None:
+    """The generated registration, with Subscribe's responses passed through _serialised."""
+    handlers = {}
+
+    class Collect:
+        def add_generic_rpc_handlers(self, _):
+            pass
+
+        def add_registered_method_handlers(self, _, method_handlers):
+            handlers.update(method_handlers)
+
+    event_pb2_grpc.add_EventServiceServicer_to_server(servicer, Collect())
+    handlers["Subscribe"] = handlers["Subscribe"]._replace(response_serializer=_serialised)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
+SERVICE_NAME = "vigil.v1.EventService"
+SERVICE = (EventService, add_to_server, SERVICE_NAME)

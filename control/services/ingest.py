@@ -70,13 +70,17 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):
             async with self.app.transaction() as tx:
                 result = await self.runtime.pipeline.process(tx, request)
         except RepositoryError as exc:  # invalid, unknown camera or model version, refused by row security
+            self.app.metrics.ingest_batches.labels(outcome="rejected").inc()
             return pb.PublishResponse(sequence=sequence, status=pb.PUBLISH_STATUS_REJECTED, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - the batch was not stored; the node keeps it and resends
             incident = uuid.uuid4().hex[:12]
             log.exception("ingest batch not stored; the node will resend it", sequence=sequence, incident=incident)
+            self.app.metrics.ingest_batches.labels(outcome="retry").inc()
             return pb.PublishResponse(sequence=sequence, status=pb.PUBLISH_STATUS_RETRY,
                                       error=f"not stored ({type(exc).__name__}, incident {incident}); resend later")
+        self.app.metrics.ingest_batches.labels(outcome="duplicate" if result.duplicate else "accepted").inc()
         if not result.duplicate:
+            self.app.metrics.ingest_updates.inc(len(request.batch.updates))
             self.runtime.relay.wake()
         return pb.PublishResponse(sequence=sequence, status=pb.PUBLISH_STATUS_ACCEPTED, duplicate=result.duplicate)
 

@@ -1,6 +1,7 @@
 """MediaService: the index of snapshots and clips in object storage, and presigned download URLs for
-them and for enrolled face images. Clips are cut from the pipeline nodes' recording ring buffers,
-which do not exist yet: RequestClip and GetClip say so (UNIMPLEMENTED)."""
+them and for enrolled face images. Clips are cut by the pipeline node running the camera from its
+ring buffer of encoded video (storage/repositories/clips.py describes their life); RequestClip
+queues one, GetClip follows it to READY (its media item) or FAILED."""
 
 from __future__ import annotations
 
@@ -8,24 +9,28 @@ import asyncio
 import mimetypes
 from datetime import datetime, timedelta, timezone
 
-import grpc
 
 from vigil.api.v1 import media_pb2 as pb
 from vigil.api.v1 import media_pb2_grpc
 from vigil.control.convert import EnumMap, text, timestamp
 from vigil.control.rpc import rpc
-from vigil.control.request_checks import enum_label, id_list, page_request, required_id, time_bounds
+from vigil.control.request_checks import enum_label, id_list, instant, page_request, required_id, time_bounds
 from vigil.storage.objectstore import ObjectNotFound, StoredObject
+from vigil.storage.repositories.alerts import AlertRepository
 from vigil.storage.repositories.base import InvalidArgument, NotFound
+from vigil.storage.repositories.clips import ClipRepository, ClipRequest
+from vigil.storage.repositories.events import EventRepository
 from vigil.storage.repositories.faces import FaceEmbeddingRepository
 from vigil.storage.repositories.media import MediaFile, MediaFileRepository
+from vigil.storage.repositories.sites import CameraRepository
 
 MEDIA_TYPE = EnumMap(pb.MediaType, "MEDIA_TYPE_", "media_types")
 URL_LIFETIMES_S = (60, 7 * 24 * 3600)
+CLOCK_SKEW = timedelta(seconds=5)  # between the caller's clock and ours
 # media_files keeps only the kind of file; snapshots are JPEG and clips MP4 unless the name says otherwise
 DEFAULT_CONTENT_TYPES = {"image": "image/jpeg", "video": "video/mp4"}
-CLIPS_NOT_YET = ("clips are not produced yet: cutting them needs the pipeline nodes' recording ring buffers, "
-                 "which arrive with the event-clip work")
+CLIP_STATE = {"pending": pb.CLIP_STATE_PENDING, "processing": pb.CLIP_STATE_PROCESSING,
+              "ready": pb.CLIP_STATE_READY, "failed": pb.CLIP_STATE_FAILED}
 
 
 def content_type_of(media: MediaFile) -> str:
@@ -99,11 +104,44 @@ class MediaService(media_pb2_grpc.MediaServiceServicer):
 
     @rpc("media", "write")
     async def RequestClip(self, request, context):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, CLIPS_NOT_YET)
+        camera_id = required_id("camera_id", request.camera_id)
+        start, end = instant(request, "start_time"), instant(request, "end_time")
+        if start is None:
+            raise InvalidArgument("start_time", "is required")
+        if end is None:
+            raise InvalidArgument("end_time", "is required")
+        if end > datetime.now(timezone.utc) + CLOCK_SKEW:
+            raise InvalidArgument("end_time", "must not be in the future")
+        event_id = required_id("event_id", request.event_id) if request.event_id else None
+        alert_id = required_id("alert_id", request.alert_id) if request.alert_id else None
+        async with self.app.transaction() as tx:
+            await CameraRepository(tx.conn).get(camera_id)
+            if alert_id is not None and (await AlertRepository(tx.conn).get(alert_id)).camera_id != camera_id:
+                raise InvalidArgument("alert_id", f"alert {alert_id} is not of camera {camera_id}")
+            if event_id is not None and (await EventRepository(tx.conn).get(event_id)).camera_id != camera_id:
+                raise InvalidArgument("event_id", f"event {event_id} is not of camera {camera_id}")
+            clip = await ClipRepository(tx.conn).create(camera_id, start, end, event_id=event_id, alert_id=alert_id)
+            await tx.audit("clip.request", "clip", clip.id, {"camera_id": str(camera_id)})
+        return pb.RequestClipResponse(clip=clip_message(clip))
 
     @rpc("media", "read")
     async def GetClip(self, request, context):
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, CLIPS_NOT_YET)
+        clip_id = required_id("id", request.id)
+        async with self.app.transaction() as tx:
+            clip = await ClipRepository(tx.conn).get(clip_id)
+            await CameraRepository(tx.conn).get(clip.camera_id)
+        return pb.GetClipResponse(clip=clip_message(clip))
+
+
+def clip_message(c: ClipRequest) -> pb.Clip:
+    message = pb.Clip(id=str(c.id), camera_id=str(c.camera_id), event_id=text(c.event_id), alert_id=text(c.alert_id),
+                      start_time=timestamp(c.start_time), end_time=timestamp(c.end_time), state=CLIP_STATE[c.state],
+                      format="mp4", media_id=text(c.media_file_id), size_bytes=c.size_bytes or 0,
+                      error=c.error or "", create_time=timestamp(c.created_at),
+                      complete_time=timestamp(c.completed_at))
+    if c.duration is not None:
+        message.duration.FromTimedelta(timedelta(seconds=float(c.duration)))
+    return message
 
 
 SERVICE = (MediaService, media_pb2_grpc.add_MediaServiceServicer_to_server, "vigil.v1.MediaService")

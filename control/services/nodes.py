@@ -19,12 +19,14 @@ from google.protobuf.message import Message
 from vigil.api.v1 import node_pb2 as pb
 from vigil.api.v1 import node_pb2_grpc
 from vigil.control.convert import EnumMap, timestamp
+from vigil.control.jobs.health import record_node_health
 from vigil.control.nodes.runtime import WATCH_POLL_S
 from vigil.control.nodes.streams import AssignmentTracker
 from vigil.control.request_checks import checked_text, instant, required_id, required_message
 from vigil.control.rpc import rpc
 from vigil.logs import get_logger
 from vigil.storage.repositories.base import InvalidArgument
+from vigil.storage.repositories.clips import ClipRepository
 from vigil.storage.repositories.nodes import MAX_CAPACITY, Node, NodeRegistration, NodeRepository
 
 log = get_logger("vigil.control.nodes")
@@ -224,7 +226,37 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
         stats = as_json(request.stats) if request.HasField("stats") else None
         async with self.app.transaction() as tx:
             node = await NodeRepository(tx.conn).heartbeat(node_id, stats, [as_json(s) for s in request.streams])
-        return pb.HeartbeatResponse(state=STATE.number(node.state), heartbeat_interval=self._heartbeat_interval)
+            await record_node_health(tx.conn, node_id, request,
+                                     timedelta(seconds=self.app.settings.jobs.health_log_interval_s))
+            clips = await ClipRepository(tx.conn).claim(node_id) if node.state != "offline" else []
+        return pb.HeartbeatResponse(state=STATE.number(node.state), heartbeat_interval=self._heartbeat_interval,
+                                    clip_jobs=[pb.ClipJob(clip_id=str(c.id), camera_id=str(c.camera_id),
+                                                          start_time=timestamp(c.start_time),
+                                                          end_time=timestamp(c.end_time), storage_path=c.storage_path)
+                                               for c in clips])
+
+    @rpc("nodes", "write")
+    async def CompleteClip(self, request, context):
+        node_id = required_id("node_id", request.node_id)
+        clip_id = required_id("clip_id", request.clip_id)
+        error = checked_text("error", request.error, MAX_LAST_ERROR)
+        if not error:
+            start, end = instant(request, "start_time"), instant(request, "end_time")
+            if start is None:
+                raise InvalidArgument("start_time", "is required unless error is set")
+            if end is None:
+                raise InvalidArgument("end_time", "is required unless error is set")
+        async with self.app.transaction() as tx:
+            await NodeRepository(tx.conn).get(node_id)  # NOT_FOUND for an unregistered node
+            clips = ClipRepository(tx.conn)
+            if error:
+                clip = await clips.fail(clip_id, f"node {node_id}: {error}")
+            else:
+                clip = await clips.complete(clip_id, size_bytes=request.size_bytes, checksum=request.checksum,
+                                            start_time=start, end_time=end)
+        log.info("clip completed", clip_id=str(clip_id), node_id=str(node_id), state=clip.state,
+                 error=clip.error or None)
+        return pb.CompleteClipResponse(media_id=str(clip.media_file_id) if clip.media_file_id else "")
 
     @rpc("nodes", "write")
     async def WatchAssignments(self, request, context):

@@ -91,7 +91,8 @@ class MediaFileRepository:
     async def get(self, media_id: UUID | str) -> MediaFile:
         media_id = as_uuid("media_id", media_id)
         found = await fetch_one(self.conn, MediaFile,
-                                sql.SQL("SELECT {} FROM media_files WHERE id = %s").format(_COLUMNS), (media_id,))
+                                sql.SQL("SELECT {} FROM media_files WHERE id = %s AND purging_at IS NULL").format(_COLUMNS),
+                                (media_id,))
         if found is None:
             raise NotFound("media_file", media_id)
         return found
@@ -102,7 +103,7 @@ class MediaFileRepository:
                    page_token: str | None = None) -> Page[MediaFile]:
         """Newest capture first. Lists match any of their values (empty or None: no condition);
         `since` is inclusive, `until` exclusive."""
-        where, params = [], []
+        where, params = [sql.SQL("purging_at IS NULL")], []  # marked rows are being deleted (media_retention job)
         file_types = None if file_types is None else list(file_types)
         if camera_ids:
             where.append(sql.SQL("camera_id = ANY(%s)"))

@@ -1,5 +1,5 @@
 """MediaService through a real gRPC channel: the media index, presigned URLs that really download
-from the object store, and honest UNIMPLEMENTED answers for clips."""
+from the object store, and clip requests."""
 
 from __future__ import annotations
 
@@ -171,8 +171,30 @@ async def test_media_url_refusals(media, viewer, library, app):
     assert err.code() == grpc.StatusCode.NOT_FOUND and orphan.storage_path in err.details()
 
 
-async def test_clips_answer_unimplemented_until_the_event_clip_work(media, as_role, library):
-    start = pb.RequestClipRequest(camera_id=str(library["camera"].id))
-    for call, request in ((media.RequestClip, start), (media.GetClip, pb.GetClipRequest(id=str(uuid.uuid4())))):
-        err = await refused(call, request, as_role("api_client"))
-        assert err.code() == grpc.StatusCode.UNIMPLEMENTED and "event-clip" in err.details()
+async def test_clip_requests_are_checked_and_queued(media, as_role, library):
+    """Clips themselves are cut by pipeline nodes (tests/ops/test_clips.py); here: the request."""
+    camera = str(library["camera"].id)
+    now = datetime.now(timezone.utc)
+    writer = as_role("api_client")
+
+    def ask(**fields):
+        request = pb.RequestClipRequest(camera_id=camera)
+        for name in ("start_time", "end_time"):
+            if name in fields:
+                getattr(request, name).FromDatetime(fields.pop(name))
+        request.MergeFrom(pb.RequestClipRequest(**fields))
+        return request
+
+    for request, field in ((ask(), "start_time"), (ask(start_time=now - timedelta(seconds=20)), "end_time"),
+                           (ask(start_time=now - timedelta(seconds=5), end_time=now - timedelta(seconds=10)), "end_time"),
+                           (ask(start_time=now - timedelta(minutes=11), end_time=now), "end_time"),
+                           (ask(start_time=now, end_time=now + timedelta(minutes=1)), "end_time"),
+                           (ask(start_time=now - timedelta(seconds=9), end_time=now, alert_id="x"), "alert_id")):
+        err = await refused(media.RequestClip, request, writer)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and field in err.details(), (field, err.details())
+    created = await media.RequestClip(ask(start_time=now - timedelta(seconds=9), end_time=now), metadata=writer)
+    assert created.clip.state == pb.CLIP_STATE_PENDING and created.clip.camera_id == camera
+    fetched = await media.GetClip(pb.GetClipRequest(id=created.clip.id), metadata=as_role("viewer"))
+    assert fetched.clip == created.clip
+    err = await refused(media.GetClip, pb.GetClipRequest(id=str(uuid.uuid4())), writer)
+    assert err.code() == grpc.StatusCode.NOT_FOUND
