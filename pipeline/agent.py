@@ -6,6 +6,8 @@ stream assignments and runs them on a backend whose track batches go out through
     heartbeat for a whole lease, since the control plane has given them to other nodes by then)
   → watch loop (snapshot: run exactly what is listed; then ADD / UPDATE / REMOVE as they come;
     reconnects with back-off and reconciles against the next snapshot)
+  → clip jobs arrive in heartbeat responses: cut from the stream's buffer, uploaded, reported
+    with CompleteClip; /metrics shows each heartbeat's figures (pipeline/metrics.py)
   → on stop: streams end (their tracks END and are published), the publisher flushes or spools.
 """
 
@@ -19,8 +21,10 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timezone
 from pathlib import Path
 
+import av
 import grpc
 import psutil
 from google.protobuf.duration_pb2 import Duration
@@ -30,8 +34,11 @@ from vigil.api.v1 import node_pb2 as pb
 from vigil.api.v1 import node_pb2_grpc
 from vigil.logs import get_logger
 from vigil.pipeline.backend import Backend
+from vigil.pipeline.metrics import NodeMetrics
 from vigil.pipeline.publisher import Publisher
+from vigil.pipeline.recording import ClipUnavailable
 from vigil.pipeline.streams import StreamSpec
+from vigil.storage.objectstore import ObjectStore
 
 log = get_logger("vigil.pipeline.agent")
 
@@ -101,6 +108,9 @@ class NodeAgent:
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # the first reading starts the measuring window
         self._log = log.bind(node_id=str(identity.id), node=identity.name)
+        self.metrics = NodeMetrics()
+        self.uploads: ObjectStore | None = None  # where clips go; None: clip jobs are answered as failed
+        self._clip_tasks: set[asyncio.Task] = set()
 
     # --- registration ------------------------------------------------------------------------
 
@@ -148,9 +158,9 @@ class NodeAgent:
         try:
             await stop.wait()
         finally:
-            for task in tasks:
+            for task in [*tasks, *self._clip_tasks]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._clip_tasks, return_exceptions=True)
             await self.backend.stop()  # open tracks END and are handed to the publisher
             await self.publisher.close()
             self._log.info("node stopped", publisher=self.publisher.stats())
@@ -173,6 +183,10 @@ class NodeAgent:
                         await self.backend.remove_stream(camera_id)
                 continue
             self._last_heartbeat_ok = time.monotonic()
+            for job in response.clip_jobs:  # each on its own task: cutting and uploading take a while
+                task = asyncio.create_task(self._clip(job), name=f"clip-{job.clip_id}")
+                self._clip_tasks.add(task)
+                task.add_done_callback(self._clip_tasks.discard)
             if response.heartbeat_interval.ToTimedelta().total_seconds():
                 self.heartbeat_interval = response.heartbeat_interval.ToTimedelta().total_seconds()
             if response.state == pb.NODE_STATE_OFFLINE:
@@ -187,7 +201,37 @@ class NodeAgent:
             memory_used_bytes=self._process.memory_info().rss, queue_depths=depths,
             inference_duration=_duration(self.backend.inference_seconds()), unacked_batches=published.unacked,
             spooled_batches=published.spooled_batches, spooled_bytes=published.spooled_bytes)
-        return pb.HeartbeatRequest(node_id=str(self.identity.id), stats=stats, streams=self.backend.stream_stats())
+        request = pb.HeartbeatRequest(node_id=str(self.identity.id), stats=stats, streams=self.backend.stream_stats())
+        self.metrics.observe(request)
+        return request
+
+    async def _clip(self, job: pb.ClipJob) -> None:
+        """Cut the clip from the stream's buffer (stream copy), upload it, report it. A clip that
+        cannot be cut is reported as failed; one whose report is lost is handed out again."""
+        start, end = job.start_time.ToDatetime(timezone.utc), job.end_time.ToDatetime(timezone.utc)
+        cut = getattr(self.backend, "cut_clip", None)
+        done = pb.CompleteClipRequest(node_id=str(self.identity.id), clip_id=job.clip_id)
+        try:
+            if cut is None or self.uploads is None:
+                raise ClipUnavailable(f"the {self.backend.name} backend keeps no recording buffer")
+            clip = await asyncio.to_thread(cut, uuid.UUID(job.camera_id), start, end)
+            await asyncio.to_thread(self.uploads.put, job.storage_path, clip.data, content_type="video/mp4")
+            done.size_bytes, done.checksum = len(clip.data), clip.checksum
+            done.start_time.FromDatetime(clip.start_time)
+            done.end_time.FromDatetime(clip.end_time)
+            outcome = "ready"
+        except (ClipUnavailable, ValueError, OSError, av.FFmpegError) as exc:
+            done.error = str(exc)[:1000] or type(exc).__name__
+            outcome = "failed"
+        try:
+            await self.stub.CompleteClip(done, metadata=self.metadata, timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            self._log.warning("clip not reported; the control plane hands it out again", clip_id=job.clip_id,
+                              code=exc.code().name)
+            return
+        self.metrics.clips.labels(outcome=outcome).inc()
+        self._log.info("clip cut", clip_id=job.clip_id, camera_id=job.camera_id, outcome=outcome,
+                       error=done.error or None, size_bytes=done.size_bytes or None)
 
     async def _watch(self, stop: asyncio.Event) -> None:
         delay = RETRY[0]

@@ -43,6 +43,7 @@ class Node:
         try:
             await self.agent.run(stop)
         finally:
+            self.agent.metrics.close()
             await self.channel.close()
             if self.analyzer is not None:
                 self.analyzer.close()
@@ -83,13 +84,15 @@ def build_node(settings: VigilSettings, endpoints: Endpoints | None = None, *, a
             node_id=identity.id, analyzer=analyzer, publish=publisher.publish,
             model_version=node.embedding_model_version,
             snapshots=SnapshotWriter(ObjectStore.from_endpoints(endpoints)), batch_size=node.batch_size,
-            publish_interval_s=node.publish_interval_s, person_every=node.person_detect_every)
+            publish_interval_s=node.publish_interval_s, person_every=node.person_detect_every,
+            clip_buffer_s=node.clip_buffer_s)
     else:  # pragma: no cover - needs pyds and a GPU
         from vigil.pipeline.deepstream.backend import DeepStreamBackend
 
         backend = DeepStreamBackend.from_settings(settings, endpoints, node_id=identity.id,
                                                   publish=publisher.publish)
     agent = NodeAgent(identity, channel, key, backend, publisher)
+    agent.uploads = ObjectStore.from_endpoints(endpoints)  # clips go to the media bucket, like snapshots
     agent_ref.append(agent)
     return Node(agent, channel, analyzer)
 
@@ -103,6 +106,13 @@ async def run_node(settings: VigilSettings, *, api_key: str | None = None, name:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    if settings.node.metrics_port is not None:
+        try:
+            port = node.agent.metrics.serve(settings.node.metrics_host, settings.node.metrics_port)
+            log.info("metrics endpoint serving", address=f"http://{settings.node.metrics_host}:{port}/metrics")
+        except OSError as exc:  # e.g. a second node on this host: processing matters more than being scraped
+            log.error("metrics endpoint not started: set VIGIL_NODE__METRICS_PORT to a free port (0 = any)",
+                      port=settings.node.metrics_port, error=str(exc))
     log.info("node starting", node=node.agent.identity.name, node_id=str(node.agent.identity.id),
              backend=node.agent.backend.name, control=control_target(settings))
     await node.run(stop)

@@ -25,6 +25,7 @@ from vigil.pipeline.messages import batch_key
 from vigil.pipeline.portable.analysis import FrameAnalysis, StreamAnalysis
 from vigil.pipeline.portable.source import Frame, VideoSource
 from vigil.pipeline.portable.tracking import ObjectTracker
+from vigil.pipeline.recording import Clip, ClipUnavailable, PacketRing
 from vigil.pipeline.snapshots import SnapshotWriter
 from vigil.pipeline.streams import StreamCounters, StreamSpec
 from vigil.pipeline.tracks import TrackBook
@@ -63,7 +64,7 @@ class PortableBackend:
 
     def __init__(self, *, node_id: UUID, analyzer: FaceAnalyzer, publish: Publish, model_version: str,
                  snapshots: SnapshotWriter | None = None, batch_size: int = 8, publish_interval_s: float = 0.25,
-                 person_every: int = 3, queue_size: int = 4):
+                 person_every: int = 3, queue_size: int = 4, clip_buffer_s: float = 30.0):
         self.node_id = node_id
         self.analysis = FrameAnalysis(analyzer, snapshots, model_version)
         self.publish = publish
@@ -71,6 +72,7 @@ class PortableBackend:
         self.publish_interval_s = publish_interval_s
         self.person_every = max(1, person_every)
         self.queue_size = queue_size
+        self.clip_buffer_s = clip_buffer_s
         self._streams: dict[UUID, _Stream] = {}
         self._task: asyncio.Task | None = None
         self._rotation = 0
@@ -96,7 +98,8 @@ class PortableBackend:
             await self.update_stream(spec)
             return
         counters = StreamCounters(spec.camera_id)
-        source = VideoSource(spec, counters, queue_size=self.queue_size)
+        recording = PacketRing(self.clip_buffer_s) if spec.settings.recording_enabled else None
+        source = VideoSource(spec, counters, queue_size=self.queue_size, recording=recording)
         rate = spec.settings.max_inference_fps or spec.fps or 25
         lost = 1.5
         analysis = StreamAnalysis(
@@ -136,6 +139,15 @@ class PortableBackend:
             await stream.closed.wait()
         self._streams.pop(camera_id, None)
         log.info("stream removed", camera_id=str(camera_id))
+
+    def cut_clip(self, camera_id: UUID, start: datetime, end: datetime) -> Clip:
+        """An MP4 of the stream's encoded video from start to end (called on a worker thread)."""
+        stream = self._streams.get(camera_id)
+        if stream is None:
+            raise ClipUnavailable(f"camera {camera_id} does not run on this node")
+        if stream.source.recording is None:
+            raise ClipUnavailable(f"recording is disabled for camera {camera_id}")
+        return stream.source.recording.cut(start, end)
 
     # --- figures -----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@
   rtsp://host/path, rtsps://…, http(s)://…             live: reconnects with capped, jittered
                                                        back-off until the stream is removed
 
+Packets are demuxed, handed to the stream's clip buffer (encoded, as they are), then decoded.
 Frames wait in a small queue for the batcher; when the node falls behind, the oldest frame is
 dropped (and counted) so latency stays bounded instead of memory growing.
 """
@@ -27,6 +28,7 @@ import numpy as np
 
 from vigil.api.v1 import node_pb2
 from vigil.logs import get_logger
+from vigil.pipeline.recording import PacketRing
 from vigil.pipeline.streams import StreamCounters, StreamSpec
 
 log = get_logger("vigil.pipeline.source")
@@ -72,7 +74,7 @@ class SourceOptions:
 
 class VideoSource(threading.Thread):
     def __init__(self, spec: StreamSpec, counters: StreamCounters, *, queue_size: int = 4,
-                 backoff: tuple[float, float] = (0.5, 10.0)):
+                 backoff: tuple[float, float] = (0.5, 10.0), recording: PacketRing | None = None):
         super().__init__(name=f"decode-{spec.camera_id}", daemon=True)
         self.spec = spec
         self.options = SourceOptions.of(spec)
@@ -85,6 +87,7 @@ class VideoSource(threading.Thread):
         self._halt = threading.Event()
         self.finished = threading.Event()  # set when a file ended (no loop) or the source was stopped
         self._number = 0
+        self.recording = recording  # encoded packets for clips; None when the stream records nothing
 
     # --- consumer side -----------------------------------------------------------------------
 
@@ -141,22 +144,38 @@ class VideoSource(threading.Thread):
             started = time.monotonic()
             wall_start = datetime.now(timezone.utc)
             first_pts = None
-            for index, decoded in enumerate(container.decode(video)):
+            index = 0
+            if self.recording is not None:
+                self.recording.start_segment(video)
+            # demux, then decode: the encoded packets go to the clip buffer as they are (no re-encode)
+            for packet in container.demux(video):
                 if self._halt.is_set():
                     return False
-                if self.options.realtime:
-                    if decoded.pts is not None and decoded.time_base is not None:
-                        first_pts = decoded.pts if first_pts is None else first_pts
-                        offset = float((decoded.pts - first_pts) * decoded.time_base)
+                if self.recording is not None and packet.size:
+                    if self.options.realtime and packet.pts is not None and packet.time_base is not None:
+                        first_pts = packet.pts if first_pts is None else first_pts
+                        self.recording.add(packet, wall_start + timedelta(
+                            seconds=float((packet.pts - first_pts) * packet.time_base)))
                     else:
-                        offset = index / rate
-                    wait = started + offset - time.monotonic()
-                    if wait > 0 and self._halt.wait(wait):
+                        self.recording.add(packet, datetime.now(timezone.utc))
+                for decoded in packet.decode():
+                    if self._halt.is_set():
                         return False
-                    capture = wall_start + timedelta(seconds=offset)
-                else:
-                    capture = datetime.now(timezone.utc)
-                self._push(Frame(self.spec.camera_id, self._number, capture, decoded.to_ndarray(format="bgr24")))
+                    if self.options.realtime:
+                        if decoded.pts is not None and decoded.time_base is not None:
+                            first_pts = decoded.pts if first_pts is None else first_pts
+                            offset = float((decoded.pts - first_pts) * decoded.time_base)
+                        else:
+                            offset = index / rate
+                        wait = started + offset - time.monotonic()
+                        if wait > 0 and self._halt.wait(wait):
+                            return False
+                        capture = wall_start + timedelta(seconds=offset)
+                    else:
+                        capture = datetime.now(timezone.utc)
+                    index += 1
+                    self._push(Frame(self.spec.camera_id, self._number, capture,
+                                     decoded.to_ndarray(format="bgr24")))
             return True
 
     def _push(self, frame: Frame) -> None:
