@@ -169,6 +169,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--modes", default="redis,grpc", help="which paths to run (redis, grpc)")
+    parser.add_argument("--profile", default=None,
+                        help="py-spy record the control plane during the Subscribe run into this file (raw "
+                             "collapsed stacks); needs py-spy in the venv")
     args = parser.parse_args()
     settings = bench_settings()
     stack = bench_stack(settings)
@@ -181,10 +185,25 @@ def main() -> None:
         asyncio.run(control.start())
         print(f"feed: {args.subscribers} subscribers over {args.procs} client processes, {args.rate:g} events/s, "
               f"{args.seconds:g} s")
+        modes = args.modes.split(",")
+        empty = {"delivered": 0, "delivered_ratio": 0.0, "p50_ms": None, "p99_ms": None, "deliveries_per_s": 0}
         base = run_mode("redis", args, control.target, fixtures.admin_key, redis_url, fixtures.camera_ids[0],
-                        fixtures.site_id)
+                        fixtures.site_id) if "redis" in modes else empty
+        spy = None
+        if args.profile and "grpc" in modes:
+            import subprocess
+            import sys
+
+            spy = subprocess.Popen([str(__import__("pathlib").Path(sys.executable).parent / "py-spy"), "record",
+                                    "--pid", str(control.pid), "--format", "raw", "--rate", "50",
+                                    "--output", args.profile, "--nonblocking"])
         grpc_r = run_mode("grpc", args, control.target, fixtures.admin_key, redis_url, fixtures.camera_ids[0],
-                          fixtures.site_id)
+                          fixtures.site_id) if "grpc" in modes else empty
+        if spy is not None:
+            import signal
+
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
     finally:
         control.stop()
     print(f"{'path':<28} {'delivered':>10} {'of sent':>8} {'p50 ms':>8} {'p99 ms':>8} {'deliveries/s':>13}")

@@ -1,35 +1,37 @@
-"""One EventService.Subscribe call: the Redis stream read from a position, filtered, buffered.
+"""One EventService.Subscribe call: the feed from a position, filtered, buffered.
 
 The position is a stream entry id, which is also the resume token: the stream is append-only,
 so reading strictly after the last token a client received replays exactly what it missed,
-on any replica. A reader task fills a bounded buffer that the call drains. Behind the head of
-the stream (a replay) the reader waits for room; at the head, a full buffer means the client
-cannot keep up with the live feed and the call ends (SubscriberTooSlow) instead of ingest or
-memory paying for it. A keepalive carries the position past entries the filters dropped.
+on any replica. Live messages come from the replica's one shared reader (fanout.FeedHub), which
+reads, decodes and serialises each message once for every subscription. A subscription that
+starts behind the hub (a resume token) first replays with its own reads up to where it joined
+the hub, waiting for the client as it goes, then takes the hub's messages: no gap, no
+duplicate. At the head, a full buffer means the client cannot keep up with the live feed and
+the call ends (SubscriberTooSlow) instead of the other subscribers, ingest or memory paying for
+it. A keepalive carries the position past entries the filters dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 
 import redis.asyncio as aioredis
 
 from vigil.api.v1 import event_pb2 as pb
 from vigil.control.convert import timestamp
-from vigil.control.ingest.feed import FeedFilter, response_of
-from vigil.storage.bus import EVENTS_STREAM, BusMessage, EventBus
+from vigil.control.ingest.fanout import FeedEntry, FeedHub, Subscriber, Watched, entry_key, hub_of
+from vigil.control.ingest.feed import FeedFilter
+from vigil.storage.bus import EVENTS_STREAM, EventBus
 from vigil.storage.repositories.base import InvalidArgument
 
 BUFFER = 10_000  # undelivered messages (event.proto)
 KEEPALIVE_S = 15.0
 READ_COUNT = 500
-BLOCK_MS = 2_000  # well inside redis-py's default socket timeout (5 s), which a blocked read must not hit
 _TOKEN = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 
-Watched = Callable[[set[str]], Awaitable[set[str]]]  # persons named → those on the filter's watchlists
 
 
 class ResumeTokenExpired(Exception):
@@ -66,61 +68,121 @@ async def start_position(redis: aioredis.Redis, token: str, stream: str = EVENTS
     return token
 
 
+def _time_out(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
 class FeedSubscription:
     def __init__(self, bus: EventBus, feed_filter: FeedFilter, position: str, watched: Watched, *,
-                 stream: str = EVENTS_STREAM, buffer: int = BUFFER, keepalive_s: float = KEEPALIVE_S):
+                 stream: str = EVENTS_STREAM, buffer: int = BUFFER, keepalive_s: float = KEEPALIVE_S,
+                 hub: FeedHub | None = None):
         self.bus = bus
         self.filter = feed_filter
-        self.position = position  # every matching entry up to here has been queued
+        self.position = position  # while catching up: every matching entry up to here has been queued
         self.delivered = position  # the last token the client was sent
         self.watched = watched
         self.stream = stream
         self.keepalive_s = keepalive_s
-        self.queue: asyncio.Queue[BusMessage] = asyncio.Queue(maxsize=buffer)
+        self.hub = hub or hub_of(bus, stream)
+        self.queue = Subscriber(feed_filter, watched, buffer)  # qsize(), maxsize
+        self._room = asyncio.Event()
 
-    async def responses(self) -> AsyncIterator[pb.SubscribeResponse]:
-        """A keepalive first (the client holds a token from the start), then the feed."""
-        reader = asyncio.create_task(self._read())
-        getter: asyncio.Future | None = None
+    async def responses(self) -> AsyncIterator[pb.SubscribeResponse | bytes]:
+        """A keepalive first (the client holds a token from the start), then the feed: each
+        message as its serialised SubscribeResponse (shared with the other subscriptions), each
+        keepalive as a SubscribeResponse."""
+        subscriber = self.queue
+        loop = asyncio.get_running_loop()
+        catch_up = asyncio.create_task(self._catch_up())
+        catch_up.add_done_callback(lambda _: subscriber.wake())
         try:
             yield self._keepalive()
+            inbox = subscriber.inbox
             while True:
-                getter = getter or asyncio.ensure_future(self.queue.get())
-                done, _ = await asyncio.wait({getter, reader}, timeout=self.keepalive_s,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if reader in done:
-                    reader.result()  # raises what stopped it
-                if getter in done:
-                    entry, getter = getter.result(), None
+                if subscriber.error is not None:
+                    raise subscriber.error
+                if subscriber.overflowed:
+                    raise SubscriberTooSlow()
+                if inbox:
+                    entry = inbox.popleft()
+                    if not subscriber.live:
+                        self._room.set()
                     self.delivered = entry.id
-                    yield response_of(entry.id, entry.payload)
-                else:  # nothing queued: every match up to the position was delivered
+                    yield entry.response()
+                    continue
+                if catch_up.done():
+                    catch_up.result()  # raises what stopped it
+                subscriber.waiter = waiter = loop.create_future()
+                timer = loop.call_later(self.keepalive_s, _time_out, waiter)
+                try:
+                    woken = await waiter
+                finally:
+                    timer.cancel()
+                    subscriber.waiter = None
+                if not woken:  # nothing queued: every match up to the position was delivered
                     yield self._keepalive()
         finally:
-            reader.cancel()
-            if getter is not None:
-                getter.cancel()
+            catch_up.cancel()
+            self.hub.leave(subscriber)
 
     def _keepalive(self) -> pb.SubscribeResponse:
+        subscriber = self.queue
+        if subscriber.live:  # everything the hub dispatched has been sent (the inbox is empty)
+            dispatched = self.hub.dispatched
+            if dispatched > entry_key(self.position):
+                self.position = f"{dispatched[0]}-{dispatched[1]}"
         self.delivered = self.position
         return pb.SubscribeResponse(resume_token=self.position, keepalive=pb.FeedKeepalive(
             server_time=timestamp(datetime.now(timezone.utc))))
 
-    async def _read(self) -> None:
+    async def _catch_up(self) -> None:
+        """Own reads from the position up to where the subscription joined the hub, then live."""
+        subscriber = self.queue
         while True:
-            entries = await self.bus.read({self.stream: self.position}, count=READ_COUNT, block_ms=BLOCK_MS)
-            live = len(entries) < READ_COUNT  # fewer than asked for: nothing else is waiting
-            if not live:  # replaying: the part still ahead must not have been trimmed meanwhile
+            subscriber.live, subscriber.lost = False, False
+            subscriber.pending.clear()
+            subscriber.after = entry_key(self.position)
+            joined = await self.hub.join(subscriber)
+            await self._replay(joined)
+            if subscriber.lost:  # the live part overflowed while replaying: replay further, join again
+                self.hub.leave(subscriber)
+                continue
+            position = entry_key(self.position)
+            pending = [e for e in subscriber.pending if e.key > position]
+            subscriber.pending.clear()
+            if len(subscriber.inbox) + len(pending) > subscriber.maxsize:
+                raise SubscriberTooSlow()
+            subscriber.inbox.extend(pending)
+            subscriber.after = position
+            subscriber.live = True
+            subscriber.wake()
+            return
+
+    async def _replay(self, until: str) -> None:
+        """Queue the matching entries after the position up to `until`, as fast as the client reads."""
+        end = entry_key(until)
+        subscriber = self.queue
+        while entry_key(self.position) < end:
+            messages = await self.bus.read({self.stream: self.position}, count=READ_COUNT)
+            if len(messages) >= READ_COUNT:  # the part still ahead must not have been trimmed meanwhile
                 await start_position(self.bus.client, self.position, self.stream)
+            entries = [e for e in map(FeedEntry.of, messages) if e.key <= end]
             watched = await self._watched(entries)
             for entry in entries:
                 if self.filter.matches(entry.payload, watched):
-                    if live and self.queue.full():
-                        raise SubscriberTooSlow()
-                    await self.queue.put(entry)
+                    while subscriber.full():
+                        self._room.clear()
+                        await self._room.wait()
+                    subscriber.inbox.append(entry)
+                    subscriber.wake()
                 self.position = entry.id
+            if len(entries) < len(messages) or len(messages) < READ_COUNT:
+                break  # nothing else up to `until`
+        if entry_key(self.position) < end:
+            self.position = until
 
-    async def _watched(self, entries: list[BusMessage]) -> set[str]:
+    async def _watched(self, entries: list[FeedEntry]) -> set[str]:
         if not self.filter.watchlist_ids:
             return set()
         named = FeedFilter.persons_named(e.payload for e in entries)
