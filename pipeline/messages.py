@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from uuid import UUID
 
 import numpy as np
@@ -84,6 +84,26 @@ class FaceSample:
         return face
 
 
+MAX_UPDATES_PER_BATCH = 1000  # ingest.proto's limit
+
+
 def batch_key(node_id: UUID, camera_id: UUID, epoch: str, number: int) -> str:
     """Idempotency key of a stream's n-th batch: unique across restarts through the epoch."""
     return f"{node_id}:{camera_id}:{epoch}:{number}"
+
+
+def new_epoch() -> str:
+    """Distinguishes a stream's runs: track ids and batch keys never collide after a restart."""
+    return f"{int(datetime.now(timezone.utc).timestamp() * 1000):x}"
+
+
+def track_batches(node_id: UUID, camera_id: UUID, epoch: str, sent: int, frame_size: tuple[int, int],
+                  updates: Sequence[pb.TrackUpdate]) -> list[pb.TrackBatch]:
+    """A stream's pending updates as TrackBatches within the size limit, numbered after the
+    `sent` batches of this epoch (node_id and sequence are the publisher's to set)."""
+    width, height = frame_size
+    return [pb.TrackBatch(camera_id=str(camera_id),
+                          idempotency_key=batch_key(node_id, camera_id, epoch, sent + n + 1),
+                          frame_width=width or 1, frame_height=height or 1,
+                          updates=updates[start:start + MAX_UPDATES_PER_BATCH])
+            for n, start in enumerate(range(0, len(updates), MAX_UPDATES_PER_BATCH))]

@@ -40,13 +40,12 @@ from vigil.logs import get_logger
 from vigil.pipeline.deepstream.graph import Graph, GraphSettings, build_graph, source_plan
 from vigil.pipeline.deepstream.meta import Meta
 from vigil.pipeline.deepstream.stages import FrameRecord, Stages, StreamContext, capture_time, sightings
-from vigil.pipeline.messages import SnapshotRef, batch_key
+from vigil.pipeline.messages import MAX_UPDATES_PER_BATCH, SnapshotRef, new_epoch, track_batches
 from vigil.pipeline.streams import StreamCounters, StreamSpec
 from vigil.pipeline.tracks import TrackBook
 
 log = get_logger("vigil.pipeline.deepstream")
 
-MAX_UPDATES_PER_BATCH = 1000  # ingest.proto's limit
 RECORD_QUEUE = 256  # frames waiting for upload/track bookkeeping; beyond it frames are dropped
 MAIN_LOOP_TIMEOUT_S = 30.0
 Publish = Callable[[pb.TrackBatch], Awaitable[None]]
@@ -221,7 +220,7 @@ class DeepStreamBackend:
             return
         pad_index, self._next_pad = self._next_pad, self._next_pad + 1
         counters = StreamCounters(spec.camera_id)
-        book = TrackBook(_epoch(), update_interval=spec.settings.track_update_interval)
+        book = TrackBook(new_epoch(), update_interval=spec.settings.track_update_interval)
         stream = _Stream(spec, pad_index, StreamContext(spec.camera_id, spec.settings, book, counters), book.epoch)
         with self._lock:
             self._streams[spec.camera_id] = stream
@@ -468,19 +467,10 @@ class DeepStreamBackend:
             updates, stream.pending = stream.pending, []
             captures, stream.captures = stream.captures, []
         stream.last_flush = time.monotonic()
-        width, height = stream.frame_size
-        for start in range(0, len(updates), MAX_UPDATES_PER_BATCH):
-            stream.batches += 1
-            await self.publish(pb.TrackBatch(
-                camera_id=str(stream.spec.camera_id),
-                idempotency_key=batch_key(self.node_id, stream.spec.camera_id, stream.epoch, stream.batches),
-                frame_width=width or 1, frame_height=height or 1,
-                updates=updates[start:start + MAX_UPDATES_PER_BATCH]))
+        batches = track_batches(self.node_id, stream.spec.camera_id, stream.epoch, stream.batches,
+                                stream.frame_size, updates)
+        stream.batches += len(batches)
+        for batch in batches:
+            await self.publish(batch)
         for moment in captures:
             stream.ctx.counters.published(moment)
-
-
-def _epoch() -> str:
-    return f"{int(time.time() * 1000):x}"
-
-

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from uuid import UUID
 
 from vigil.api.v1 import ingest_pb2 as pb
@@ -21,7 +21,7 @@ from vigil.api.v1 import node_pb2
 from vigil.logs import get_logger
 from vigil.models.errors import InferenceError
 from vigil.models.faces import FaceAnalyzer
-from vigil.pipeline.messages import batch_key
+from vigil.pipeline.messages import MAX_UPDATES_PER_BATCH, new_epoch, track_batches
 from vigil.pipeline.portable.analysis import FrameAnalysis, StreamAnalysis
 from vigil.pipeline.portable.source import Frame, VideoSource
 from vigil.pipeline.portable.tracking import ObjectTracker
@@ -32,7 +32,6 @@ from vigil.pipeline.tracks import TrackBook
 
 log = get_logger("vigil.pipeline.portable")
 
-MAX_UPDATES_PER_BATCH = 1000  # ingest.proto's limit
 # Buffered-IoU factors (tracking.py): a face may move a whole face width between two processed
 # frames when frames are skipped; bodies are larger and move less relative to their size.
 FACE_ASSOCIATION_SCALE = 2.5
@@ -103,7 +102,7 @@ class PortableBackend:
         rate = spec.settings.max_inference_fps or spec.fps or 25
         lost = 1.5
         analysis = StreamAnalysis(
-            spec=spec, book=TrackBook(_epoch(), update_interval=spec.settings.track_update_interval),
+            spec=spec, book=TrackBook(new_epoch(), update_interval=spec.settings.track_update_interval),
             faces=ObjectTracker(frame_rate=rate, activation_threshold=spec.settings.min_detection_confidence,
                                 lost_seconds=lost, association_scale=FACE_ASSOCIATION_SCALE),
             persons=ObjectTracker(frame_rate=rate / self.person_every,
@@ -263,21 +262,14 @@ class PortableBackend:
         updates, stream.pending = stream.pending, []
         captures, stream.pending_captures = stream.pending_captures, []
         stream.last_flush = time.monotonic()
-        width, height = stream.frame_size
-        for start in range(0, len(updates), MAX_UPDATES_PER_BATCH):
-            stream.batches += 1
-            await self.publish(pb.TrackBatch(
-                camera_id=str(stream.spec.camera_id),
-                idempotency_key=batch_key(self.node_id, stream.spec.camera_id, stream.epoch, stream.batches),
-                frame_width=width or 1, frame_height=height or 1,
-                updates=updates[start:start + MAX_UPDATES_PER_BATCH]))
+        batches = track_batches(self.node_id, stream.spec.camera_id, stream.epoch, stream.batches,
+                                stream.frame_size, updates)
+        stream.batches += len(batches)
+        for batch in batches:
+            await self.publish(batch)
         for capture in captures:
             stream.counters.published(capture)
 
-
-def _epoch() -> str:
-    """Distinguishes a stream's runs: track ids and batch keys never collide after a restart."""
-    return f"{int(datetime.now(timezone.utc).timestamp() * 1000):x}"
 
 
 def _safe_url(url: str) -> str:
