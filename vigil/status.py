@@ -9,7 +9,24 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from vigil.api.v1 import event_pb2, event_pb2_grpc, node_pb2, node_pb2_grpc
+from vigil.api.v1 import camera_pb2, camera_pb2_grpc, event_pb2, event_pb2_grpc, node_pb2, node_pb2_grpc
+
+
+async def camera_names(channel, metadata) -> dict[str, str]:
+    """Camera id → name, for a person reading the table; ids alone when the key may not read cameras."""
+    names, token = {}, ""
+    stub = camera_pb2_grpc.CameraServiceStub(channel)
+    try:
+        while True:
+            page = await stub.ListCameras(camera_pb2.ListCamerasRequest(page_size=1000, page_token=token),
+                                          metadata=metadata, timeout=10)
+            names.update((c.id, c.name) for c in page.cameras)
+            if not (token := page.next_page_token):
+                return names
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.PERMISSION_DENIED:
+            raise
+        return names
 
 
 async def fetch_status(target: str, key: str) -> dict[str, Any]:
@@ -19,6 +36,7 @@ async def fetch_status(target: str, key: str) -> dict[str, Any]:
             event_pb2.GetDashboardStatsRequest(), metadata=metadata, timeout=10)).stats
         nodes = (await node_pb2_grpc.NodeServiceStub(channel).ListNodes(
             node_pb2.ListNodesRequest(page_size=1000), metadata=metadata, timeout=10)).nodes
+        names = await camera_names(channel, metadata)
     fleet = stats.fleet
     now = datetime.now(timezone.utc)
     streams = {n.id: [json_format.MessageToDict(s, preserving_proto_field_name=True) for s in n.streams]
@@ -30,7 +48,7 @@ async def fetch_status(target: str, key: str) -> dict[str, Any]:
             "processed_fps": round(n.processed_fps, 1), "dropped_frames": n.dropped_frames,
             "heartbeat_age_s": round((now - n.last_heartbeat_time.ToDatetime(timezone.utc)).total_seconds(), 1)
             if n.HasField("last_heartbeat_time") else None,
-            "stream_stats": [{"camera_id": s.get("camera_id"),
+            "stream_stats": [{"camera_id": s.get("camera_id"), "camera": names.get(s.get("camera_id"), ""),
                               "state": s.get("state", "").removeprefix("STREAM_STATE_").lower(),
                               "processed_fps": round(s.get("processed_fps", 0.0), 1),
                               "dropped_frames": int(s.get("dropped_frames", 0))} for s in streams.get(n.id, [])],
@@ -55,7 +73,7 @@ def render(status: dict[str, Any], console) -> None:
         table.add_row(n["name"], n["state"], f"{n['streams']}/{n['capacity']}", str(n["running"]),
                       f"{n['processed_fps']}", str(n["dropped_frames"]), age)
         for s in n["stream_stats"]:
-            table.add_row(f"  └ {s['camera_id']}", s["state"], "", "", f"{s['processed_fps']}",
+            table.add_row(f"  └ {s['camera'] or s['camera_id']}", s["state"], "", "", f"{s['processed_fps']}",
                           str(s["dropped_frames"]), "")
     console.print(table)
     cams, alerts = status["cameras"], status["alerts"]
