@@ -1,6 +1,8 @@
 """The life of a stream's tracks, whatever tracker produced them: START on the first sighting,
 an UPDATE every update interval (zones, loitering and crowding need positions) or when the
-track's best face improves, END once the tracker has not seen it for `lost_after`.
+track's best face improves, END once the tracker has not seen it for `lost_after` and for at
+least `lost_after_looks` processed frames of the stream (a node that falls behind looks at a
+stream only now and then; time alone would end tracks that are merely between looks).
 
 Both backends feed it tracker output frame by frame (ByteTrack ids on the portable backend,
 nvtracker object ids on DeepStream) and publish what it returns, so the cadence of messages,
@@ -41,6 +43,7 @@ class Track:
     object_class: int
     first_seen: datetime
     last_seen: datetime
+    last_look: int  # the stream's processed-frame count when the track was last seen
     last_frame: int
     box: Box
     confidence: float
@@ -53,10 +56,12 @@ class Track:
 
 class TrackBook:
     def __init__(self, epoch: str, *, update_interval: timedelta = timedelta(milliseconds=200),
-                 lost_after: timedelta = timedelta(seconds=1.5)):
+                 lost_after: timedelta = timedelta(seconds=1.5), lost_after_looks: int = 5):
         self.epoch = epoch
         self.update_interval = update_interval
         self.lost_after = lost_after
+        self.lost_after_looks = lost_after_looks
+        self._looks = 0  # frames observed
         self._tracks: dict[tuple[int, int], Track] = {}
         # a tracker may re-find an object after we ended its track (its buffer outlasted
         # lost_after): the sighting then starts a new track id, never continues an ended one
@@ -85,18 +90,19 @@ class TrackBook:
         """The updates this frame produces: STARTs, UPDATEs that are due, ENDs of lost tracks."""
         updates: list[pb.TrackUpdate] = []
         seen = set()
+        self._looks += 1
         for s in sightings:
             key = (s.object_class, s.tracker_id)
             seen.add(key)
             track = self._tracks.get(key)
             if track is None:
                 track = self._tracks[key] = Track(self.track_id(*key), s.object_class, capture_time, capture_time,
-                                                  frame_number, s.box, s.confidence)
+                                                  self._looks, frame_number, s.box, s.confidence)
                 kind = pb.TRACK_UPDATE_KIND_START
             else:
                 kind = pb.TRACK_UPDATE_KIND_UPDATE
-            track.last_seen, track.last_frame, track.box, track.confidence = (
-                capture_time, frame_number, s.box, s.confidence)
+            track.last_seen, track.last_look, track.last_frame, track.box, track.confidence = (
+                capture_time, self._looks, frame_number, s.box, s.confidence)
             track.sightings += 1
             if s.parent_tracker_id is not None:
                 track.parent_track_id = self.track_id(PERSON, s.parent_tracker_id)
@@ -105,7 +111,9 @@ class TrackBook:
             due = track.last_sent is None or capture_time - track.last_sent >= self.update_interval
             if kind == pb.TRACK_UPDATE_KIND_START or face or snapshot or due:
                 updates.append(self._message(track, kind, frame_number, capture_time, face, snapshot))
-        for key in [k for k, t in self._tracks.items() if k not in seen and capture_time - t.last_seen > self.lost_after]:
+        lost = [k for k, t in self._tracks.items() if k not in seen and capture_time - t.last_seen > self.lost_after
+                and self._looks - t.last_look >= self.lost_after_looks]
+        for key in lost:
             updates.append(self._end(self._tracks.pop(key)))
             self._generations[key] = self._generations.get(key, 0) + 1
         return updates

@@ -36,12 +36,15 @@ def test_start_updates_at_the_interval_and_end_after_loss():
     assert book.observe(1, at(100), [person]) == []  # not due yet
     assert kinds(book.observe(2, at(200), [person])) == [("e1-p7", pb.TRACK_UPDATE_KIND_UPDATE)]
     assert book.observe(3, at(900), []) == []  # unseen for 0.7 s: maybe occluded
-    ended = book.observe(4, at(1300), [])
+    assert book.observe(4, at(1300), []) == []  # 1.1 s: still within lost_after
+    for look in range(5, 7):  # unseen for over lost_after, but only 4 looks so far: a slow node, not a loss
+        assert book.observe(look, at(1300 + look * 10), []) == []
+    ended = book.observe(7, at(1400), [])
     assert kinds(ended) == [("e1-p7", pb.TRACK_UPDATE_KIND_END)]
     assert ended[0].frame_number == 2 and ended[0].capture_time.ToDatetime(tzinfo=timezone.utc) == at(200)
     assert len(book) == 0
     # the tracker re-finds the object later: a new track, never an update of the ended one
-    assert kinds(book.observe(5, at(1500), [person])) == [("e1-p7.1", pb.TRACK_UPDATE_KIND_START)]
+    assert kinds(book.observe(8, at(1500), [person])) == [("e1-p7.1", pb.TRACK_UPDATE_KIND_START)]
 
 
 def test_best_face_is_sent_only_when_it_improves():
