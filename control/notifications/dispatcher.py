@@ -8,7 +8,7 @@ never slows ingest nor another channel.
   Callers that must not lose one call DeliveryRepository.enqueue() in the alert's transaction.
 - `sweep_due()` claims due attempts from the table (new ones, retries, those a dead replica
   left behind) and starts each as its own task, per channel at most `concurrency_per_channel`
-  at a time and within the channel's rate limit. Claims are conditional updates, so replicas
+  at a time across all replicas and within the channel's rate limit. Claims are conditional updates, so replicas
   share the table safely and a restart loses nothing. A background loop sweeps after every
   submission and completed attempt, and every `poll_interval` seconds.
 - Each attempt runs under the channel's timeout and is recorded: delivered; failed with the
@@ -137,7 +137,8 @@ class NotificationDispatcher:
             await self._conclude_stale()
             free = {channel: self.concurrency_per_channel - n for channel, n in self._in_flight.items()}
             async with self._transaction() as conn:
-                claimed = await DeliveryRepository(conn).claim_due(free, self.concurrency_per_channel)
+                claimed = await DeliveryRepository(conn).claim_due(
+                    free, self.concurrency_per_channel, channel_limit=self.concurrency_per_channel)
             for delivery in claimed:
                 self._in_flight[delivery.channel_id] = self._in_flight.get(delivery.channel_id, 0) + 1
                 task = asyncio.create_task(self._attempt(delivery), name=f"notification-{delivery.id}")

@@ -269,6 +269,9 @@ picked AS (
         ORDER BY d.next_attempt_at, d.id
         LIMIT GREATEST(0, LEAST(
             COALESCE(free.slots, %(default_slots)s),
+            -- the channel's concurrency holds across replicas, as its rate limit does
+            COALESCE(%(channel_limit)s::int, 2147483647) - (SELECT count(*) FROM notification_deliveries s
+                                                            WHERE s.channel_id = c.id AND s.status = 'sending'),
             COALESCE((c.config->>'rate_limit_per_min')::int, 60)
               - (SELECT count(*) FROM notification_deliveries r
                  WHERE r.channel_id = c.id AND r.attempted_at > now() - interval '1 minute')))
@@ -315,11 +318,13 @@ class DeliveryRepository:
         async with guarded(self.conn, "notification_delivery"):
             return await fetch_all(self.conn, Delivery, query, (channel_ids, alert_id))
 
-    async def claim_due(self, free_slots: Mapping[UUID, int], default_slots: int) -> list[Delivery]:
+    async def claim_due(self, free_slots: Mapping[UUID, int], default_slots: int, *,
+                        channel_limit: int | None = None) -> list[Delivery]:
         """Mark due attempts 'sending' and return them: per channel at most its free slots
-        (`default_slots` for channels not named) and what its rate limit allows."""
+        (`default_slots` for channels not named), so that at most `channel_limit` are sending
+        across all replicas, and what its rate limit allows."""
         query_params = {"channel_ids": list(free_slots), "slots": list(free_slots.values()),
-                        "default_slots": default_slots}
+                        "default_slots": default_slots, "channel_limit": channel_limit}
         async with guarded(self.conn, "notification_delivery"):
             return await fetch_all(self.conn, Delivery, _CLAIM_DUE, query_params)
 

@@ -97,6 +97,7 @@ async def test_hanging_channel_delays_no_other_channel(make_dispatcher, make_ale
     fast = await make_channel(WebhookSettings(receiver.url + healthy))
     alerts = [await make_alert() for _ in range(3)]
     dispatcher = await make_dispatcher(concurrency_per_channel=1)
+    await make_dispatcher(concurrency_per_channel=1)  # a second replica sweeping the same table
 
     for alert_id in alerts:  # the hanging channel is listed first every time
         dispatcher.submit(alert_id, [slow.id, fast.id])
@@ -104,7 +105,7 @@ async def test_hanging_channel_delays_no_other_channel(make_dispatcher, make_ale
     for alert_id in alerts:
         assert (await settled(dispatcher.pool, alert_id, fast.id))[-1].status == "delivered"
     # every healthy delivery finished while the first hanging request was still open, and the
-    # hanging channel holds one attempt at a time: the other two wait in the queue
+    # hanging channel holds one attempt at a time across both replicas: the other two wait
     assert len(receiver.at(healthy)) == 3 and len(receiver.at(hanging)) == 1
     statuses = sorted([(await attempts(dispatcher.pool, a, slow.id))[0].status for a in alerts])
     assert statuses == ["queued", "queued", "sending"]
