@@ -133,7 +133,8 @@ async def replayed(control, settings, endpoints, api_keys, model_version, obama,
     async with database(app) as conn:
         cur = await conn.execute(
             "SELECT e.*, m.storage_path, m.checksum, m.file_size FROM events e LEFT JOIN LATERAL ("
-            "  SELECT * FROM media_files WHERE event_id = e.id ORDER BY created_at DESC LIMIT 1) m ON true"
+            "  SELECT * FROM media_files WHERE event_id = e.id AND file_type = 'image'"
+            "  ORDER BY created_at DESC LIMIT 1) m ON true"  # the snapshot (an alert may add a clip)
             " WHERE e.camera_id = %s ORDER BY e.timestamp", (camera.id,))
         rows = await cur.fetchall()
     return camera, counters, rows
