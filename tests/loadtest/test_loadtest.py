@@ -12,7 +12,7 @@ import sys
 from vigil.loadtest.common import settings_env
 
 
-def run_loadtest(settings, tmp_path, *args: str, timeout: float = 240) -> dict:
+def run_loadtest(settings, tmp_path, *args: str, timeout: float = 600) -> dict:
     out = tmp_path / "result.json"
     env = {**os.environ, **settings_env(settings), "VIGIL_LOG_LEVEL": "warning"}
     done = subprocess.run([sys.executable, "-m", "vigil.cli", "loadtest", *args, "--json", str(out)], env=env,

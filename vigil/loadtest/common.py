@@ -17,13 +17,18 @@ from pathlib import Path
 import grpc
 import numpy as np
 import psutil
+import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from vigil.demo.processes import Child, child_env, free_port, vigil_argv
+from vigil.demo.processes import Child, ChildError, child_env, free_port, vigil_argv
+from vigil.logs import get_logger
 from vigil.settings import VigilSettings
+
+log = get_logger("vigil.loadtest")
 
 KEY_NAME = "vigil-loadtest"
 SITE_PREFIX = "vigil-loadtest"
+GALLERY_IMAGE = "loadtest/synthetic.jpg"  # source_image_path of the synthetic gallery's rows
 
 
 def percentiles(values, points=(50, 95, 99)) -> dict[str, float | None]:
@@ -107,6 +112,24 @@ def settings_env(settings: VigilSettings) -> dict[str, str]:
     return env
 
 
+async def wait_for_database(dsn: str, deadline: float) -> None:
+    """Until the database accepts a connection and answers, or RuntimeError at `deadline`
+    (time.monotonic())."""
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(dsn, connect_timeout=10, autocommit=True)
+            try:
+                await conn.execute("SELECT 1")
+                return
+            finally:
+                await conn.close()
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the database does not accept connections: {exc}") from exc
+            log.warning("database not accepting connections yet; waiting", error=str(exc).strip())
+            await asyncio.sleep(1.0)
+
+
 class ControlPlane:
     """`vigil control serve` as a child process on a free port, stopped with a graceful drain."""
 
@@ -118,23 +141,51 @@ class ControlPlane:
                            child_env(**settings_env(settings), VIGIL_CONTROL__HOST=self.host,
                                      VIGIL_CONTROL__PORT=str(self.port), VIGIL_LOG_LEVEL="warning",
                                      **(extra_env or {})), log_file)
+        from vigil.stack import resolve
 
-    async def start(self, timeout_s: float = 60.0) -> None:
-        self.child.start()
+        self.dsn = resolve(settings).database_dsn
+
+    async def start(self, timeout_s: float = 180.0, attempts: int = 3) -> None:
+        """Started and SERVING within `timeout_s`, or ChildError with the child's last log lines.
+
+        Readiness is explicit: first the database must accept a connection (the child's pools
+        give up after 30 s each, control/app.py, and a loaded machine or a stack still coming
+        up can take longer than that), then the child must answer SERVING on its health
+        service. A child that exits while starting (e.g. its pool timed out) is started again,
+        up to `attempts` times within the same deadline."""
         deadline = time.monotonic() + timeout_s
+        await wait_for_database(self.dsn, deadline)
+        failures: list[str] = []
+        for attempt in range(1, attempts + 1):
+            self.child.start()
+            code = await self._wait_serving(deadline)
+            if code is None:
+                return
+            failures.append(f"attempt {attempt}: exited with code {code}:\n{self.child.log_tail()}")
+            if time.monotonic() > deadline or attempt == attempts:
+                break
+            log.warning("control plane exited while starting; starting it again", code=code, attempt=attempt)
+            await wait_for_database(self.dsn, deadline)
+        raise ChildError("the control plane did not start (log " + str(self.child.log_file) + "):\n"
+                         + "\n".join(failures))
+
+    async def _wait_serving(self, deadline: float) -> int | None:
+        """None once SERVING, the exit code if the child ended first; stops it at the deadline."""
         async with grpc.aio.insecure_channel(self.target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
-                if self.child.exited() is not None:
-                    raise self.child.failure(f"the control plane exited with code {self.child.exited()}")
+                code = self.child.exited()
+                if code is not None:
+                    return code
                 try:
                     reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
+                        return None
                 except grpc.aio.AioRpcError:
                     pass
                 if time.monotonic() > deadline:
-                    raise self.child.failure(f"the control plane is not SERVING after {timeout_s:.0f} s")
+                    self.child.stop(timeout_s=5.0)
+                    raise self.child.failure("the control plane is not SERVING in time")
                 await asyncio.sleep(0.3)
 
     @property
@@ -163,8 +214,9 @@ class Fixtures:
 async def _pool(dsn: str):
     from vigil.storage.db import create_pool
 
+    await wait_for_database(dsn, time.monotonic() + 120)
     pool = create_pool(dsn, min_size=1, max_size=2)
-    await pool.open(wait=True, timeout=30)
+    await pool.open(wait=True, timeout=60)
     return pool
 
 
@@ -227,7 +279,10 @@ async def _gallery(pool, version: str, dim: int, threshold: float, size: int, se
         await conn.execute(
             "INSERT INTO model_versions (version_string, embedding_dim, match_threshold, created_at)"
             " VALUES (%s, %s, %s, now() - interval '20 years') ON CONFLICT DO NOTHING", (version, dim, threshold))
-        cur = await conn.execute("SELECT count(*) AS n FROM face_embeddings WHERE model_version = %s", (version,))
+        # only the enrolled rows: recognition adds unknown-face clusters to the same version, which
+        # must not force the (slow: audited deletes) re-creation of an unchanged gallery
+        cur = await conn.execute("SELECT count(*) AS n FROM face_embeddings WHERE model_version = %s"
+                                 " AND source_image_path = %s", (version, GALLERY_IMAGE))
         have = (await cur.fetchone())["n"]
         if have != size:
             await register_vector_async(conn)
@@ -242,7 +297,7 @@ async def _gallery(pool, version: str, dim: int, threshold: float, size: int, se
                         "COPY face_embeddings (person_id, embedding, embedding_dim, source_image_path, face_quality,"
                         " confidence, model_version, is_primary) FROM STDIN") as copy:
                     for pid, vec in zip(person_ids, vectors):
-                        await copy.write_row((pid, vec, dim, "loadtest/synthetic.jpg", 0.9, 0.99, version, True))
+                        await copy.write_row((pid, vec, dim, GALLERY_IMAGE, 0.9, 0.99, version, True))
             await conn.execute("ANALYZE face_embeddings")
     return vectors
 

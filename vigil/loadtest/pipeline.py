@@ -38,8 +38,9 @@ class PipelineOptions:
 
 
 class NodeChild:
-    def __init__(self, settings: VigilSettings, config: dict, log_file: Path):
+    def __init__(self, settings: VigilSettings, config: dict, log_file: Path, control_target: str):
         self.settings, self.config, self.log_file = settings, config, log_file
+        self.control_target = control_target  # the load test's own control plane, not the settings' default
         self.proc: asyncio.subprocess.Process | None = None
         self.latest: dict = {}
         self.node_id: str | None = None
@@ -53,7 +54,8 @@ class NodeChild:
         argv = vigil_argv()[:2] + ["vigil.loadtest.nodeproc", json.dumps(self.config)]
         self.proc = await asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=err, stdin=asyncio.subprocess.DEVNULL,
-            env=child_env(**settings_env(self.settings), VIGIL_LOG_LEVEL="warning"), start_new_session=True)
+            env=child_env(**settings_env(self.settings), VIGIL_NODE__CONTROL_URL=self.control_target,
+                          VIGIL_LOG_LEVEL="warning"), start_new_session=True)
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -116,7 +118,7 @@ async def run_pipeline(settings: VigilSettings, o: PipelineOptions, *, log_dir: 
         control_sampler = ProcessSampler(control.pid)
         node = NodeChild(settings, {"key": fixtures.node_key, "name": f"loadtest-node-{uuid.uuid4().hex[:6]}",
                                     "streams": list(zip(fixtures.camera_ids, urls)), "fps": round(video.fps)},
-                         log_dir / "loadtest-node.log")
+                         log_dir / "loadtest-node.log", control.target)
         async with grpc.aio.insecure_channel(control.target) as channel:
             admin_md = (("authorization", f"Bearer {fixtures.admin_key}"),)
             events = event_pb2_grpc.EventServiceStub(channel)
