@@ -3,16 +3,18 @@ reconciler, assignment signal): start() is idempotent, stop() cancels it and wai
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 
 
-class BackgroundTask:
+class BackgroundTask(abc.ABC):
     task_name = "background"
     _task: asyncio.Task | None = None
 
+    @abc.abstractmethod
     async def _run(self) -> None:
-        raise NotImplementedError  # each component's loop
+        """The component's loop."""
 
     def start(self) -> None:
         if self._task is None:
