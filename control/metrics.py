@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 import grpc
 from grpc import aio
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
+
+from vigil.metrics import MetricsEndpoint
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 WINDOW_S = 300.0  # the request window behind the logged requests/s, p99 and error rate
@@ -62,9 +64,10 @@ class RequestWindow:
             self._calls.popleft()
 
 
-class ControlMetrics:
+class ControlMetrics(MetricsEndpoint):
     def __init__(self):
-        self.registry = r = CollectorRegistry()
+        super().__init__()
+        r = self.registry
         self.requests = Counter("vigil_control_requests", "gRPC calls handled, by method and status code",
                                 ["method", "code"], registry=r)
         self.request_seconds = Histogram("vigil_control_request_seconds", "Duration of unary gRPC calls",
@@ -91,18 +94,6 @@ class ControlMetrics:
                            ["state"], registry=r)
         self.offline_cameras = Gauge("vigil_fleet_offline_cameras", "Cameras marked offline", registry=r)
         self.window = RequestWindow()
-        self._server = None
-
-    def serve(self, host: str, port: int) -> int:
-        """Start the /metrics HTTP endpoint (a daemon thread); the port it listens on."""
-        self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return self._server.server_port
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     def observe_pool(self, pool) -> dict[str, int]:
         stats = pool.get_stats()

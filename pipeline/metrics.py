@@ -3,14 +3,16 @@ the control plane stores), plus clip counts. A registry per node: tests run seve
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge
 
 from vigil.api.v1 import node_pb2 as pb
+from vigil.metrics import MetricsEndpoint
 
 
-class NodeMetrics:
+class NodeMetrics(MetricsEndpoint):
     def __init__(self):
-        self.registry = r = CollectorRegistry()
+        super().__init__()
+        r = self.registry
         self.stream_fps = Gauge("vigil_node_stream_fps", "Frames per second of a stream since the previous "
                                 "heartbeat, decoded or processed", ["camera_id", "kind"], registry=r)
         self.stream_dropped = Gauge("vigil_node_stream_dropped_frames", "Frames a stream dropped since it "
@@ -26,7 +28,6 @@ class NodeMetrics:
         self.spooled = Gauge("vigil_node_spooled_batches", "Track batches in the on-disk spool", registry=r)
         self.clips = Counter("vigil_node_clips", "Clips cut for the control plane, by outcome (ready, failed)",
                              ["outcome"], registry=r)
-        self._server = None
 
     def observe(self, heartbeat: pb.HeartbeatRequest) -> None:
         for gauge in (self.stream_fps, self.stream_dropped, self.stream_queue, self.stream_running, self.queue_depth):
@@ -43,13 +44,3 @@ class NodeMetrics:
         self.inference_seconds.set(stats.inference_duration.ToTimedelta().total_seconds())
         self.unacked.set(stats.unacked_batches)
         self.spooled.set(stats.spooled_batches)
-
-    def serve(self, host: str, port: int) -> int:
-        self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        return self._server.server_port
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
