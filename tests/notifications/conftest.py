@@ -32,6 +32,21 @@ from vigil.storage.crypto import SecretBox
 from vigil.storage.db import create_pool
 from vigil.storage.repositories.persons import PersonRepository
 
+@pytest.fixture(scope="module", autouse=True)
+async def only_this_modules_dispatchers():
+    """Control planes that earlier suites started in this session share the delivery table, and
+    their dispatchers would claim this module's attempts; they pause while it runs."""
+    import gc
+
+    others = [d for d in gc.get_objects() if isinstance(d, NotificationDispatcher)
+              and d._session is not None and not d._session.closed]
+    for dispatcher in others:
+        await dispatcher.close()
+    yield
+    for dispatcher in others:
+        await dispatcher.start()
+
+
 @pytest.fixture(scope="module")
 async def pool(endpoints):
     pool = create_pool(endpoints.database_dsn, min_size=2, max_size=20, name="notification-tests")
