@@ -51,6 +51,10 @@ def nvinfer(file: str) -> configparser.SectionProxy:
 
 
 FULL_CHAIN = ["muxer", "pgie-faces", "pgie-persons", "tracker", "sgie-embedder", "sink"]
+LINKS = {True: [("muxer", "pgie-faces"), ("pgie-faces", "pgie-persons"), ("pgie-persons", "tracker"),
+                ("tracker", "sgie-embedder"), ("sgie-embedder", "sink")],
+         False: [("muxer", "pgie-faces"), ("pgie-faces", "tracker"), ("tracker", "sgie-embedder"),
+                 ("sgie-embedder", "sink")]}  # by person_detector
 FULL_PROBES = [("muxer", "src", "on_muxer_event", "event"), ("muxer", "src", "on_batch_formed", "buffer"),
                ("pgie-faces", "src", "on_faces", "buffer"), ("pgie-persons", "src", "on_persons", "buffer"),
                ("tracker", "src", "on_tracked", "buffer"), ("sgie-embedder", "src", "on_embedded", "buffer"),
@@ -68,7 +72,7 @@ def test_graph_elements_links_probes(kw):
     chain = [n for n in FULL_CHAIN if kw.get("person_detector", True) or n != "pgie-persons"]
     assert [e.name for e in graph.elements] == chain
     assert {e.name: e.factory for e in graph.elements} == {n: FACTORIES[n] for n in chain}
-    assert graph.links == [(a, b) for a, b in zip(chain, chain[1:])]  # one chain, muxer to sink
+    assert graph.links == LINKS[kw.get("person_detector", True)]  # one chain, muxer to sink
     assert [(p.element, p.pad, p.handler, p.kind) for p in graph.probes] == \
         [p for p in FULL_PROBES if p[0] in chain]
     for probe in graph.probes:
