@@ -209,12 +209,11 @@ class NodeAgent:
         """Cut the clip from the stream's buffer (stream copy), upload it, report it. A clip that
         cannot be cut is reported as failed; one whose report is lost is handed out again."""
         start, end = job.start_time.ToDatetime(timezone.utc), job.end_time.ToDatetime(timezone.utc)
-        cut = getattr(self.backend, "cut_clip", None)
         done = pb.CompleteClipRequest(node_id=str(self.identity.id), clip_id=job.clip_id)
         try:
-            if cut is None or self.uploads is None:
-                raise ClipUnavailable(f"the {self.backend.name} backend keeps no recording buffer")
-            clip = await asyncio.to_thread(cut, uuid.UUID(job.camera_id), start, end)
+            if self.uploads is None:
+                raise ClipUnavailable("this node has no object storage to upload clips to")
+            clip = await asyncio.to_thread(self.backend.cut_clip, uuid.UUID(job.camera_id), start, end)
             await asyncio.to_thread(self.uploads.put, job.storage_path, clip.data, content_type="video/mp4")
             done.size_bytes, done.checksum = len(clip.data), clip.checksum
             done.start_time.FromDatetime(clip.start_time)

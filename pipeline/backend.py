@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
 from vigil.api.v1 import node_pb2
+from vigil.pipeline.recording import Clip
 from vigil.pipeline.streams import StreamSpec
 
 BACKENDS = ("portable", "deepstream")
@@ -41,6 +43,11 @@ class Backend(Protocol):
 
     def inference_seconds(self) -> float:
         """Mean inference time per batch since the previous call."""
+
+    def cut_clip(self, camera_id: UUID, start: datetime, end: datetime) -> Clip:
+        """An MP4 of the stream's encoded video from start to end (called on a worker thread).
+        Clips are optional: a backend that keeps no recording buffer, a stream that is not here or
+        does not record raise ClipUnavailable, which the agent reports as the clip's failure."""
 
 
 def deepstream_available() -> bool:

@@ -143,6 +143,25 @@ class StreamCounters:
             return stats
 
 
+class InferenceTimes:
+    """The node's mean inference time per batch (across streams), reset at each heartbeat."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._seconds, self._batches = 0.0, 0
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._seconds += seconds
+            self._batches += 1
+
+    def take_mean(self) -> float:
+        with self._lock:
+            seconds, batches = self._seconds, self._batches
+            self._seconds, self._batches = 0.0, 0
+        return seconds / batches if batches else 0.0
+
+
 def _duration(seconds: float) -> Duration:
     d = Duration()
     d.FromTimedelta(timedelta(seconds=seconds))

@@ -111,6 +111,24 @@ class ControlSettings(BaseModel):
         return self
 
 
+class DeepStreamSettings(BaseModel):
+    """The DeepStream backend of a GPU node (`node.backend = "deepstream"`)."""
+
+    triton_mode: Literal["grpc", "capi"] = Field(
+        "grpc", description="How nvinferserver reaches the face embedder: grpc, the Triton service at triton.url; "
+        "capi, Triton in-process on the repository the GPU image builds (/var/lib/vigil/triton_repository).")
+    gpu_id: int = Field(0, ge=0, description="GPU that decodes, batches, infers and tracks.")
+    engine_dir: Path = Field(
+        Path("/var/lib/vigil/engines"), description="Where the GPU image's entrypoint builds the detectors' "
+        "TensorRT plans; the person detector runs when its plan (or its ONNX model) is there.")
+    new_muxer: bool = Field(
+        False, description="The new nvstreammux (batching policy in configs/streammux.txt) instead of the "
+        "legacy one; the node sets USE_NEW_NVSTREAMMUX from it before DeepStream starts.")
+    config_dir: Path | None = Field(
+        None, description="Directory of the DeepStream configs (nvinfer, nvinferserver, tracker, muxer). "
+        "Unset: configs/ of the source tree or image (/opt/vigil/configs).")
+
+
 class NodeSettings(BaseModel):
     """A pipeline node (`vigil node run`): one per GPU, or a CPU node with the portable backend."""
 
@@ -143,6 +161,8 @@ class NodeSettings(BaseModel):
     metrics_host: str = Field("127.0.0.1", description="Address the node's Prometheus endpoint listens on.")
     clip_buffer_s: float = Field(
         30.0, ge=2, le=600, description="Seconds of encoded video kept per stream for clips (no re-encode).")
+    deepstream: DeepStreamSettings = Field(
+        default_factory=DeepStreamSettings, description="The DeepStream backend's knobs (GPU nodes only).")
 
 
 class JobSchedule(BaseModel):

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # First start of a GPU node (or of the Triton pod's init container): build TensorRT plans from
 # the ONNX models for this GPU, then run the command (default: the node agent).
-#   $VIGIL_ENGINE_DIR/face_detector.plan     nvinfer engine, YuNet at 640x384, batch 1..8
-#   $VIGIL_ENGINE_DIR/person_detector.plan   nvinfer engine, YOLOv8 at 640x640 (if supplied)
-#   $VIGIL_TRITON_REPOSITORY/                Triton repository: face_embedder as tensorrt_plan
-#                                            (batch 1..32), the detectors as ONNX
+#   $ENGINES/face_detector.plan     nvinfer engine, YuNet at 640x384, batch 1..8
+#   $ENGINES/person_detector.plan   nvinfer engine, YOLOv8 at 640x640 (if supplied)
+#   $REPO/                          Triton repository: face_embedder as tensorrt_plan
+#                                   (batch 1..32), the detectors as ONNX
 # A plan is rebuilt only when missing, or when its ONNX file is newer. `build-only` as the
 # command builds and exits (the Triton pod's init container).
 set -euo pipefail
 
 SRC=${VIGIL_TRITON__MODEL_REPOSITORY:-/opt/vigil/triton_models}
-ENGINES=${VIGIL_ENGINE_DIR:-/var/lib/vigil/engines}
+ENGINES=${VIGIL_NODE__DEEPSTREAM__ENGINE_DIR:-/var/lib/vigil/engines}  # the node's setting, same default
 REPO=${VIGIL_TRITON_REPOSITORY:-/var/lib/vigil/triton_repository}
 TRTEXEC=${TRTEXEC:-/usr/src/tensorrt/bin/trtexec}
 BATCH=${VIGIL_NODE__BATCH_SIZE:-8}

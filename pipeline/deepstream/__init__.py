@@ -1,7 +1,8 @@
 """The DeepStream backend: nvurisrcbin sources, nvstreammux, nvinfer detectors, nvtracker,
 face embedding through nvinferserver (Triton), the object encoder for snapshots.
 
-Only backend.py touches GStreamer and only meta.py touches pyds, both imported lazily, so the
-graph description, the tensor decoding and the metadata conversion import and test on a machine
-without DeepStream. See README.md here for what has and has not been run.
+Only backend.py imports GStreamer (sources.py and probes.py use the module it hands them) and
+only meta.py touches pyds, both imported lazily, so the graph description, the tensor decoding
+and the metadata conversion import and test on a machine without DeepStream. See README.md here
+for what has and has not been run.
 """

@@ -12,12 +12,16 @@ the tests check it (every element, property and config cross-reference) without 
 
 from __future__ import annotations
 
-import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from vigil.pipeline.streams import StreamSpec
+
+if TYPE_CHECKING:
+    from vigil.settings import VigilSettings
 
 # Object classes inside the pipeline (NvDsObjectMeta.class_id), independent of model label ids.
 CLASS_PERSON = 0
@@ -32,10 +36,10 @@ SELECTOR_ID = 10  # our probe, when it adds face-crop objects
 
 UNTRACKED_OBJECT_ID = 0xFFFFFFFFFFFFFFFF  # NvDsObjectMeta.object_id before the tracker sets it
 
+SOURCE_PREFIX = "source-"  # each stream's nvurisrcbin is source-<muxer pad index>
+
 NVDS_ROOT = "/opt/nvidia/deepstream/deepstream"
 TRACKER_LIB = f"{NVDS_ROOT}/lib/libnvds_nvmultiobjecttracker.so"
-ENGINE_DIR_DEFAULT = "/var/lib/vigil/engines"
-TRITON_REPOSITORY_DEFAULT = "/var/lib/vigil/triton_repository"
 
 CONFIG_FILES = {
     "pgie-faces": "pgie_face_detector.txt",
@@ -47,17 +51,12 @@ CONFIG_FILES = {
 }
 
 
-def default_configs_dir() -> Path:
-    """configs/ of a source checkout (editable install, the image's /opt/vigil), else the env."""
-    env = os.environ.get("VIGIL_DS_CONFIG_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "configs"
+SOURCE_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"  # a source checkout or editable install
 
 
 @dataclass(frozen=True)
 class GraphSettings:
-    configs_dir: Path = field(default_factory=default_configs_dir)
+    configs_dir: Path = SOURCE_CONFIGS_DIR
     batch_size: int = 8  # frames per batch across streams: muxer, detectors and tracker agree
     muxer_size: tuple[int, int] = (1920, 1080)
     face_network_size: tuple[int, int] = (640, 384)  # YuNet input (width, height) of the nvinfer engine
@@ -67,7 +66,7 @@ class GraphSettings:
     triton_mode: str = "grpc"  # "grpc": a Triton service; "capi": Triton in-process
     triton_url: str = "triton:8001"
     gpu_id: int = 0
-    new_muxer: bool = False  # USE_NEW_NVSTREAMMUX=yes
+    new_muxer: bool = False  # DeepStream's USE_NEW_NVSTREAMMUX=yes
     batched_push_timeout_us: int = 40_000
     tracker_size: tuple[int, int] = (960, 544)
     rtsp_reconnect_interval_s: int = 5
@@ -76,6 +75,25 @@ class GraphSettings:
 
     def config(self, key: str) -> Path:
         return self.configs_dir / CONFIG_FILES[key]
+
+    @classmethod
+    def from_settings(cls, settings: VigilSettings) -> GraphSettings:
+        node, ds = settings.node, settings.node.deepstream
+        person_onnx = Path(settings.triton.model_repository) / "person_detector" / "1" / "model.onnx"
+        return cls(
+            configs_dir=ds.config_dir or SOURCE_CONFIGS_DIR, batch_size=node.batch_size,
+            person_detector=person_onnx.is_file() or (ds.engine_dir / "person_detector.plan").is_file(),
+            person_interval=max(0, node.person_detect_every - 1), triton_mode=ds.triton_mode,
+            triton_url=settings.triton.url or cls.triton_url, gpu_id=ds.gpu_id, new_muxer=ds.new_muxer)
+
+
+def render_embedder_config(template: Path, triton_url: str, out_dir: Path) -> Path:
+    """The gRPC nvinferserver config pointed at this node's Triton (the file names a default)."""
+    text = re.sub(r'url:\s*"[^"]*"', f'url: "{triton_url}"', template.read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / template.name
+    target.write_text(text)
+    return target
 
 
 @dataclass(frozen=True)
@@ -89,7 +107,7 @@ class Element:
 class Probe:
     element: str
     pad: str
-    handler: str  # method name on the backend's probe set
+    handler: str  # the method of probes.Probes
     kind: str = "buffer"  # "buffer" or "event"
 
 
@@ -186,4 +204,4 @@ def source_plan(spec: StreamSpec, pad_index: int, s: GraphSettings) -> SourcePla
     if limit and spec.fps and spec.fps > limit:
         props["drop-frame-interval"] = max(1, round(spec.fps / limit))
     props["uri"] = uri
-    return SourcePlan(name=f"source-{pad_index}", uri=uri, properties=props, mux_pad=f"sink_{pad_index}")
+    return SourcePlan(name=f"{SOURCE_PREFIX}{pad_index}", uri=uri, properties=props, mux_pad=f"sink_{pad_index}")

@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from vigil.api.v1 import ingest_pb2 as pb
 from vigil.api.v1 import node_pb2
 from vigil.logs import get_logger
 from vigil.models.errors import InferenceError
 from vigil.models.faces import FaceAnalyzer
-from vigil.pipeline.messages import MAX_UPDATES_PER_BATCH, new_epoch, track_batches
+from vigil.pipeline.outbox import Publish, StreamOutbox
 from vigil.pipeline.portable.analysis import FrameAnalysis, StreamAnalysis
 from vigil.pipeline.portable.source import Frame, VideoSource
 from vigil.pipeline.portable.tracking import ObjectTracker
 from vigil.pipeline.recording import Clip, ClipUnavailable, PacketRing
 from vigil.pipeline.snapshots import SnapshotWriter
-from vigil.pipeline.streams import StreamCounters, StreamSpec
-from vigil.pipeline.tracks import TrackBook
+from vigil.pipeline.streams import InferenceTimes, StreamCounters, StreamSpec
 
 log = get_logger("vigil.pipeline.portable")
 
@@ -37,7 +34,6 @@ log = get_logger("vigil.pipeline.portable")
 FACE_ASSOCIATION_SCALE = 2.5
 PERSON_ASSOCIATION_SCALE = 1.5
 IDLE_POLL_S = 0.01  # how soon a new frame is picked up when every queue was empty
-Publish = Callable[[pb.TrackBatch], Awaitable[None]]
 
 
 @dataclass
@@ -46,13 +42,8 @@ class _Stream:
     counters: StreamCounters
     source: VideoSource
     analysis: StreamAnalysis
-    epoch: str
-    batches: int = 0
-    pending: list[pb.TrackUpdate] = field(default_factory=list)
-    pending_captures: list[datetime] = field(default_factory=list)
-    last_flush: float = field(default_factory=time.monotonic)
+    outbox: StreamOutbox
     last_processed: datetime | None = None
-    frame_size: tuple[int, int] = (0, 0)
     closing: bool = False  # removed: finish between batches
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -75,7 +66,7 @@ class PortableBackend:
         self._streams: dict[UUID, _Stream] = {}
         self._task: asyncio.Task | None = None
         self._rotation = 0
-        self._inference = [0.0, 0]  # seconds, batches since the last heartbeat
+        self._inference = InferenceTimes()
         self._running = False
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -101,15 +92,16 @@ class PortableBackend:
         source = VideoSource(spec, counters, queue_size=self.queue_size, recording=recording)
         rate = spec.settings.max_inference_fps or spec.fps or 25
         lost = 1.5
+        outbox = StreamOutbox(self.node_id, spec, counters, self.publish)
         analysis = StreamAnalysis(
-            spec=spec, book=TrackBook(new_epoch(), update_interval=spec.settings.track_update_interval),
+            spec=spec, book=outbox.book,
             faces=ObjectTracker(frame_rate=rate, activation_threshold=spec.settings.min_detection_confidence,
                                 lost_seconds=lost, association_scale=FACE_ASSOCIATION_SCALE),
             persons=ObjectTracker(frame_rate=rate / self.person_every,
                                   activation_threshold=spec.settings.min_detection_confidence, lost_seconds=lost,
                                   association_scale=PERSON_ASSOCIATION_SCALE),
             person_every=self.person_every)
-        stream = _Stream(spec, counters, source, analysis, analysis.book.epoch)
+        stream = _Stream(spec, counters, source, analysis, outbox)
         self._streams[spec.camera_id] = stream
         source.start()
         log.info("stream added", camera_id=str(spec.camera_id), source=_safe_url(spec.source_url))
@@ -124,7 +116,7 @@ class PortableBackend:
             await self.add_stream(spec)
         else:
             stream.spec = stream.analysis.spec = spec
-            stream.analysis.book.update_interval = spec.settings.track_update_interval
+            stream.outbox.configure(spec)
 
     async def remove_stream(self, camera_id: UUID) -> None:
         stream = self._streams.get(camera_id)
@@ -154,20 +146,14 @@ class PortableBackend:
         return set(self._streams)
 
     def stream_stats(self) -> list[node_pb2.StreamStats]:
-        stats = []
-        for stream in self._streams.values():
-            stream.counters.active_tracks = len(stream.analysis.book)
-            stats.append(stream.counters.report())
-        return stats
+        return [stream.outbox.report() for stream in self._streams.values()]
 
     def queue_depths(self) -> dict[str, int]:
         return {"decode": sum(s.source.pending() for s in self._streams.values()),
-                "publish": sum(len(s.pending) for s in self._streams.values())}
+                "publish": sum(len(s.outbox) for s in self._streams.values())}
 
     def inference_seconds(self) -> float:
-        seconds, batches = self._inference
-        self._inference = [0.0, 0]
-        return seconds / batches if batches else 0.0
+        return self._inference.take_mean()
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -188,22 +174,20 @@ class PortableBackend:
                     log.warning("inference failed; frames dropped", error=str(exc), frames=len(batch))
                     await asyncio.sleep(min(0.5 * failures, 5.0))
                     analysed = []
-                self._inference[0] += time.perf_counter() - started
-                self._inference[1] += 1
+                self._inference.add(time.perf_counter() - started)
                 for result in analysed:
                     stream = self._streams_by_analysis(result.stream)
                     if stream is None:
                         continue
                     stream.counters.frame_processed(result.seconds)
-                    stream.frame_size = (result.frame.width, result.frame.height)
-                    stream.pending += stream.analysis.book.observe(result.frame.number, result.frame.capture_time,
-                                                                   result.sightings)
-                    stream.pending_captures.append(result.frame.capture_time)
+                    stream.outbox.observe(result.frame.number, result.frame.capture_time, result.sightings,
+                                          (result.frame.width, result.frame.height))
             for stream in list(self._streams.values()):
                 if stream.closing or (stream.source.finished.is_set() and not stream.source.pending()
                                       and not stream.closed.is_set()):
                     await self._close(stream)
-            await self._flush(force=False)
+            for stream in list(self._streams.values()):
+                await stream.outbox.flush_if_due(self.publish_interval_s)
             if not batch:
                 await asyncio.sleep(IDLE_POLL_S)
 
@@ -242,34 +226,11 @@ class PortableBackend:
         return True
 
     async def _close(self, stream: _Stream) -> None:
-        stream.pending += stream.analysis.book.close_all()
-        await self._flush_stream(stream)
+        await stream.outbox.close()
         if not stream.closing and stream.counters.state != node_pb2.STREAM_STATE_FAILED:  # FAILED keeps its reason
             stream.counters.set_state(node_pb2.STREAM_STATE_STOPPED)
             log.info("stream ended", camera_id=str(stream.spec.camera_id), frames=stream.counters.decoded)
         stream.closed.set()
-
-    async def _flush(self, *, force: bool) -> None:
-        now = time.monotonic()
-        for stream in list(self._streams.values()):
-            if not stream.pending:
-                stream.pending_captures.clear()  # frames that produced nothing to publish
-            elif (force or len(stream.pending) >= MAX_UPDATES_PER_BATCH // 2
-                                   or now - stream.last_flush >= self.publish_interval_s):
-                await self._flush_stream(stream)
-
-    async def _flush_stream(self, stream: _Stream) -> None:
-        updates, stream.pending = stream.pending, []
-        captures, stream.pending_captures = stream.pending_captures, []
-        stream.last_flush = time.monotonic()
-        batches = track_batches(self.node_id, stream.spec.camera_id, stream.epoch, stream.batches,
-                                stream.frame_size, updates)
-        stream.batches += len(batches)
-        for batch in batches:
-            await self.publish(batch)
-        for capture in captures:
-            stream.counters.published(capture)
-
 
 
 def _safe_url(url: str) -> str:

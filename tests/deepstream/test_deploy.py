@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from vigil.settings import VigilSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy/k8s"
 
@@ -26,6 +28,16 @@ def documents():
 def containers(doc):
     spec = doc["spec"]["template"]["spec"]
     return spec.get("initContainers", []) + spec["containers"]
+
+
+def names_a_setting(env_name: str) -> bool:
+    """VIGIL_A__B__C is the environment override of settings field a.b.c."""
+    model = VigilSettings
+    for part in env_name.removeprefix("VIGIL_").lower().split("__"):
+        if not (isinstance(model, type) and part in getattr(model, "model_fields", {})):
+            return False
+        model = model.model_fields[part].annotation
+    return True
 
 
 def test_kustomization_lists_every_manifest():
@@ -65,7 +77,7 @@ def test_workloads():
 def test_settings_references():
     docs = documents()
     config = docs[("ConfigMap", "vigil-config")]["data"]
-    assert all(key.startswith("VIGIL_") for key in config)
+    assert all(names_a_setting(key) for key in config), [k for k in config if not names_a_setting(k)]
     assert config["VIGIL_NODE__CONTROL_URL"].startswith("control.") and config["VIGIL_TRITON__URL"].startswith("triton.")
     for doc in docs.values():
         if doc["kind"] in ("Deployment", "StatefulSet"):
@@ -80,4 +92,14 @@ def test_dockerfile():
     for src in re.findall(r"^COPY (\S+) ", text, re.M):
         assert (ROOT / src).exists(), src
     assert "ENTRYPOINT [\"vigil-gpu-entrypoint\"]" in text and "deploy/docker/gpu-entrypoint.sh" in text
-    assert "VIGIL_ENGINE_DIR=/var/lib/vigil/engines" in text
+    env = dict(re.findall(r"^\s*(VIGIL_\w+)=(\S+)", text, re.M))
+    assert env["VIGIL_NODE__DEEPSTREAM__ENGINE_DIR"] == "/var/lib/vigil/engines"
+    assert env["VIGIL_NODE__DEEPSTREAM__CONFIG_DIR"] == "/opt/vigil/configs"
+    # each VIGIL_A__B__C it sets names a setting (VIGIL_TRITON_REPOSITORY is the entrypoint's own)
+    entrypoint = (ROOT / "deploy/docker/gpu-entrypoint.sh").read_text()
+    for name in env:
+        if name == "VIGIL_TRITON_REPOSITORY":
+            assert "${VIGIL_TRITON_REPOSITORY:-" in entrypoint
+            continue
+        assert names_a_setting(name), name
+    assert "${VIGIL_NODE__DEEPSTREAM__ENGINE_DIR:-/var/lib/vigil/engines}" in entrypoint  # the node's setting

@@ -13,10 +13,12 @@ from uuid import uuid4
 import pytest
 import yaml
 
-from vigil.pipeline.deepstream import backend as ds_backend
+from vigil.pipeline.backend import choose_backend, deepstream_available
 from vigil.pipeline.deepstream.graph import (CLASS_FACE_CROP, CONFIG_FILES, EMBEDDER_ID, FACE_DETECTOR_ID,
                                              PERSON_DETECTOR_ID, SELECTOR_ID, GraphSettings, build_graph,
-                                             source_plan)
+                                             render_embedder_config, source_plan)
+from vigil.pipeline.deepstream.probes import Probes
+from vigil.settings import VigilSettings
 from vigil.pipeline.streams import ProcessingSettings, StreamSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,33 +50,58 @@ def nvinfer(file: str) -> configparser.SectionProxy:
     return parser["property"]
 
 
+FULL_CHAIN = ["muxer", "pgie-faces", "pgie-persons", "tracker", "sgie-embedder", "sink"]
+LINKS = {True: [("muxer", "pgie-faces"), ("pgie-faces", "pgie-persons"), ("pgie-persons", "tracker"),
+                ("tracker", "sgie-embedder"), ("sgie-embedder", "sink")],
+         False: [("muxer", "pgie-faces"), ("pgie-faces", "tracker"), ("tracker", "sgie-embedder"),
+                 ("sgie-embedder", "sink")]}  # by person_detector
+FULL_PROBES = [("muxer", "src", "on_muxer_event", "event"), ("muxer", "src", "on_batch_formed", "buffer"),
+               ("pgie-faces", "src", "on_faces", "buffer"), ("pgie-persons", "src", "on_persons", "buffer"),
+               ("tracker", "src", "on_tracked", "buffer"), ("sgie-embedder", "src", "on_embedded", "buffer"),
+               ("sink", "sink", "on_collect", "buffer")]
+FACTORIES = {"muxer": "nvstreammux", "pgie-faces": "nvinfer", "pgie-persons": "nvinfer", "tracker": "nvtracker",
+             "sgie-embedder": "nvinferserver", "sink": "fakesink"}
+# the config file each element reads, by variant (hand-written: a wrong key in CONFIG_FILES fails here)
+CONFIG_OF = {"pgie-faces": "pgie_face_detector.txt", "pgie-persons": "pgie_person_detector.txt",
+             "tracker": "tracker_nvdcf.yml"}
+
+
 @pytest.mark.parametrize("kw", [{}, {"new_muxer": True}, {"person_detector": False}, {"triton_mode": "capi"}])
 def test_graph_elements_links_probes(kw):
-    graph = build_graph(settings(**kw))
-    names = [e.name for e in graph.elements]
-    assert len(set(names)) == len(names)
-    assert {e.factory for e in graph.elements} <= KNOWN_FACTORIES
-    assert graph.links == list(zip(names, names[1:]))  # one chain, muxer to sink
-    assert names[0] == "muxer" and names[-1] == "sink"
-    assert ("pgie-persons" in names) == kw.get("person_detector", True)
+    graph = build_graph(settings(batch_size=4, gpu_id=1, **kw))
+    chain = [n for n in FULL_CHAIN if kw.get("person_detector", True) or n != "pgie-persons"]
+    assert [e.name for e in graph.elements] == chain
+    assert {e.name: e.factory for e in graph.elements} == {n: FACTORIES[n] for n in chain}
+    assert graph.links == LINKS[kw.get("person_detector", True)]  # one chain, muxer to sink
+    assert [(p.element, p.pad, p.handler, p.kind) for p in graph.probes] == \
+        [p for p in FULL_PROBES if p[0] in chain]
     for probe in graph.probes:
-        assert probe.element in names
-        assert probe.pad in ("src", "sink")
-        assert callable(getattr(ds_backend.DeepStreamBackend, "_probe_" + probe.handler))
+        assert callable(getattr(Probes, probe.handler))
     for element in graph.elements:
         for key, value in element.properties.items():
             assert re.fullmatch(r"[a-z][a-z0-9-]*", key), key  # GObject property names
             if key.endswith(("config-file-path", "config-file")):
                 assert Path(value).is_file(), f"{element.name}.{key} → {value}"
-    mux = graph.element("muxer").properties
-    batch = mux["batch-size"]
-    for name in ("pgie-faces", "pgie-persons"):
-        if name in names:
-            assert graph.element(name).properties["batch-size"] == batch
+    props = {e.name: e.properties for e in graph.elements}
+    for name, file in CONFIG_OF.items():
+        if name in props:
+            key = "ll-config-file" if name == "tracker" else "config-file-path"
+            assert Path(props[name][key]) == CONFIGS / file
+    embedder = f"sgie_face_embedder_{kw.get('triton_mode', 'grpc')}.txt"
+    assert Path(props["sgie-embedder"]["config-file-path"]) == CONFIGS / embedder
+    # the settings given reach every element that batches or runs on the GPU
+    batched = ["muxer", "pgie-faces", "pgie-persons"]
+    assert [props[n]["batch-size"] for n in batched if n in props] == [4] * len([n for n in batched if n in props])
+    on_gpu = ["pgie-faces", "pgie-persons", "tracker"] + ([] if kw.get("new_muxer") else ["muxer"])
+    assert {n: props[n]["gpu-id"] for n in on_gpu if n in props} == {n: 1 for n in on_gpu if n in props}
+    if kw.get("person_detector", True):
+        assert props["pgie-persons"]["interval"] == 2
+    mux = props["muxer"]
     if kw.get("new_muxer"):
-        assert "width" not in mux and Path(mux["config-file-path"]).name == CONFIG_FILES["muxer:new"]
+        assert "width" not in mux and Path(mux["config-file-path"]) == CONFIGS / "streammux.txt"
     else:
-        assert (mux["width"], mux["height"]) == GraphSettings().muxer_size and mux["live-source"]
+        assert (mux["width"], mux["height"]) == (1920, 1080) and mux["live-source"] is True
+        assert "config-file-path" not in mux
 
 
 def test_every_config_file_exists_and_relative_paths_resolve():
@@ -149,7 +176,7 @@ def test_embedder_config_matches_triton_model(variant):
 
 
 def test_rendered_embedder_config(tmp_path):
-    out = ds_backend.render_embedder_config(CONFIGS / CONFIG_FILES["sgie-embedder:grpc"], "10.0.0.5:9001", tmp_path)
+    out = render_embedder_config(CONFIGS / CONFIG_FILES["sgie-embedder:grpc"], "10.0.0.5:9001", tmp_path)
     assert 'url: "10.0.0.5:9001"' in out.read_text() and "triton:8001" not in out.read_text()
 
 
@@ -167,7 +194,7 @@ def test_tracker_and_muxer_configs():
 
 
 def test_source_plans():
-    s = settings()
+    s = settings(gpu_id=1, rtsp_reconnect_interval_s=7, rtsp_latency_ms=300)
     spec = StreamSpec(uuid4(), None, "file:///media/a.mp4?loop=true&rate=native", 25)
     plan = source_plan(spec, 4, s)
     assert plan.uri == "file:///media/a.mp4" and plan.properties["file-loop"] is True
@@ -176,18 +203,37 @@ def test_source_plans():
                       ProcessingSettings(max_inference_fps=10), username="op", password="p@ss")
     plan = source_plan(rtsp, 0, s)
     assert plan.uri == "rtsp://op:p%40ss@cam.local:554/live"
-    assert plan.properties["rtsp-reconnect-interval"] == s.rtsp_reconnect_interval_s
+    assert {k: plan.properties[k] for k in ("rtsp-reconnect-interval", "latency", "gpu-id", "uri")} == {
+        "rtsp-reconnect-interval": 7, "latency": 300, "gpu-id": 1, "uri": "rtsp://op:p%40ss@cam.local:554/live"}
     assert plan.properties["drop-frame-interval"] == 3 and "file-loop" not in plan.properties
 
 
-def test_backend_without_deepstream(monkeypatch):
+def test_graph_settings_from_node_settings(tmp_path, monkeypatch):
+    """[node.deepstream] and the node's batching reach the graph; environment overrides apply."""
+    engines, models = tmp_path / "engines", tmp_path / "models"
+    engines.mkdir()
+    monkeypatch.setenv("VIGIL_NODE__DEEPSTREAM__GPU_ID", "3")
+    monkeypatch.setenv("VIGIL_NODE__DEEPSTREAM__NEW_MUXER", "true")
+    chosen = VigilSettings(triton={"model_repository": models, "url": "10.0.0.5:9001"},
+                           node={"batch_size": 6, "person_detect_every": 4,
+                                 "deepstream": {"triton_mode": "capi", "engine_dir": engines, "config_dir": tmp_path}})
+    gs = GraphSettings.from_settings(chosen)
+    assert (gs.gpu_id, gs.new_muxer, gs.triton_mode, gs.configs_dir) == (3, True, "capi", tmp_path)
+    assert (gs.batch_size, gs.person_interval, gs.triton_url) == (6, 3, "10.0.0.5:9001")
+    assert gs.person_detector is False  # neither a plan nor an ONNX model of it
+    (engines / "person_detector.plan").write_bytes(b"plan")
+    assert GraphSettings.from_settings(chosen).person_detector is True
+    monkeypatch.delenv("VIGIL_NODE__DEEPSTREAM__GPU_ID")
+    defaults = GraphSettings.from_settings(VigilSettings())
+    assert (defaults.gpu_id, defaults.triton_mode, defaults.configs_dir) == (0, "grpc", CONFIGS)
+
+
+@pytest.mark.skipif(deepstream_available(), reason="this host has pyds and a GPU: the backend is available here, "
+                    "so there is no missing-DeepStream message to check")
+def test_backend_without_deepstream():
     """Here there is no pyds: the module imports, and asking for the backend says what is missing."""
-    from vigil.pipeline.backend import choose_backend
-    from vigil.settings import VigilSettings
+    import vigil.pipeline.deepstream.backend  # noqa: F401 - imports without pyds and GStreamer
 
     assert choose_backend("auto") == "portable"
     with pytest.raises(ValueError, match="pyds"):
         choose_backend("deepstream")
-    gs = ds_backend.graph_settings_from(VigilSettings(), env={"VIGIL_DS_TRITON_MODE": "capi"})
-    assert gs.triton_mode == "capi" and gs.batch_size == VigilSettings().node.batch_size
-    assert gs.person_interval == VigilSettings().node.person_detect_every - 1

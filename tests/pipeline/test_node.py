@@ -192,7 +192,7 @@ async def test_streams_come_and_go_at_runtime_without_disturbing_another(control
     async with running_node(control, settings, endpoints, api_keys, model_version, tmp_path) as node:
         backend = node.agent.backend
         await until(lambda: (c := stream_state(node, steady.id)) and c.decoded >= 10, 60, "steady stream never ran")
-        epoch = backend._streams[steady.id].epoch
+        epoch = backend._streams[steady.id].outbox.epoch
         before = stream_state(node, steady.id).decoded
 
         added = await add_camera(app, site, 3, f"file://{walk.path}?loop=true", walk.fps)
@@ -204,6 +204,6 @@ async def test_streams_come_and_go_at_runtime_without_disturbing_another(control
         counters = stream_state(node, steady.id)
         during = counters.decoded
         await asyncio.sleep(1.0)
-        assert backend._streams[steady.id].epoch == epoch  # never restarted
+        assert backend._streams[steady.id].outbox.epoch == epoch  # never restarted
         assert counters.state == node_pb2.STREAM_STATE_RUNNING and counters.decoded > during > before
     await set_active(app, steady.id, False)
