@@ -24,7 +24,7 @@ from vigil.control.notifications.dispatcher import NotificationDispatcher
 from vigil.control.ratelimit import RateLimiter
 from vigil.models.faces import FaceAnalyzer
 from vigil.settings import VigilSettings
-from vigil.stack.endpoints import Endpoints, resolve
+from vigil.endpoints import Endpoints, resolve
 from vigil.storage.crypto import SecretBox
 from vigil.storage.db import acting_as, create_pool
 from vigil.storage.objectstore import ObjectStore

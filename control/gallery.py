@@ -21,7 +21,7 @@ from vigil.models.detection import DetectedFace
 from vigil.models.faces import FaceAnalyzer
 from vigil.models.quality import FaceQuality
 from vigil.storage.objectstore import ObjectStore
-from vigil.storage.repositories.base import FailedPrecondition, InvalidArgument
+from vigil.errors import FailedPrecondition, InvalidArgument
 from vigil.storage.repositories.faces import (
     FaceEmbedding,
     FaceEmbeddingRepository,

@@ -26,7 +26,7 @@ from vigil.control.ingest.events import RecordedEvent, TrackEventWriter
 from vigil.control.ingest.recognition import Recognizer
 from vigil.control.ingest.tracks import summarise
 from vigil.logs import get_logger
-from vigil.storage.repositories.base import InvalidArgument, NotFound
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.events import IngestBatchRepository, TrackEventRepository
 from vigil.storage.repositories.sites import CameraRepository
 

@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from vigil.api.v1 import alert_pb2, common_pb2
 from vigil.control.convert import EnumMap, text, timestamp
 from vigil.control.notifications.models import Notification
-from vigil.storage.repositories.base import NotFound
+from vigil.errors import NotFound
 
 _SEVERITY = EnumMap(common_pb2.Severity, "SEVERITY_", "severity")
 _STATUS = EnumMap(alert_pb2.AlertStatus, "ALERT_STATUS_", "status")

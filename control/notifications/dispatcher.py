@@ -42,7 +42,8 @@ from vigil.logs import get_logger
 from vigil.storage.crypto import SecretBox
 from vigil.storage.db import acting_as
 from vigil.storage.repositories.alerts import AlertRepository
-from vigil.storage.repositories.base import FailedPrecondition, NotFound, as_uuid, uuid_list
+from vigil.storage.repositories.base import as_uuid, uuid_list
+from vigil.errors import FailedPrecondition, NotFound
 
 log = get_logger("vigil.notifications")
 

@@ -35,8 +35,6 @@ from vigil.storage.crypto import SecretBox
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     BY_NAME,
-    InvalidArgument,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -48,6 +46,7 @@ from vigil.storage.repositories.base import (
     guarded,
     uuid_list,
 )
+from vigil.errors import InvalidArgument, NotFound
 
 RESOURCE = "notification_channel"
 DELIVERY_STATUSES = ("queued", "sending", "delivered", "failed", "gave_up")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import timezone
 
 from vigil.control.notifications.models import Notification
-from vigil.storage.repositories.base import InvalidArgument
+from vigil.errors import InvalidArgument
 
 PLACEHOLDERS = ("alert_id", "alert_type", "message", "severity", "timestamp", "camera_name", "location",
                 "site_name", "person_name", "confidence")

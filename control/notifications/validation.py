@@ -17,7 +17,7 @@ from vigil.control.notifications.models import (
     WebhookSettings,
     WhatsAppSettings,
 )
-from vigil.storage.repositories.base import InvalidArgument
+from vigil.errors import InvalidArgument
 
 SMTP_SECURITY = ("starttls", "tls", "none")
 _ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[^@\s<>(),;:\"\[\]\\]+\.[^@\s<>(),;:\"\[\]\\]+$")

@@ -10,7 +10,8 @@ from uuid import UUID
 import psycopg
 
 from vigil.control.rules.facts import PersonFacts
-from vigil.storage.repositories.base import NotFound, as_uuid
+from vigil.storage.repositories.base import as_uuid
+from vigil.errors import NotFound
 
 
 @dataclass(frozen=True)

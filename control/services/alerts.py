@@ -44,7 +44,7 @@ from vigil.control.request_checks import (
 )
 from vigil.control.services.rules import any_of
 from vigil.storage.repositories.alerts import Alert, AlertRepository
-from vigil.storage.repositories.base import FailedPrecondition, InvalidArgument
+from vigil.errors import FailedPrecondition, InvalidArgument
 
 NOTE_LIMIT = 2000
 

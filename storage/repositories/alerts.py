@@ -27,9 +27,6 @@ from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     BY_NAME,
     CONSTRAINT_FIELDS,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -46,6 +43,7 @@ from vigil.storage.repositories.base import (
     update_row,
     uuid_list,
 )
+from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.sites import BY_CAMERA_THEN_NAME
 
 # Constraints of 0022 whose violation does not name the caller's field by itself.

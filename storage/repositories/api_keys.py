@@ -24,8 +24,6 @@ from psycopg.types.json import Jsonb
 
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
-    InvalidArgument,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -36,6 +34,7 @@ from vigil.storage.repositories.base import (
     insert_row,
     optional_uuid,
 )
+from vigil.errors import InvalidArgument, NotFound
 
 KEY_SCHEME = "vgl"
 SECRET_BYTES = 32

@@ -21,7 +21,6 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from vigil.storage.repositories.base import (
-    InvalidArgument,
     Keyset,
     Page,
     as_uuid,
@@ -32,6 +31,7 @@ from vigil.storage.repositories.base import (
     optional_uuid,
     parse_timestamp,
 )
+from vigil.errors import InvalidArgument
 
 REDACTED = "[REDACTED]"
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -1,9 +1,10 @@
-"""What every repository shares: typed errors, psycopg-error translation, keyset pages and
+"""What every repository shares: psycopg-error translation into vigil.errors, keyset pages and
 small SQL builders over frozen dataclass models.
 
-Errors carry what a gRPC layer needs (the field for INVALID_ARGUMENT, the resource for NOT_FOUND
-and ALREADY_EXISTS), so no database error surfaces as INTERNAL. Every statement runs in a
-savepoint (`guarded`): a failed call writes nothing and leaves the caller's transaction usable.
+A database error caused by the request comes out as the error the API layer maps (the field for
+INVALID_ARGUMENT, the resource for NOT_FOUND and ALREADY_EXISTS), so none surfaces as INTERNAL.
+Every statement runs in a savepoint (`guarded`): a failed call writes nothing and leaves the
+caller's transaction usable.
 """
 
 from __future__ import annotations
@@ -25,43 +26,22 @@ from uuid import UUID
 import psycopg
 from psycopg import errors, sql
 
+from vigil.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RepositoryError,
+)
+
 T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 
-# --------------------------------------------------------------------------- errors
-
-
-class RepositoryError(Exception):
-    """Base of the errors a caller may turn into a gRPC status."""
-
-
-class NotFound(RepositoryError):
-    def __init__(self, resource: str, id: Any):
-        super().__init__(f"{resource} {id} not found")
-        self.resource, self.id = resource, id
-
-
-class AlreadyExists(RepositoryError):
-    def __init__(self, resource: str, field: str):
-        super().__init__(f"a {resource} with this {field} already exists")
-        self.resource, self.field = resource, field
-
-
-class InvalidArgument(RepositoryError):
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
-
-
-class FailedPrecondition(RepositoryError):
-    """The request is well-formed but the resource is not in a state that allows it."""
-
-
-class PermissionDenied(RepositoryError):
-    """Row-level security or a grant refused the statement."""
+# --------------------------------------------------------------------------- psycopg errors
 
 
 # Constraints whose violation does not name the API field by itself: CHECK constraints carry no

@@ -19,9 +19,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from vigil.storage.repositories.base import (
-    InvalidArgument,
     Keyset,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -36,6 +34,7 @@ from vigil.storage.repositories.base import (
     unit_interval,
     uuid_list,
 )
+from vigil.errors import InvalidArgument, NotFound
 
 REVIEW_ACTIONS = ("confirm", "reject", "correct_name", "delete")  # "merge" is recorded by person merges
 

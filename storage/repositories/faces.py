@@ -22,10 +22,7 @@ from psycopg.types.json import Jsonb
 
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
-    FailedPrecondition,
-    InvalidArgument,
     Keyset,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -40,6 +37,7 @@ from vigil.storage.repositories.base import (
     unit_interval,
     uuid_list,
 )
+from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
 
 MAX_DIM = 2000  # pgvector's HNSW limit for `vector`
 MAX_K = 1000  # hnsw.ef_search's upper bound: an index scan returns at most ef_search rows

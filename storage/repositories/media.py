@@ -16,9 +16,7 @@ import psycopg
 from psycopg import sql
 
 from vigil.storage.repositories.base import (
-    InvalidArgument,
     Keyset,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -32,6 +30,7 @@ from vigil.storage.repositories.base import (
     parse_timestamp,
     uuid_list,
 )
+from vigil.errors import InvalidArgument, NotFound
 
 RETENTION_GRACE = timedelta(days=7)  # as fn_cleanup_expired_media: rows go 7 days after retention_until
 

@@ -19,9 +19,6 @@ from psycopg.types.json import Jsonb
 
 from vigil.storage.repositories.base import (
     BY_NAME,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
     Page,
     as_uuid,
     columns_of,
@@ -30,6 +27,7 @@ from vigil.storage.repositories.base import (
     fetch_page,
     guarded,
 )
+from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
 
 BACKENDS = ("deepstream", "portable")
 STATES = ("active", "draining", "offline")

@@ -13,9 +13,7 @@ from psycopg import sql
 
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
-    InvalidArgument,
     Keyset,
-    NotFound,
     Page,
     as_uuid,
     check_updatable,
@@ -33,6 +31,7 @@ from vigil.storage.repositories.base import (
     update_row,
     uuid_list,
 )
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.faces import FaceEmbeddingRepository
 
 

@@ -21,10 +21,7 @@ from psycopg.types.json import Jsonb
 from vigil.storage.crypto import SecretBox
 from vigil.storage.repositories.base import (
     BY_NAME,
-    FailedPrecondition,
-    InvalidArgument,
     Keyset,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -39,6 +36,7 @@ from vigil.storage.repositories.base import (
     update_row,
     uuid_list,
 )
+from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -13,7 +13,6 @@ from psycopg import sql
 from vigil.storage.repositories.base import (
     BY_NAME,
     Keyset,
-    NotFound,
     Page,
     as_uuid,
     check_updatable,
@@ -28,6 +27,7 @@ from vigil.storage.repositories.base import (
     parse_timestamp,
     update_row,
 )
+from vigil.errors import NotFound
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from vigil.control.notifications import (
 )
 from vigil.storage.crypto import SecretError
 from vigil.storage.db import acting_as
-from vigil.storage.repositories.base import InvalidArgument, NotFound
+from vigil.errors import InvalidArgument, NotFound
 
 WEBHOOK = WebhookSettings("https://hooks.example.com/vigil")
 EMAIL = EmailSettings(smtp_host="smtp.example.com", from_address="vigil@example.com",

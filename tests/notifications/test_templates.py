@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from vigil.control.notifications import templates
-from vigil.storage.repositories.base import InvalidArgument
+from vigil.errors import InvalidArgument
 
 
 def test_defaults_are_the_schema_column_defaults(db):
