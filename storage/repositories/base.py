@@ -34,6 +34,7 @@ from vigil.errors import (
     PermissionDenied,
     RepositoryError,
 )
+from vigil.storage.repositories.filters import Filters
 
 T = TypeVar("T")
 
@@ -347,27 +348,25 @@ def page_limit(page_size: int) -> int:
 
 
 async def fetch_page(conn: psycopg.AsyncConnection, model: type[T], *, select: sql.Composable, table: str,
-                     where: Sequence[sql.Composable], params: Sequence[Any], keyset: Keyset, page_size: int,
-                     page_token: str | None, resource: str, values: Mapping[str, Any] = {}) -> Page[T]:
-    """One page of `SELECT select FROM table WHERE where... ORDER BY keyset` after the token's key."""
+                     filters: Filters | None = None, keyset: Keyset, page_size: int, page_token: str | None,
+                     resource: str, values: Mapping[str, Any] = {}) -> Page[T]:
+    """One page of `SELECT select FROM table WHERE filters ORDER BY keyset` after the token's key."""
     limit = page_limit(page_size)
-    conditions, args = list(where), list(params)
+    conditions = Filters() if filters is None else filters.copy()
     key_columns = sql.SQL(", ").join(map(sql.Identifier, keyset.columns))
     if page_token:
         after = decode_page_token(page_token, keyset)
-        conditions.append(sql.SQL("({}) {} ({})").format(
+        conditions.raw(sql.SQL("({}) {} ({})").format(
             key_columns, sql.SQL("<" if keyset.descending else ">"),
-            sql.SQL(", ").join(sql.Placeholder() * len(after))))
-        args.extend(after)
+            sql.SQL(", ").join(sql.Placeholder() * len(after))), *after)
     direction = sql.SQL(" DESC" if keyset.descending else " ASC")
     query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT {}").format(
-        select, sql.Identifier(table),
-        sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("TRUE"),
+        select, sql.Identifier(table), conditions.sql(),
         sql.SQL(", ").join(sql.Composed([sql.Identifier(c), direction]) for c in keyset.columns),
         sql.Literal(limit + 1),  # one more row tells whether another page follows
     )
     async with guarded(conn, resource, values):
-        items = await fetch_all(conn, model, query, args)
+        items = await fetch_all(conn, model, query, conditions.params)
     if len(items) <= limit:
         return Page(items, None)
     items = items[:limit]

@@ -38,6 +38,7 @@ from vigil.storage.repositories.base import (
     uuid_list,
 )
 from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
+from vigil.storage.repositories.filters import Filters
 
 MAX_DIM = 2000  # pgvector's HNSW limit for `vector`
 MAX_K = 1000  # hnsw.ef_search's upper bound: an index scan returns at most ef_search rows
@@ -116,8 +117,8 @@ class ModelVersionRepository:
 
     async def list_page(self, *, page_size: int = 0, page_token: str | None = None) -> Page[ModelVersion]:
         """Newest first, a page at a time."""
-        return await fetch_page(self.conn, ModelVersion, select=_MODEL_COLUMNS, table="model_versions", where=[],
-                                params=[], keyset=BY_CREATED_AT, page_size=page_size, page_token=page_token,
+        return await fetch_page(self.conn, ModelVersion, select=_MODEL_COLUMNS, table="model_versions",
+                                keyset=BY_CREATED_AT, page_size=page_size, page_token=page_token,
                                 resource="model_version")
 
 
@@ -230,12 +231,10 @@ class FaceEmbeddingRepository:
     async def page_for_person(self, person_id: UUID | str, *, model_versions: Iterable[str] | None = None,
                               page_size: int = 0, page_token: str | None = None) -> Page[FaceEmbedding]:
         """A person's embeddings, newest first, optionally only those of some model versions."""
-        where, params = [sql.SQL("person_id = %s")], [as_uuid("person_id", person_id)]
-        if model_versions:
-            where.append(sql.SQL("model_version = ANY(%s)"))
-            params.append(list(model_versions))
+        filters = Filters().eq("person_id", as_uuid("person_id", person_id))
+        filters.any("model_version", model_versions or None)
         return await fetch_page(self.conn, FaceEmbedding, select=_EMBEDDING_COLUMNS, table="face_embeddings",
-                                where=where, params=params, keyset=BY_CREATED_AT, page_size=page_size,
+                                filters=filters, keyset=BY_CREATED_AT, page_size=page_size,
                                 page_token=page_token, resource="face_embedding")
 
     async def set_primary(self, embedding_id: UUID | str) -> FaceEmbedding:
@@ -400,29 +399,17 @@ class ClusterRepository:
                    page_token: str | None = None) -> Page[UnknownCluster]:
         """Largest first, then most recently seen. Lists match any of their values (empty or None: no
         condition); `last_seen_since` is inclusive, `last_seen_until` exclusive."""
-        where, params = [], []
         statuses = None if statuses is None else list(statuses)
-        if statuses:
-            where.append(sql.SQL("status = ANY(%s::cluster_status_enum[])"))
-            params.append(statuses)
+        filters = Filters().any("status", statuses or None, cast="cluster_status_enum")
         if camera_ids:
-            where.append(sql.SQL("EXISTS (SELECT 1 FROM events e WHERE e.cluster_id = person_clusters.id"
-                                 " AND e.camera_id = ANY(%s))"))
-            params.append(uuid_list("camera_ids", camera_ids))
+            filters.raw("EXISTS (SELECT 1 FROM events e WHERE e.cluster_id = person_clusters.id"
+                        " AND e.camera_id = ANY(%s))", uuid_list("camera_ids", camera_ids))
         if site_ids:
-            where.append(sql.SQL("EXISTS (SELECT 1 " + _SIGHTINGS + " AND d.site_id = ANY(%s))"))
-            params.append(uuid_list("site_ids", site_ids))
-        if aware("last_seen_since", last_seen_since) is not None:
-            where.append(sql.SQL("last_seen >= %s"))
-            params.append(last_seen_since)
-        if aware("last_seen_until", last_seen_until) is not None:
-            where.append(sql.SQL("last_seen < %s"))
-            params.append(last_seen_until)
-        if min_sample_count:
-            where.append(sql.SQL("sample_count >= %s"))
-            params.append(min_sample_count)
+            filters.raw("EXISTS (SELECT 1 " + _SIGHTINGS + " AND d.site_id = ANY(%s))", uuid_list("site_ids", site_ids))
+        filters.range("last_seen", aware("last_seen_since", last_seen_since), aware("last_seen_until", last_seen_until))
+        filters.range("sample_count", min_sample_count or None)
         return await fetch_page(self.conn, UnknownCluster, select=_CLUSTER_COLUMNS, table="person_clusters",
-                                where=where, params=params, keyset=_LARGEST_AND_LATEST_FIRST, page_size=page_size,
+                                filters=filters, keyset=_LARGEST_AND_LATEST_FIRST, page_size=page_size,
                                 page_token=page_token, resource="cluster", values={"statuses": statuses})
 
     async def merge(self, target_id: UUID | str, source_ids: Iterable[UUID | str]) -> UnknownCluster:

@@ -31,6 +31,7 @@ from vigil.storage.repositories.base import (
     uuid_list,
 )
 from vigil.errors import InvalidArgument, NotFound
+from vigil.storage.repositories.filters import Filters
 
 RETENTION_GRACE = timedelta(days=7)  # as fn_cleanup_expired_media: rows go 7 days after retention_until
 
@@ -102,32 +103,21 @@ class MediaFileRepository:
                    page_token: str | None = None) -> Page[MediaFile]:
         """Newest capture first. Lists match any of their values (empty or None: no condition);
         `since` is inclusive, `until` exclusive."""
-        where, params = [sql.SQL("purging_at IS NULL")], []  # marked rows are being deleted (media_retention job)
+        filters = Filters().raw("purging_at IS NULL")  # marked rows are being deleted (media_retention job)
         file_types = None if file_types is None else list(file_types)
-        if camera_ids:
-            where.append(sql.SQL("camera_id = ANY(%s)"))
-            params.append(uuid_list("camera_ids", camera_ids))
-        if event_id is not None:
-            where.append(sql.SQL("event_id = %s"))
-            params.append(as_uuid("event_id", event_id))
-        if file_types:
-            where.append(sql.SQL("file_type = ANY(%s::media_file_type_enum[])"))
-            params.append(file_types)
-        if aware("since", since) is not None:
-            where.append(sql.SQL("timestamp >= %s"))
-            params.append(since)
-        if aware("until", until) is not None:
-            where.append(sql.SQL("timestamp < %s"))
-            params.append(until)
-        return await fetch_page(self.conn, MediaFile, select=_COLUMNS, table="media_files", where=where,
-                                params=params, keyset=_NEWEST_FIRST, page_size=page_size, page_token=page_token,
+        filters.any("camera_id", uuid_list("camera_ids", camera_ids or None))
+        filters.eq("event_id", optional_uuid("event_id", event_id))
+        filters.any("file_type", file_types or None, cast="media_file_type_enum")
+        filters.range("timestamp", aware("since", since), aware("until", until))
+        return await fetch_page(self.conn, MediaFile, select=_COLUMNS, table="media_files", filters=filters,
+                                keyset=_NEWEST_FIRST, page_size=page_size, page_token=page_token,
                                 resource="media_file", values={"file_types": file_types})
 
     async def list_expired(self, *, page_size: int = 0, page_token: str | None = None) -> Page[MediaFile]:
         """Media whose retention ended more than RETENTION_GRACE ago (exactly what purge_expired()
         removes), oldest expiry first, in batches: delete each batch's objects, then its rows."""
         return await fetch_page(self.conn, MediaFile, select=_COLUMNS, table="media_files",
-                                where=[sql.SQL("retention_until < now() - %s")], params=[RETENTION_GRACE],
+                                filters=Filters().raw("retention_until < now() - %s", RETENTION_GRACE),
                                 keyset=_OLDEST_EXPIRY_FIRST, page_size=page_size, page_token=page_token,
                                 resource="media_file")
 

@@ -28,6 +28,7 @@ from vigil.storage.repositories.base import (
     guarded,
 )
 from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
+from vigil.storage.repositories.filters import Filters
 
 BACKENDS = ("deepstream", "portable")
 STATES = ("active", "draining", "offline")
@@ -160,15 +161,9 @@ class NodeRepository:
     async def list(self, *, states: Iterable[str] | None = None, backends: Iterable[str] | None = None,
                    page_size: int = 0, page_token: str | None = None) -> Page[Node]:
         """Ordered by name. A filter left None (or empty) matches everything."""
-        where, params = [], []
-        if states:
-            where.append(sql.SQL("state = ANY(%s)"))
-            params.append(list(states))
-        if backends:
-            where.append(sql.SQL("backend = ANY(%s)"))
-            params.append(list(backends))
-        return await fetch_page(self.conn, Node, select=_NODE_COLUMNS, table="pipeline_nodes", where=where,
-                                params=params, keyset=BY_NAME, page_size=page_size, page_token=page_token,
+        filters = Filters().any("state", states or None).any("backend", backends or None)
+        return await fetch_page(self.conn, Node, select=_NODE_COLUMNS, table="pipeline_nodes", filters=filters,
+                                keyset=BY_NAME, page_size=page_size, page_token=page_token,
                                 resource="node")
 
     async def heartbeat(self, node_id: UUID | str, stats: dict[str, Any] | None,

@@ -33,6 +33,7 @@ from vigil.storage.repositories.base import (
 )
 from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.faces import FaceEmbeddingRepository
+from vigil.storage.repositories.filters import Filters
 
 
 @dataclass(frozen=True)
@@ -103,29 +104,21 @@ _BY_NAME_UNNAMED_LAST = Keyset(("unnamed", "name", "id"), (_flag, str, UUID), de
 
 def _filters(*, statuses: Iterable[str] | None = None, labels: Iterable[str] | None = None,
              watchlist_ids: Iterable[UUID] | None = None, roles: Iterable[str] | None = None,
-             search: str | None = None) -> tuple[list[sql.Composable], list[Any]]:
+             search: str | None = None) -> Filters:
     """WHERE conditions on persons: each list matches any of its values, an empty one everything."""
-    where, params = [], []
-    if statuses:
-        where.append(sql.SQL("status = ANY(%s::person_status_enum[])"))
-        params.append(list(statuses))
+    filters = Filters().any("status", statuses or None, cast="person_status_enum")
     if labels:
-        where.append(sql.SQL("EXISTS (SELECT 1 FROM person_labels l"
-                             " WHERE l.person_id = persons.id AND l.label = ANY(%s::person_label_enum[]))"))
-        params.append(list(labels))
+        filters.raw("EXISTS (SELECT 1 FROM person_labels l"
+                    " WHERE l.person_id = persons.id AND l.label = ANY(%s::person_label_enum[]))", list(labels))
     if watchlist_ids:
-        where.append(sql.SQL("EXISTS (SELECT 1 FROM watchlist_entries w"
-                             " WHERE w.person_id = persons.id AND w.watchlist_id = ANY(%s))"))
-        params.append(list(watchlist_ids))
-    if roles:
-        where.append(sql.SQL("role = ANY(%s)"))
-        params.append(list(roles))
+        filters.raw("EXISTS (SELECT 1 FROM watchlist_entries w"
+                    " WHERE w.person_id = persons.id AND w.watchlist_id = ANY(%s))", list(watchlist_ids))
+    filters.any("role", roles or None)
     if search:
         pattern = _like_pattern(search)
-        where.append(sql.SQL("(name ILIKE %s OR EXISTS (SELECT 1 FROM person_aliases a"
-                             " WHERE a.person_id = persons.id AND a.alias_name ILIKE %s))"))
-        params.extend([pattern, pattern])
-    return where, params
+        filters.raw("(name ILIKE %s OR EXISTS (SELECT 1 FROM person_aliases a"
+                    " WHERE a.person_id = persons.id AND a.alias_name ILIKE %s))", pattern, pattern)
+    return filters
 
 
 class PersonRepository:
@@ -150,10 +143,10 @@ class PersonRepository:
     async def list(self, *, status: str | None = None, label: str | None = None, search: str | None = None,
                    page_size: int = 0, page_token: str | None = None) -> Page[Person]:
         """Newest first. `search` matches a substring of the name or of any alias, case-insensitively."""
-        where, params = _filters(statuses=None if status is None else [status],
-                                 labels=None if label is None else [label], search=search)
-        return await fetch_page(self.conn, Person, select=_PERSON_COLUMNS, table="persons", where=where,
-                                params=params, keyset=BY_CREATED_AT, page_size=page_size, page_token=page_token,
+        filters = _filters(statuses=None if status is None else [status],
+                           labels=None if label is None else [label], search=search)
+        return await fetch_page(self.conn, Person, select=_PERSON_COLUMNS, table="persons", filters=filters,
+                                keyset=BY_CREATED_AT, page_size=page_size, page_token=page_token,
                                 resource="person", values={"status": status, "label": label})
 
     async def list_by_name(self, *, statuses: Iterable[str] | None = None, labels: Iterable[str] | None = None,
@@ -163,16 +156,16 @@ class PersonRepository:
         """By name, unnamed persons last, then id. Persons with any of the statuses, any of the labels,
         on any of the watchlists, with any of the roles (empty or None: no condition); `search` as in list()."""
         limit = page_limit(page_size)
-        where, params = _filters(statuses=statuses, labels=labels, roles=roles, search=search,
-                                 watchlist_ids=uuid_list("watchlist_ids", watchlist_ids))
+        filters = _filters(statuses=statuses, labels=labels, roles=roles, search=search,
+                           watchlist_ids=uuid_list("watchlist_ids", watchlist_ids))
         if page_token:
-            where.append(sql.SQL("({}) > (%s, %s, %s)").format(_NAME_SORT_KEY))
-            params.extend(decode_page_token(page_token, _BY_NAME_UNNAMED_LAST))
+            filters.raw(sql.SQL("({}) > (%s, %s, %s)").format(_NAME_SORT_KEY),
+                        *decode_page_token(page_token, _BY_NAME_UNNAMED_LAST))
         query = sql.SQL("SELECT {} FROM persons WHERE {} ORDER BY {} LIMIT {}").format(
-            _PERSON_COLUMNS, sql.SQL(" AND ").join(where) if where else sql.SQL("TRUE"), _NAME_SORT_KEY,
+            _PERSON_COLUMNS, filters.sql(), _NAME_SORT_KEY,
             sql.Literal(limit + 1))  # one more row tells whether another page follows
         async with guarded(self.conn, "person", {"statuses": statuses, "labels": labels}):
-            items = await fetch_all(self.conn, Person, query, params)
+            items = await fetch_all(self.conn, Person, query, filters.params)
         if len(items) <= limit:
             return Page(items, None)
         last = items[limit - 1]
@@ -225,7 +218,7 @@ class PersonRepository:
                           page_token: str | None = None) -> Page[PersonLabel]:
         """list_labels() a page at a time."""
         return await fetch_page(self.conn, PersonLabel, select=_LABEL_COLUMNS, table="person_labels",
-                                where=[sql.SQL("person_id = %s")], params=[as_uuid("person_id", person_id)],
+                                filters=Filters().eq("person_id", as_uuid("person_id", person_id)),
                                 keyset=_BY_LABEL, page_size=page_size, page_token=page_token,
                                 resource="person_label")
 
@@ -262,7 +255,7 @@ class PersonRepository:
                            page_token: str | None = None) -> Page[PersonAlias]:
         """list_aliases() a page at a time."""
         return await fetch_page(self.conn, PersonAlias, select=_ALIAS_COLUMNS, table="person_aliases",
-                                where=[sql.SQL("person_id = %s")], params=[as_uuid("person_id", person_id)],
+                                filters=Filters().eq("person_id", as_uuid("person_id", person_id)),
                                 keyset=_BY_ALIAS_NAME, page_size=page_size, page_token=page_token,
                                 resource="person_alias")
 
