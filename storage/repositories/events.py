@@ -417,6 +417,11 @@ class FeedOutboxRepository:
     async def remove(self, ids: Sequence[int]) -> None:
         await self.conn.execute("DELETE FROM feed_outbox WHERE id = ANY(%s)", (list(ids),))
 
+    async def depth(self) -> int:
+        """How many messages wait for the relay."""
+        cur = await self.conn.execute("SELECT count(*) AS n FROM feed_outbox")
+        return (await cur.fetchone())["n"]
+
 
 class FeedAudienceRepository:
     """What a feed subscriber may see and which persons its watchlist filter names."""
