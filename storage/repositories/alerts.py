@@ -377,6 +377,22 @@ class AlertRepository:
                   "trigger_evidence": None if trigger_evidence is None else Jsonb(trigger_evidence)}
         return await insert_row(self.conn, "alerts", values, Alert, _ALERT_COLUMNS, "alert")
 
+    async def insert_device_alert(self, camera_id: UUID, device_type: str, device_id: UUID, message: str,
+                                  evidence: dict[str, Any]) -> Alert:
+        """A device went offline (alert_type camera_offline or dvr_offline, high severity), filed on a
+        camera since alerts belong to one (a DVR's on its first camera)."""
+        values = {"camera_id": camera_id, "alert_type": f"{device_type}_offline", "severity": "high",
+                  "message": message, "device_type": device_type, "device_id": device_id,
+                  "trigger_evidence": Jsonb(evidence)}
+        return await insert_row(self.conn, "alerts", values, Alert, _ALERT_COLUMNS, "alert")
+
+    async def open_device_alert_ids(self, device_id: UUID, alert_type: str) -> list[UUID]:
+        """The device's alerts of this type that are still open (pending, sent or acknowledged)."""
+        cur = await self.conn.execute(
+            "SELECT id FROM alerts WHERE device_id = %s AND alert_type = %s"
+            " AND status IN ('pending', 'sent', 'acknowledged')", (device_id, alert_type))
+        return [row["id"] for row in await cur.fetchall()]
+
     async def get(self, alert_id: UUID | str) -> Alert:
         alert_id = as_uuid("alert_id", alert_id)
         alert = await fetch_one(self.conn, Alert, sql.SQL("SELECT {} FROM alerts WHERE id = %s").format(_ALERT_COLUMNS),

@@ -377,6 +377,20 @@ _CLUSTER_COLUMNS = columns_of(
 _LARGEST_AND_LATEST_FIRST = Keyset(("sample_count", "last_seen", "id"), (int, parse_timestamp, UUID))
 
 
+_MATCHING_PAIRS = """
+SELECT a.id AS a, b.id AS b
+FROM person_clusters a
+JOIN face_embeddings fa ON fa.id = a.representative_embedding_id
+JOIN model_versions mv ON mv.version_string = fa.model_version AND mv.embedding_dim = fa.embedding_dim
+JOIN person_clusters b ON b.id > a.id AND b.status = 'active'
+JOIN face_embeddings fb ON fb.id = b.representative_embedding_id
+    AND fb.model_version = fa.model_version AND fb.embedding_dim = fa.embedding_dim
+WHERE a.status = 'active' AND mv.match_threshold IS NOT NULL
+  AND 1 - (fa.embedding <=> fb.embedding) >= mv.match_threshold
+LIMIT %s
+"""
+
+
 class ClusterRepository:
     """Unknown-face clusters (person_clusters). A cluster's faces belong to one person, the one
     holding its representative face (an unnamed person until the cluster is identified); its
@@ -450,6 +464,22 @@ class ClusterRepository:
             await self.conn.execute("UPDATE events SET person_id = %s WHERE cluster_id = %s", (person_id, cluster_id))
             await self.conn.execute("UPDATE person_clusters SET status = 'reviewed' WHERE id = %s", (cluster_id,))
         return await self.get(cluster_id)
+
+    async def matching_pairs(self, limit: int) -> list[tuple[UUID, UUID]]:
+        """Pairs of ACTIVE clusters (a.id < b.id) whose representative faces match within their model
+        version's threshold (cosine similarity >= model_versions.match_threshold); at most `limit`."""
+        cur = await self.conn.execute(_MATCHING_PAIRS, (limit,))
+        return [(row["a"], row["b"]) for row in await cur.fetchall()]
+
+    async def active_by_size(self, cluster_ids: Iterable[UUID]) -> list[tuple[UUID, UUID | None]]:
+        """(cluster id, the person holding its representative face) of those still ACTIVE, largest
+        first, then the oldest: the first is where a merge goes."""
+        cur = await self.conn.execute(
+            "SELECT c.id, f.person_id FROM person_clusters c"
+            " LEFT JOIN face_embeddings f ON f.id = c.representative_embedding_id"
+            " WHERE c.id = ANY(%s) AND c.status = 'active' ORDER BY c.sample_count DESC, c.first_seen, c.id",
+            (list(cluster_ids),))
+        return [(row["id"], row["person_id"]) for row in await cur.fetchall()]
 
     async def _require_active(self, cluster_ids: list[UUID]) -> None:
         """Locks the clusters for the rest of the transaction, so no concurrent merge sees them ACTIVE."""

@@ -7,7 +7,7 @@ then delete the rows, so a row never disappears while its object still exists.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -64,6 +64,30 @@ def file_type_of(mime_type: str) -> str:
     if match is None:
         raise InvalidArgument("mime_type", f"must be an image/* or video/* type, got {mime_type!r}")
     return match["kind"]
+
+
+@dataclass(frozen=True)
+class PurgeCandidate:
+    id: UUID
+    storage_path: str
+    shared: bool  # the object is still named by a live media row or a face image: keep it
+
+
+_MARK_FOR_PURGE = """
+WITH batch AS (
+    SELECT id FROM media_files
+    WHERE retention_until < now() - %(grace)s
+    ORDER BY purging_at NULLS LAST, retention_until, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE media_files m SET purging_at = COALESCE(m.purging_at, now())
+FROM batch WHERE m.id = batch.id
+RETURNING m.id, m.storage_path,
+    EXISTS (SELECT 1 FROM media_files o WHERE o.storage_path = m.storage_path AND o.id <> m.id
+            AND o.purging_at IS NULL AND o.retention_until >= now() - %(grace)s)
+    OR EXISTS (SELECT 1 FROM face_embeddings f WHERE f.source_image_path = m.storage_path) AS shared
+"""
 
 
 class MediaFileRepository:
@@ -131,3 +155,16 @@ class MediaFileRepository:
         async with guarded(self.conn, "media_file"):
             cur = await self.conn.execute("SELECT fn_cleanup_expired_media() AS deleted")
             return (await cur.fetchone())["deleted"]
+
+    async def mark_for_purge(self, limit: int) -> list[PurgeCandidate]:
+        """Mark up to `limit` rows past retention + RETENTION_GRACE as being deleted (purging_at;
+        rows marked earlier come first) and return them; rows another transaction holds are skipped.
+        From the commit on, every reader treats them as deleted."""
+        cur = await self.conn.execute(_MARK_FOR_PURGE, {"grace": RETENTION_GRACE, "limit": limit})
+        return [PurgeCandidate(row["id"], row["storage_path"], row["shared"]) for row in await cur.fetchall()]
+
+    async def delete_marked(self, media_ids: Sequence[UUID]) -> int:
+        """Delete marked rows (their clips go with them) whose objects are gone; how many went."""
+        cur = await self.conn.execute("DELETE FROM media_files WHERE id = ANY(%s) AND purging_at IS NOT NULL",
+                                      (list(media_ids),))
+        return cur.rowcount

@@ -166,6 +166,11 @@ class NodeRepository:
                                 keyset=BY_NAME, page_size=page_size, page_token=page_token,
                                 resource="node")
 
+    async def count_by_state(self) -> dict[str, int]:
+        """How many nodes are in each state (states without nodes are absent)."""
+        cur = await self.conn.execute("SELECT state, count(*) AS n FROM pipeline_nodes GROUP BY state")
+        return {row["state"]: row["n"] for row in await cur.fetchall()}
+
     async def heartbeat(self, node_id: UUID | str, stats: dict[str, Any] | None,
                         streams: list[dict[str, Any]]) -> Node:
         """Store the latest figures. The state is not changed: a node marked OFFLINE registers again."""
