@@ -225,10 +225,19 @@ _ACTIVITY_COLUMNS = columns_of(
 
 
 class SuspiciousActivityRepository:
-    """Reads suspicious_activity_events (written by the analytics)."""
+    """suspicious_activity_events: what the analytics detected."""
 
     def __init__(self, conn: psycopg.AsyncConnection):
         self.conn = conn
+
+    async def record(self, camera_id: UUID, activity_type: str, zone_id: UUID | None, confidence: float,
+                     severity: str, details: dict[str, Any], detected_at: datetime) -> SuspiciousActivity:
+        """A detection, not yet alerted (alert_sent false)."""
+        cur = await self.conn.execute(
+            "INSERT INTO suspicious_activity_events (camera_id, activity_type, zone_id, confidence, severity,"
+            " details, timestamp, alert_sent) VALUES (%s, %s, %s, %s, %s, %s, %s, false) RETURNING id",
+            (camera_id, activity_type, zone_id, confidence, severity, Jsonb(details), detected_at))
+        return await self.get((await cur.fetchone())["id"])
 
     async def get(self, activity_id: UUID | str) -> SuspiciousActivity:
         activity_id = as_uuid("activity_id", activity_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -121,6 +121,17 @@ def _filters(*, statuses: Iterable[str] | None = None, labels: Iterable[str] | N
     return filters
 
 
+@dataclass(frozen=True)
+class PersonStanding:
+    """What alert rules ask about a person."""
+
+    id: UUID
+    status: str
+    role: str | None
+    name: str | None
+    watchlist_ids: frozenset[UUID]  # the active watchlists they are on
+
+
 class PersonRepository:
     def __init__(self, conn: psycopg.AsyncConnection):
         self.conn = conn
@@ -182,6 +193,35 @@ class PersonRepository:
             " FROM unnest(%s::uuid[]) AS p(id)", (list(person_ids),))
         return {row["id"]: PersonDetails(row["labels"], row["aliases"], row["face_count"])
                 for row in await cur.fetchall()}
+
+    async def standings(self, person_ids: Iterable[UUID | str]) -> dict[UUID, PersonStanding]:
+        """The persons that exist among these ids, with the active watchlists each is on."""
+        cur = await self.conn.execute(
+            "SELECT p.id, p.status::text AS status, p.role, p.name,"
+            " ARRAY(SELECT e.watchlist_id FROM watchlist_entries e JOIN watchlists w ON w.id = e.watchlist_id"
+            "       WHERE e.person_id = p.id AND w.is_active) AS watchlist_ids"
+            " FROM persons p WHERE p.id = ANY(%s)", ([as_uuid("person_ids", i) for i in person_ids],))
+        return {row["id"]: PersonStanding(row["id"], row["status"], row["role"], row["name"],
+                                          frozenset(row["watchlist_ids"])) for row in await cur.fetchall()}
+
+    async def ids_matching(self, *, statuses: Sequence[str], labels: Sequence[str],
+                           watchlist_ids: Sequence[UUID]) -> list[UUID]:
+        """Ids of the persons with any of the statuses, any of the labels and on any of the watchlists
+        (an empty list: no condition)."""
+        cur = await self.conn.execute(
+            """
+            SELECT p.id FROM persons p
+            WHERE (cardinality(%(statuses)s::person_status_enum[]) = 0
+                   OR p.status = ANY(%(statuses)s::person_status_enum[]))
+              AND (cardinality(%(labels)s::person_label_enum[]) = 0 OR EXISTS (
+                    SELECT 1 FROM person_labels l
+                    WHERE l.person_id = p.id AND l.label = ANY(%(labels)s::person_label_enum[])))
+              AND (cardinality(%(watchlists)s::uuid[]) = 0 OR EXISTS (
+                    SELECT 1 FROM watchlist_entries e JOIN watchlists w ON w.id = e.watchlist_id
+                    WHERE e.person_id = p.id AND w.id = ANY(%(watchlists)s::uuid[])))
+            """,
+            {"statuses": list(statuses), "labels": list(labels), "watchlists": list(watchlist_ids)})
+        return [row["id"] for row in await cur.fetchall()]
 
     async def alert_rules_naming(self, person_id: UUID | str) -> list[UUID]:
         """Ids of the alert rules that name this person (deleting the person would delete them too)."""
