@@ -36,8 +36,10 @@ from psycopg_pool import AsyncConnectionPool
 from vigil.control.notifications.channels import Sender, sender_for
 from vigil.control.notifications.channels.redaction import redact
 from vigil.control.notifications.content import load_notification
-from vigil.control.notifications.models import Channel, Delivery, DeliveryPolicy, DeliveryResult, Notification
-from vigil.control.notifications.repository import ChannelRepository, DeliveryRepository
+from vigil.control.notifications.models import Notification
+from vigil.storage.repositories.notifications import Channel, Delivery, DeliveryResult
+from vigil.storage.repositories.channel_settings import DeliveryPolicy
+from vigil.storage.repositories.notifications import ChannelRepository, DeliveryRepository
 from vigil.logs import get_logger
 from vigil.storage.crypto import SecretBox
 from vigil.storage.db import acting_as

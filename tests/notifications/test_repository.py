@@ -8,16 +8,14 @@ import uuid
 import pytest
 
 from tests.notifications.support import service
-from vigil.control.notifications import (
-    ChannelRepository,
+from vigil.control.notifications import templates
+from vigil.storage.repositories.notifications import ChannelRepository, DeliveryRepository, DeliveryResult
+from vigil.storage.repositories.channel_settings import (
     DeliveryPolicy,
-    DeliveryRepository,
-    DeliveryResult,
     EmailSettings,
     TelegramSettings,
     WebhookSettings,
     WhatsAppSettings,
-    templates,
 )
 from vigil.storage.crypto import SecretError
 from vigil.storage.db import acting_as
