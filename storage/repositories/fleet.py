@@ -54,7 +54,8 @@ class FleetRepository:
         counts = await (await self.conn.execute(
             f"SELECT count(*) FILTER (WHERE {_STREAMING}) AS streaming,"
             f" count(*) FILTER (WHERE {_STREAMING} AND NOT EXISTS"
-            "   (SELECT 1 FROM stream_assignments a WHERE a.camera_id = c.id)) AS unassigned FROM cameras c")).fetchone()
+            "   (SELECT 1 FROM stream_assignments a WHERE a.camera_id = c.id)) AS unassigned"
+            " FROM cameras c")).fetchone()
         offline = await (await self.conn.execute(
             "SELECT id FROM cameras WHERE is_active AND status = 'offline' ORDER BY name, id LIMIT %s",
             (max_offline_listed,))).fetchall()
