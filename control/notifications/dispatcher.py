@@ -37,9 +37,14 @@ from vigil.control.notifications.channels import Sender, sender_for
 from vigil.control.notifications.channels.redaction import redact
 from vigil.control.notifications.content import load_notification
 from vigil.control.notifications.models import Notification
-from vigil.storage.repositories.notifications import Channel, Delivery, DeliveryResult
+from vigil.storage.repositories.notifications import (
+    Channel,
+    ChannelRepository,
+    Delivery,
+    DeliveryRepository,
+    DeliveryResult,
+)
 from vigil.storage.repositories.channel_settings import DeliveryPolicy
-from vigil.storage.repositories.notifications import ChannelRepository, DeliveryRepository
 from vigil.logs import get_logger
 from vigil.storage.crypto import SecretBox
 from vigil.storage.db import acting_as

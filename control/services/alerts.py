@@ -17,7 +17,7 @@ from vigil.api.v1 import alert_pb2 as pb
 from vigil.api.v1 import alert_pb2_grpc
 from vigil.control.auth import Caller
 from vigil.control.convert import EnumMap, text, timestamp
-from vigil.storage.repositories.notifications import Channel, Delivery
+from vigil.storage.repositories.notifications import Channel, ChannelRepository, Delivery, DeliveryRepository
 from vigil.storage.repositories.channel_settings import (
     ChannelSettings,
     DeliveryPolicy,
@@ -26,7 +26,6 @@ from vigil.storage.repositories.channel_settings import (
     WebhookSettings,
     WhatsAppSettings,
 )
-from vigil.storage.repositories.notifications import ChannelRepository, DeliveryRepository
 from vigil.control.rpc import rpc
 from vigil.control.rules.alert_api import SEVERITY, STATUS, alert_message
 from vigil.control.rules.api_values import duration_message, duration_value
