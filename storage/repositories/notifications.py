@@ -72,6 +72,8 @@ class Channel:
 
 @dataclass(frozen=True)
 class DeliveryResult:
+    """What came of one attempt, as its channel reports it; finish() records it."""
+
     delivered: bool
     response_code: int | None = None  # HTTP status or SMTP reply code; None without a response
     error: str | None = None  # never contains secrets
