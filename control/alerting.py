@@ -17,8 +17,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from psycopg.types.json import Jsonb
-
 from vigil.control.analytics.engine import AnalyticsConfig as EngineConfig
 from vigil.control.analytics.engine import AnalyticsEngine
 from vigil.control.analytics.model import ActivityType, Detection, Severity, TrackObservation, ZoneGeometry, ZoneType
@@ -33,6 +31,7 @@ from vigil.storage.repositories.alerts import (
     AlertRuleRepository,
     AnalyticsConfigRepository,
 )
+from vigil.storage.repositories.camera_context import CameraContextRepository
 from vigil.storage.repositories.clips import ClipRepository
 from vigil.storage.repositories.events import SuspiciousActivity, SuspiciousActivityRepository
 
@@ -89,10 +88,7 @@ class AlertingHook:
                              activities: Sequence[SuspiciousActivity]) -> None:
         """A clip around each alert's capture time, cut by the node running the camera once the
         time after it has passed (storage/repositories/clips.py), unless the camera records nothing."""
-        cur = await conn.execute("SELECT COALESCE((config->>'recording_enabled')::boolean, true) AS on"
-                                 " FROM cameras WHERE id = %s", (camera_id,))
-        row = await cur.fetchone()
-        if row is None or not row["on"]:
+        if not await CameraContextRepository(conn).records(camera_id):
             return
         before, after = self.clip_window
         activity_times = {a.id: a.timestamp for a in activities}
@@ -125,15 +121,13 @@ class AlertingHook:
 
     @staticmethod
     async def _zones(conn, camera_id: UUID) -> dict[str, ZoneGeometry]:
-        cur = await conn.execute("SELECT id, name, zone_type::text AS zone_type, polygon_points FROM camera_zones"
-                                 " WHERE camera_id = %s AND is_active", (camera_id,))
         zones = {}
-        for row in await cur.fetchall():
+        for zone in await CameraContextRepository(conn).active_zones(camera_id):
             try:
-                zones[str(row["id"])] = ZoneGeometry(str(row["id"]), row["name"], ZoneType(row["zone_type"]),
-                                                     tuple(row["polygon_points"]))
+                zones[str(zone.id)] = ZoneGeometry(str(zone.id), zone.name, ZoneType(zone.zone_type),
+                                                   tuple(zone.polygon_points))
             except ValueError as exc:  # a zone stored before validation existed: skip it, loudly
-                log.warning("zone skipped", zone_id=str(row["id"]), error=str(exc))
+                log.warning("zone skipped", zone_id=str(zone.id), error=str(exc))
         return zones
 
     async def _configure(self, conn, camera_id: UUID, zones: dict[str, ZoneGeometry]) -> None:
@@ -160,13 +154,9 @@ class AlertingHook:
 
     @staticmethod
     async def _store(conn, d: Detection) -> SuspiciousActivity:
-        cur = await conn.execute(
-            "INSERT INTO suspicious_activity_events (camera_id, activity_type, zone_id, confidence, severity,"
-            " details, timestamp, alert_sent) VALUES (%s, %s, %s, %s, %s, %s, %s, false) RETURNING id",
-            (UUID(d.camera_id), d.activity_type.value, UUID(d.zone_id) if d.zone_id else None,
-             round(min(max(d.confidence, 0.0), 1.0), 3), d.severity.value, Jsonb(d.details()), d.detected_at))
-        activity_id = (await cur.fetchone())["id"]
-        return await SuspiciousActivityRepository(conn).get(activity_id)
+        return await SuspiciousActivityRepository(conn).record(
+            UUID(d.camera_id), d.activity_type.value, UUID(d.zone_id) if d.zone_id else None,
+            round(min(max(d.confidence, 0.0), 1.0), 3), d.severity.value, d.details(), d.detected_at)
 
     # ------------------------------------------------------------------ facts for the rules
 

@@ -24,12 +24,13 @@ from vigil.control.notifications.dispatcher import NotificationDispatcher
 from vigil.control.ratelimit import RateLimiter
 from vigil.models.faces import FaceAnalyzer
 from vigil.settings import VigilSettings
-from vigil.stack.endpoints import Endpoints, resolve
+from vigil.endpoints import Endpoints, resolve
 from vigil.storage.crypto import SecretBox
 from vigil.storage.db import acting_as, create_pool
 from vigil.storage.objectstore import ObjectStore
 from vigil.storage.repositories.api_keys import ApiKeyRepository, AuthResult
 from vigil.storage.repositories.audit import AuditLogRepository
+from vigil.storage.repositories.permissions import PermissionRepository
 
 
 @dataclass
@@ -95,13 +96,7 @@ class ControlApp:
 
     async def _load_grants(self) -> dict[str, set[tuple[str, str]]]:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT r.name, p.resource, p.action FROM permissions_matrix p JOIN roles r ON r.id = p.role_id"
-                " WHERE p.granted")
-            grants: dict[str, set[tuple[str, str]]] = {}
-            for row in await cur.fetchall():
-                grants.setdefault(row["name"], set()).add((row["resource"], row["action"]))
-            return grants
+            return await PermissionRepository(conn).grants()
 
     async def authenticate(self, plaintext: str) -> AuthResult:
         async with self.pool.connection() as conn:

@@ -9,7 +9,7 @@ from uuid import UUID
 from google.protobuf import field_mask_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
-from vigil.storage.repositories.base import InvalidArgument
+from vigil.errors import InvalidArgument
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:

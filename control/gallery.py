@@ -21,7 +21,7 @@ from vigil.models.detection import DetectedFace
 from vigil.models.faces import FaceAnalyzer
 from vigil.models.quality import FaceQuality
 from vigil.storage.objectstore import ObjectStore
-from vigil.storage.repositories.base import FailedPrecondition, InvalidArgument
+from vigil.errors import FailedPrecondition, InvalidArgument
 from vigil.storage.repositories.faces import (
     FaceEmbedding,
     FaceEmbeddingRepository,
@@ -243,19 +243,8 @@ class SearchFilters:
 
 
 async def _eligible_persons(conn, filters: SearchFilters) -> list[UUID]:
-    cur = await conn.execute(
-        """
-        SELECT p.id FROM persons p
-        WHERE (cardinality(%(statuses)s::person_status_enum[]) = 0 OR p.status = ANY(%(statuses)s::person_status_enum[]))
-          AND (cardinality(%(labels)s::person_label_enum[]) = 0 OR EXISTS (
-                SELECT 1 FROM person_labels l WHERE l.person_id = p.id AND l.label = ANY(%(labels)s::person_label_enum[])))
-          AND (cardinality(%(watchlists)s::uuid[]) = 0 OR EXISTS (
-                SELECT 1 FROM watchlist_entries e JOIN watchlists w ON w.id = e.watchlist_id
-                WHERE e.person_id = p.id AND w.id = ANY(%(watchlists)s::uuid[])))
-        """,
-        {"statuses": list(filters.statuses), "labels": list(filters.labels),
-         "watchlists": list(filters.watchlist_ids)})
-    return [row["id"] for row in await cur.fetchall()]
+    return await PersonRepository(conn).ids_matching(statuses=filters.statuses, labels=filters.labels,
+                                                     watchlist_ids=filters.watchlist_ids)
 
 
 async def nearest_persons(conn, model: ModelVersion, vector: Sequence[float], top_k: int, *,

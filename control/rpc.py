@@ -14,14 +14,7 @@ from vigil.control.auth import current_caller
 from vigil.logs import get_logger
 from vigil.models.errors import InferenceError
 from vigil.storage.crypto import SecretError
-from vigil.storage.repositories.base import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    RepositoryError,
-)
+from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, RepositoryError
 
 log = get_logger("vigil.control.rpc")
 

@@ -20,7 +20,7 @@ from vigil.pipeline.backend import Backend, choose_backend
 from vigil.pipeline.publisher import Publisher
 from vigil.pipeline.snapshots import SnapshotWriter
 from vigil.settings import VigilSettings
-from vigil.stack.endpoints import Endpoints, resolve
+from vigil.endpoints import Endpoints, resolve
 from vigil.storage.objectstore import ObjectStore
 
 log = get_logger("vigil.pipeline.node")

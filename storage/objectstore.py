@@ -16,7 +16,7 @@ from minio import Minio
 from minio.commonconfig import Tags
 from minio.error import S3Error
 
-from vigil.stack.endpoints import Endpoints
+from vigil.endpoints import Endpoints
 
 
 class ObjectNotFound(KeyError):

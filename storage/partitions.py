@@ -36,3 +36,20 @@ def list_partitions(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
         ORDER BY parent.relname, child.relname
         """
     ).fetchall()
+
+
+class PartitionRepository:
+    """The same upkeep for the control plane's scheduled jobs, on an async connection."""
+
+    def __init__(self, conn: psycopg.AsyncConnection):
+        self.conn = conn
+
+    async def maintain(self) -> list[PartitionAction]:
+        cur = await self.conn.execute("SELECT table_name, action, partition_name FROM fn_maintain_partitions()")
+        return [PartitionAction(row["table_name"], row["action"], row["partition_name"])
+                for row in await cur.fetchall()]
+
+    async def purge_ingest_state(self) -> dict[str, int]:
+        """Rows deleted per table: idempotency keys and track mappings past their retention."""
+        cur = await self.conn.execute("SELECT table_name, deleted FROM fn_purge_ingest_state()")
+        return {row["table_name"]: row["deleted"] for row in await cur.fetchall()}

@@ -137,7 +137,7 @@ def stack_logs(
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply pending migrations in order (one transaction each)."""
-    from vigil.stack import resolve
+    from vigil.endpoints import resolve
     from vigil.storage.migrate import MigrationError, migrate
 
     settings = _settings()
@@ -154,7 +154,7 @@ def db_migrate() -> None:
 @db_app.command("status")
 def db_status() -> None:
     """List migrations and when each was applied."""
-    from vigil.stack import resolve
+    from vigil.endpoints import resolve
     from vigil.storage.migrate import status
 
     table = Table("version", "name", "applied at")
@@ -171,7 +171,7 @@ def db_partitions(
     """Create the current and upcoming monthly partitions and drop expired ones (per retention)."""
     import psycopg
 
-    from vigil.stack import resolve
+    from vigil.endpoints import resolve
     from vigil.storage.partitions import list_partitions, maintain_partitions
 
     with psycopg.connect(resolve(_settings()).database_dsn, autocommit=True) as conn:
@@ -191,7 +191,7 @@ ROLES = ("super_admin", "admin", "operator", "viewer", "api_client")
 
 
 async def _with_keys(settings: VigilSettings, work):
-    from vigil.stack import resolve
+    from vigil.endpoints import resolve
     from vigil.storage.db import create_pool
     from vigil.storage.repositories.api_keys import ApiKeyRepository
 
@@ -217,7 +217,7 @@ def keys_create(
     import asyncio
     from datetime import datetime, timedelta, timezone
 
-    from vigil.storage.repositories.base import RepositoryError
+    from vigil.errors import RepositoryError
 
     if role not in ROLES:
         raise _fail(f"--role must be one of {', '.join(ROLES)}", 2)
@@ -251,7 +251,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (see `v
     """Revoke an API key for good."""
     import asyncio
 
-    from vigil.storage.repositories.base import RepositoryError
+    from vigil.errors import RepositoryError
 
     try:
         key = asyncio.run(_with_keys(_settings(), lambda repo: repo.revoke(key_id)))
@@ -351,7 +351,7 @@ def status(
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective settings (secrets hidden) and the resolved service addresses."""
-    from vigil.stack import resolve
+    from vigil.endpoints import resolve
 
     settings = _settings()
     print(settings.model_dump_json(indent=2))

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 
 from vigil.api.v1 import ingest_pb2 as pb
 from vigil.control.analytics.model import Box, ObjectClass, Point, TrackKind
-from vigil.storage.repositories.base import InvalidArgument
+from vigil.errors import InvalidArgument
 
 MAX_UPDATES = 1000
 MAX_TRACK_ID = 64

@@ -26,9 +26,10 @@ from vigil.control.ingest.events import RecordedEvent, TrackEventWriter
 from vigil.control.ingest.recognition import Recognizer
 from vigil.control.ingest.tracks import summarise
 from vigil.logs import get_logger
-from vigil.storage.repositories.base import InvalidArgument, NotFound
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.events import IngestBatchRepository, TrackEventRepository
 from vigil.storage.repositories.sites import CameraRepository
+from vigil.storage.locks import transaction_lock
 
 if TYPE_CHECKING:
     from vigil.control.app import Transaction
@@ -60,8 +61,7 @@ class IngestPipeline:
             camera = await CameraRepository(conn).get(batch.camera_id)
         except NotFound:
             raise InvalidArgument("batch.camera_id", f"camera {batch.camera_id} is not registered") from None
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('vigil.ingest'), hashtext(%s))",
-                           (str(batch.camera_id),))
+        await transaction_lock(conn, "vigil.ingest", str(batch.camera_id))
         claimed = await IngestBatchRepository(conn).claim(
             batch.idempotency_key, node_id=batch.node_id, camera_id=batch.camera_id, sequence=batch.sequence,
             update_count=len(batch.updates))

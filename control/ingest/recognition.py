@@ -15,7 +15,7 @@ from uuid import UUID
 import numpy as np
 
 from vigil.control.ingest.batch import BestFace
-from vigil.storage.repositories.base import InvalidArgument, NotFound
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.clusters import ClusterSightingRepository, HeldCluster
 from vigil.storage.repositories.faces import FaceEmbeddingRepository, ModelVersion, ModelVersionRepository
 

@@ -26,6 +26,7 @@ from vigil.control.background import BackgroundTask
 from vigil.logs import get_logger
 from vigil.storage.bus import EVENTS_STREAM
 from vigil.storage.repositories.events import FeedOutboxRepository
+from vigil.storage.locks import try_transaction_lock
 
 log = get_logger("vigil.control.ingest.relay")
 
@@ -73,8 +74,7 @@ class FeedRelay(BackgroundTask):
         moved = 0
         while True:
             async with self.pool.connection() as conn, conn.transaction():
-                cur = await conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s)) AS mine", (_LOCK,))
-                if not (await cur.fetchone())["mine"]:
+                if not await try_transaction_lock(conn, _LOCK):
                     return moved
                 outbox = FeedOutboxRepository(conn)
                 pending = await outbox.oldest(self.batch_size)

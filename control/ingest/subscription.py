@@ -25,7 +25,7 @@ from vigil.control.convert import timestamp
 from vigil.control.ingest.fanout import FeedEntry, FeedHub, Subscriber, Watched, entry_key, hub_of
 from vigil.control.ingest.feed import FeedFilter
 from vigil.storage.bus import EVENTS_STREAM, EventBus
-from vigil.storage.repositories.base import InvalidArgument
+from vigil.errors import InvalidArgument
 
 BUFFER = 10_000  # undelivered messages (event.proto)
 KEEPALIVE_S = 15.0

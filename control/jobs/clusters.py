@@ -23,19 +23,6 @@ log = get_logger("vigil.control.jobs.clusters")
 
 MAX_PAIRS = 10_000  # per run; the next run continues
 
-_PAIRS = """
-SELECT a.id AS a, b.id AS b
-FROM person_clusters a
-JOIN face_embeddings fa ON fa.id = a.representative_embedding_id
-JOIN model_versions mv ON mv.version_string = fa.model_version AND mv.embedding_dim = fa.embedding_dim
-JOIN person_clusters b ON b.id > a.id AND b.status = 'active'
-JOIN face_embeddings fb ON fb.id = b.representative_embedding_id
-    AND fb.model_version = fa.model_version AND fb.embedding_dim = fa.embedding_dim
-WHERE a.status = 'active' AND mv.match_threshold IS NOT NULL
-  AND 1 - (fa.embedding <=> fb.embedding) >= mv.match_threshold
-LIMIT %s
-"""
-
 
 def groups_of(pairs: list[tuple[UUID, UUID]]) -> list[set[UUID]]:
     """Connected components of the match graph (union-find)."""
@@ -60,23 +47,18 @@ def groups_of(pairs: list[tuple[UUID, UUID]]) -> list[set[UUID]]:
 
 async def consolidate_clusters(app) -> dict[str, Any]:
     async with app.pool.connection() as conn:
-        cur = await conn.execute(_PAIRS, (MAX_PAIRS,))
-        pairs = [(row["a"], row["b"]) for row in await cur.fetchall()]
+        pairs = await ClusterRepository(conn).matching_pairs(MAX_PAIRS)
     merged = 0
     merges = []
     for group in groups_of(pairs):
         async with acting_as(app.pool, user_id=None, role="super_admin") as conn:
-            cur = await conn.execute(
-                "SELECT c.id, f.person_id FROM person_clusters c"
-                " LEFT JOIN face_embeddings f ON f.id = c.representative_embedding_id"
-                " WHERE c.id = ANY(%s) AND c.status = 'active' ORDER BY c.sample_count DESC, c.first_seen, c.id",
-                (list(group),))
-            rows = await cur.fetchall()
-            if len(rows) < 2:  # merged or reviewed meanwhile
+            clusters = ClusterRepository(conn)
+            active = await clusters.active_by_size(group)
+            if len(active) < 2:  # merged or reviewed meanwhile
                 continue
-            target, sources = rows[0]["id"], [r["id"] for r in rows[1:]]
-            await ClusterRepository(conn).merge(target, sources)
-            holders = list(dict.fromkeys(r["person_id"] for r in rows if r["person_id"] is not None))
+            target, sources = active[0][0], [cluster_id for cluster_id, _ in active[1:]]
+            await clusters.merge(target, sources)
+            holders = list(dict.fromkeys(holder for _, holder in active if holder is not None))
             if len(holders) > 1:
                 await PersonRepository(conn).merge(holders[0], holders[1:])
             await AuditLogRepository(conn).record("cluster.consolidate", "cluster", resource_id=target, details={

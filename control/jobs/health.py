@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from vigil.api.v1 import node_pb2 as pb
+from vigil.storage.repositories.events import FeedOutboxRepository
+from vigil.storage.repositories.health import HealthLogRepository
 
 _DEGRADED_STREAMS = {pb.STREAM_STATE_RECONNECTING, pb.STREAM_STATE_FAILED}
 
@@ -43,13 +43,7 @@ def node_health(node_id, request: pb.HeartbeatRequest) -> tuple[str, dict[str, A
 async def record_node_health(conn, node_id, request: pb.HeartbeatRequest, interval: timedelta) -> bool:
     """One row per node per interval: a heartbeat every 2 s would otherwise write 43,200 rows a day."""
     status, metrics, message = node_health(node_id, request)
-    cur = await conn.execute(
-        "INSERT INTO system_health_logs (component, status, metrics, message)"
-        " SELECT 'pipeline_node', %(status)s, %(metrics)s, %(message)s"
-        " WHERE NOT EXISTS (SELECT 1 FROM system_health_logs WHERE component = 'pipeline_node'"
-        "   AND timestamp > now() - %(interval)s AND metrics->>'node_id' = %(node)s)",
-        {"status": status, "metrics": Jsonb(metrics), "message": message, "interval": interval, "node": str(node_id)})
-    return cur.rowcount == 1
+    return await HealthLogRepository(conn).record_node(node_id, status, metrics, message, interval)
 
 
 async def log_control_health(app) -> dict[str, Any]:
@@ -61,10 +55,7 @@ async def log_control_health(app) -> dict[str, Any]:
                "db_pool_use": round((pool["size"] - pool["available"]) / max(pool["max"], 1), 3)}
     status = "degraded" if figures.error_rate > 0.05 or pool["waiting"] else "online"
     async with app.pool.connection() as conn:
-        cur = await conn.execute("SELECT count(*) AS n FROM feed_outbox")
-        metrics["feed_outbox_depth"] = (await cur.fetchone())["n"]
+        metrics["feed_outbox_depth"] = await FeedOutboxRepository(conn).depth()
         app.metrics.feed_outbox_depth.set(metrics["feed_outbox_depth"])
-        await conn.execute("INSERT INTO system_health_logs (component, status, metrics, message) VALUES"
-                           " ('control_plane', %s, %s, %s)",
-                           (status, Jsonb(metrics), f"replica {app.jobs.replica}"))
+        await HealthLogRepository(conn).record_control_plane(status, metrics, f"replica {app.jobs.replica}")
     return metrics

@@ -19,25 +19,9 @@ from uuid import UUID
 from vigil.logs import get_logger
 from vigil.storage.db import acting_as
 from vigil.storage.repositories.audit import AuditLogRepository
-from vigil.storage.repositories.media import RETENTION_GRACE
+from vigil.storage.repositories.media import MediaFileRepository
 
 log = get_logger("vigil.control.jobs.media")
-
-_MARK = """
-WITH batch AS (
-    SELECT id FROM media_files
-    WHERE retention_until < now() - %(grace)s
-    ORDER BY purging_at NULLS LAST, retention_until, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE media_files m SET purging_at = COALESCE(m.purging_at, now())
-FROM batch WHERE m.id = batch.id
-RETURNING m.id, m.storage_path,
-    EXISTS (SELECT 1 FROM media_files o WHERE o.storage_path = m.storage_path AND o.id <> m.id
-            AND o.purging_at IS NULL AND o.retention_until >= now() - %(grace)s)
-    OR EXISTS (SELECT 1 FROM face_embeddings f WHERE f.source_image_path = m.storage_path) AS shared
-"""
 
 
 async def purge_expired_media(app) -> dict[str, Any]:
@@ -45,31 +29,29 @@ async def purge_expired_media(app) -> dict[str, Any]:
     totals = {"rows": 0, "objects": 0, "kept_shared": 0, "failed": 0, "batches": 0}
     while True:
         async with app.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(_MARK, {"grace": RETENTION_GRACE, "limit": batch_size})
-            batch = await cur.fetchall()
+            batch = await MediaFileRepository(conn).mark_for_purge(batch_size)
         if not batch:
             return totals
         gone: list[UUID] = []
-        for row in batch:
-            if row["shared"]:
+        for media in batch:
+            if media.shared:
                 totals["kept_shared"] += 1
-                gone.append(row["id"])
+                gone.append(media.id)
                 continue
             try:
-                await asyncio.to_thread(app.objects.delete, row["storage_path"])
+                await asyncio.to_thread(app.objects.delete, media.storage_path)
             except Exception as exc:  # noqa: BLE001 - the row stays marked; the next run retries
                 totals["failed"] += 1
-                log.warning("media object not deleted; retried next run", media_id=str(row["id"]), error=str(exc))
+                log.warning("media object not deleted; retried next run", media_id=str(media.id), error=str(exc))
                 continue
             totals["objects"] += 1
-            gone.append(row["id"])
+            gone.append(media.id)
         if gone:
             async with acting_as(app.pool, user_id=None, role="super_admin") as conn:
-                cur = await conn.execute("DELETE FROM media_files WHERE id = ANY(%s) AND purging_at IS NOT NULL",
-                                         (gone,))
-                totals["rows"] += cur.rowcount
+                deleted = await MediaFileRepository(conn).delete_marked(gone)
+                totals["rows"] += deleted
                 await AuditLogRepository(conn).record("media.purge", "media_file", details={
-                    "deleted_media": cur.rowcount, "media_ids": [str(i) for i in gone[:50]]})
+                    "deleted_media": deleted, "media_ids": [str(i) for i in gone[:50]]})
         totals["batches"] += 1
         if len(gone) < len(batch):  # failures: stop here rather than spin on them
             return totals

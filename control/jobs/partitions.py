@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from vigil.storage.partitions import PartitionRepository
+
 
 async def maintain_partitions(app) -> dict[str, Any]:
     async with app.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute("SELECT table_name, action, partition_name FROM fn_maintain_partitions()")
-        rows = await cur.fetchall()
+        actions = await PartitionRepository(conn).maintain()
     by_action: dict[str, list[str]] = {}
-    for row in rows:
-        by_action.setdefault(row["action"], []).append(row["partition_name"])
+    for action in actions:
+        by_action.setdefault(action.action, []).append(action.partition)
     return {"created": len(by_action.get("created", [])), "dropped": len(by_action.get("dropped", [])),
             "purged_default": len(by_action.get("purged_default", [])), "partitions": by_action}
 
@@ -22,5 +23,4 @@ async def maintain_partitions(app) -> dict[str, Any]:
 async def purge_ingest_state(app) -> dict[str, Any]:
     """Idempotency keys and track mappings past 8 days (ingest.proto promises 7)."""
     async with app.pool.connection() as conn, conn.transaction():
-        cur = await conn.execute("SELECT table_name, deleted FROM fn_purge_ingest_state()")
-        return {row["table_name"]: row["deleted"] for row in await cur.fetchall()}
+        return await PartitionRepository(conn).purge_ingest_state()

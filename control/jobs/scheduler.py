@@ -30,10 +30,11 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from psycopg.types.json import Jsonb
 
 from vigil.logs import get_logger
 from vigil.settings import JobSchedule
+from vigil.storage.locks import try_session_lock, unlock_session_lock
+from vigil.storage.repositories.jobs import JobRun, JobRunRepository
 
 log = get_logger("vigil.control.jobs")
 
@@ -60,18 +61,6 @@ class RunOutcome:
     error: str | None = None
     duration_s: float = 0.0
     reason: str = ""  # why it was skipped
-
-
-@dataclass(frozen=True)
-class JobRun:
-    id: int
-    job_name: str
-    replica: str
-    started_at: datetime
-    finished_at: datetime | None
-    outcome: str
-    detail: dict[str, Any]
-    error: str | None
 
 
 def replica_name() -> str:
@@ -157,8 +146,7 @@ class JobRunner:
         async with self.app.pool.connection() as lock_conn:
             await lock_conn.set_autocommit(True)
             try:
-                cur = await lock_conn.execute("SELECT pg_try_advisory_lock(hashtext(%s)) AS mine", (f"vigil.job.{name}",))
-                if not (await cur.fetchone())["mine"]:
+                if not await try_session_lock(lock_conn, f"vigil.job.{name}"):
                     metrics.job_runs.labels(job=name, outcome="skipped").inc()
                     return RunOutcome(name, False, "skipped", {}, reason="another replica is running it")
                 try:
@@ -167,38 +155,30 @@ class JobRunner:
                         return RunOutcome(name, False, "skipped", {}, reason="this slot ran on another replica")
                     return await self._execute(lock_conn, job)
                 finally:
-                    await lock_conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"vigil.job.{name}",))
+                    await unlock_session_lock(lock_conn, f"vigil.job.{name}")
             finally:
                 await lock_conn.set_autocommit(False)
 
     async def _ran_this_slot(self, conn, job: Job) -> bool:
-        cur = await conn.execute(
-            "SELECT 1 FROM scheduled_job_runs WHERE job_name = %s AND started_at > now() - %s LIMIT 1",
-            (job.name, period_of(job.schedule) * SLOT_FRACTION))
-        return await cur.fetchone() is not None
+        return await JobRunRepository(conn).ran_within(job.name, period_of(job.schedule) * SLOT_FRACTION)
 
     async def _execute(self, conn, job: Job) -> RunOutcome:
-        cur = await conn.execute(
-            "INSERT INTO scheduled_job_runs (job_name, replica) VALUES (%s, %s) RETURNING id", (job.name, self.replica))
-        run_id = (await cur.fetchone())["id"]
-        await conn.execute("DELETE FROM scheduled_job_runs WHERE job_name = %s AND started_at < now() - %s",
-                           (job.name, RUN_HISTORY))
+        runs = JobRunRepository(conn)
+        run_id = await runs.start(job.name, self.replica)
+        await runs.prune(job.name, RUN_HISTORY)
         started = time.perf_counter()
         bound = log.bind(job=job.name, run_id=run_id)
         try:
             detail = await job.function(self.app) or {}
             outcome, error = "succeeded", None
         except asyncio.CancelledError:
-            await conn.execute("UPDATE scheduled_job_runs SET finished_at = now(), outcome = 'failed',"
-                               " error = 'cancelled: the replica stopped' WHERE id = %s", (run_id,))
+            await runs.cancel(run_id)
             raise
         except Exception as exc:  # noqa: BLE001 - recorded as the run's outcome
             detail, outcome, error = {}, "failed", f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
             bound.exception("job failed")
         seconds = time.perf_counter() - started
-        await conn.execute(
-            "UPDATE scheduled_job_runs SET finished_at = now(), outcome = %s, detail = %s, error = %s WHERE id = %s",
-            (outcome, Jsonb(detail), error, run_id))
+        await runs.finish(run_id, outcome, detail, error)
         metrics = self.app.metrics
         metrics.job_runs.labels(job=job.name, outcome=outcome).inc()
         metrics.job_seconds.labels(job=job.name).observe(seconds)
@@ -211,7 +191,4 @@ class JobRunner:
     async def last_runs(self) -> dict[str, JobRun]:
         """The latest run of every job (any replica)."""
         async with self.app.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT DISTINCT ON (job_name) id, job_name, replica, started_at, finished_at, outcome, detail, error"
-                " FROM scheduled_job_runs ORDER BY job_name, started_at DESC, id DESC")
-            return {row["job_name"]: JobRun(**row) for row in await cur.fetchall()}
+            return await JobRunRepository(conn).latest()

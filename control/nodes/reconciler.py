@@ -21,6 +21,7 @@ from vigil.control.nodes.signal import AssignmentSignal
 from vigil.control.background import BackgroundTask
 from vigil.logs import get_logger
 from vigil.storage.repositories.nodes import NodeRepository, StreamAssignmentRepository
+from vigil.storage.locks import try_transaction_lock
 
 log = get_logger("vigil.control.nodes.reconciler")
 
@@ -55,8 +56,7 @@ class AssignmentReconciler(BackgroundTask):
         """One pass, in one transaction under a transaction-scoped advisory lock: replicas take
         turns, and a replica that dies mid-pass releases the lock with its connection."""
         async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s)) AS mine", (_LOCK,))
-            if not (await cur.fetchone())["mine"]:
+            if not await try_transaction_lock(conn, _LOCK):
                 return PassResult(ran=False)
             nodes, assignments = NodeRepository(conn), StreamAssignmentRepository(conn)
             offline = await nodes.expire_leases()

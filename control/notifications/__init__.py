@@ -1,20 +1,8 @@
-"""Notification delivery: channels (webhook, e-mail, Telegram, WhatsApp), their message templates,
-the record of delivery attempts, and the dispatcher that sends in the background."""
+"""Notification delivery: the senders of each channel type (webhook, e-mail, Telegram, WhatsApp),
+their message templates, and the dispatcher that sends in the background. Channels and the record
+of delivery attempts are stored by vigil.storage.repositories.notifications."""
 
 from vigil.control.notifications.dispatcher import Backoff, NotificationDispatcher
-from vigil.control.notifications.models import (
-    Channel,
-    Delivery,
-    DeliveryPolicy,
-    DeliveryResult,
-    EmailSettings,
-    Notification,
-    TelegramSettings,
-    WebhookSettings,
-    WhatsAppSettings,
-)
-from vigil.control.notifications.repository import ChannelRepository, DeliveryRepository
+from vigil.control.notifications.models import Notification
 
-__all__ = ["Backoff", "Channel", "ChannelRepository", "Delivery", "DeliveryPolicy", "DeliveryRepository",
-           "DeliveryResult", "EmailSettings", "Notification", "NotificationDispatcher", "TelegramSettings",
-           "WebhookSettings", "WhatsAppSettings"]
+__all__ = ["Backoff", "Notification", "NotificationDispatcher"]

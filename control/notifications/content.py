@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from vigil.api.v1 import alert_pb2, common_pb2
 from vigil.control.convert import EnumMap, text, timestamp
 from vigil.control.notifications.models import Notification
-from vigil.storage.repositories.base import NotFound
+from vigil.storage.repositories.notifications import DeliveryRepository
 
 _SEVERITY = EnumMap(common_pb2.Severity, "SEVERITY_", "severity")
 _STATUS = EnumMap(alert_pb2.AlertStatus, "ALERT_STATUS_", "status")
@@ -24,32 +24,9 @@ _CLAUSE = EnumMap(alert_pb2.RuleClause, "RULE_CLAUSE_", "clause")
 _EVENT_TYPE = EnumMap(common_pb2.EventType, "EVENT_TYPE_", "event_type")
 _ACTIVITY_TYPE = EnumMap(common_pb2.ActivityType, "ACTIVITY_TYPE_", "activity_type")
 
-# The source's confidence stands in when the alert has no trigger evidence (raised outside rule
-# evaluation); neither source is FK-enforced, so it may be gone (partition retention).
-_QUERY = """
-SELECT a.id, a.alert_type, a.severity::text AS severity, a.message, a.status::text AS status, a.created_at,
-       a.sent_at, a.acknowledged_by, a.acknowledged_at, a.resolved_by, a.resolved_at, a.alert_rule_id,
-       a.person_id, a.event_id, a.suspicious_activity_id, a.camera_id, a.trigger_rule_id,
-       a.trigger_clause::text AS trigger_clause, a.track_id, a.trigger_evidence,
-       c.name AS camera_name, c.location, s.id AS site_id, s.name AS site_name, p.name AS person_name,
-       COALESCE((a.trigger_evidence->>'confidence')::float8,
-                (SELECT e.confidence::float8 FROM events e WHERE e.id = a.event_id LIMIT 1),
-                (SELECT sa.confidence::float8 FROM suspicious_activity_events sa
-                  WHERE sa.id = a.suspicious_activity_id LIMIT 1)) AS confidence
-FROM alerts a
-JOIN cameras c ON c.id = a.camera_id
-JOIN dvrs d ON d.id = c.dvr_id
-JOIN sites s ON s.id = d.site_id
-LEFT JOIN persons p ON p.id = a.person_id
-WHERE a.id = %s
-"""
-
 
 async def load_notification(conn: psycopg.AsyncConnection, alert_id: UUID) -> Notification:
-    cur = await conn.execute(_QUERY, (alert_id,))
-    row = await cur.fetchone()
-    if row is None:
-        raise NotFound("alert", alert_id)
+    row = await DeliveryRepository(conn).content(alert_id)
     return Notification(
         alert_id=row["id"], alert_type=row["alert_type"], severity=row["severity"], message=row["message"],
         created_at=row["created_at"], camera_name=row["camera_name"], location=row["location"],

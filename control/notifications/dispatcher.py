@@ -36,13 +36,21 @@ from psycopg_pool import AsyncConnectionPool
 from vigil.control.notifications.channels import Sender, sender_for
 from vigil.control.notifications.channels.redaction import redact
 from vigil.control.notifications.content import load_notification
-from vigil.control.notifications.models import Channel, Delivery, DeliveryPolicy, DeliveryResult, Notification
-from vigil.control.notifications.repository import ChannelRepository, DeliveryRepository
+from vigil.control.notifications.models import Notification
+from vigil.storage.repositories.notifications import (
+    Channel,
+    ChannelRepository,
+    Delivery,
+    DeliveryRepository,
+    DeliveryResult,
+)
+from vigil.storage.repositories.channel_settings import DeliveryPolicy
 from vigil.logs import get_logger
 from vigil.storage.crypto import SecretBox
 from vigil.storage.db import acting_as
 from vigil.storage.repositories.alerts import AlertRepository
-from vigil.storage.repositories.base import FailedPrecondition, NotFound, as_uuid, uuid_list
+from vigil.storage.repositories.base import as_uuid, uuid_list
+from vigil.errors import FailedPrecondition, NotFound
 
 log = get_logger("vigil.notifications")
 

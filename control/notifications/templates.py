@@ -1,6 +1,7 @@
-"""Message templates: the seed's defaults, checking them, and rendering them safely.
+"""Message templates: the seed's defaults and rendering them safely.
 
-A template is text with `{{placeholder}}` slots. Rendering is one pass over the template: each
+A template is text with `{{placeholder}}` slots (which ones exist, and the check a template passes
+before it is stored: storage/repositories/channel_settings.py). Rendering is one pass over the template: each
 slot is replaced by its value as plain text, and values are never looked at again, so an alert
 field that contains "{{message}}", "{0}" or "%s" stays literal (no format-string injection).
 Each output escapes values as its markup needs (Telegram HTML); e-mail HTML escapes everything.
@@ -14,10 +15,7 @@ from collections.abc import Callable
 from datetime import timezone
 
 from vigil.control.notifications.models import Notification
-from vigil.storage.repositories.base import InvalidArgument
-
-PLACEHOLDERS = ("alert_id", "alert_type", "message", "severity", "timestamp", "camera_name", "location",
-                "site_name", "person_name", "confidence")
+from vigil.storage.repositories.channel_settings import TEMPLATE_SLOT
 
 # The seed's column defaults (telegram_configs / whatsapp_configs.message_template)
 TELEGRAM = "{{alert_type}}: {{message}} at {{timestamp}}. Camera: {{camera_name}}"
@@ -36,26 +34,14 @@ Confidence: {{confidence}}%
 Alert: {{alert_id}}
 """
 
-_SLOT = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 # C0/C1 controls but tab and newline: they could forge header lines or garble a chat message
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _MAX_VALUE = 1024  # keeps every message within the providers' limits (Telegram: 4096 characters)
 
 
-def check(field: str, template: str, max_length: int) -> str:
-    """The template, or InvalidArgument naming the field (too long, unknown placeholders)."""
-    if len(template) > max_length:
-        raise InvalidArgument(field, f"must be at most {max_length} characters")
-    unknown = sorted({m[1] for m in _SLOT.finditer(template)} - set(PLACEHOLDERS))
-    if unknown:
-        raise InvalidArgument(field, f"unknown placeholder(s) {', '.join(unknown)}; "
-                                     f"known: {', '.join(PLACEHOLDERS)}")
-    return template
-
-
 def _values(notification: Notification) -> dict[str, str]:
     n = notification
-    raw = {
+    raw = {  # one value per channel_settings.PLACEHOLDERS
         "alert_id": str(n.alert_id),
         "alert_type": n.alert_type,
         "message": n.message,
@@ -77,7 +63,7 @@ def _clean(value: str) -> str:
 
 def render(template: str, notification: Notification, escape: Callable[[str], str] = str) -> str:
     fields = _values(notification)
-    return _SLOT.sub(lambda m: escape(fields[m[1]]) if m[1] in fields else m[0], template)
+    return TEMPLATE_SLOT.sub(lambda m: escape(fields[m[1]]) if m[1] in fields else m[0], template)
 
 
 def telegram_html(value: str) -> str:

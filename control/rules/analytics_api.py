@@ -31,7 +31,7 @@ from vigil.control.rules.api_values import duration_value, optional_id, schedule
 from vigil.control.request_checks import checked_text
 from vigil.logs import get_logger
 from vigil.storage.repositories.alerts import AnalyticsConfig
-from vigil.storage.repositories.base import FailedPrecondition, InvalidArgument
+from vigil.errors import FailedPrecondition, InvalidArgument
 
 log = get_logger("vigil.control.rules")
 

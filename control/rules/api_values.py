@@ -12,7 +12,8 @@ from google.protobuf import duration_pb2
 
 from vigil.api.v1 import rule_pb2 as pb
 from vigil.control.rules.schedule import QuietHours, Schedule, ScheduleError, format_time, time_zone
-from vigil.storage.repositories.base import InvalidArgument, as_uuid
+from vigil.storage.repositories.base import as_uuid
+from vigil.errors import InvalidArgument
 
 MAX_NANOS = 999_999_999
 

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
 
-from vigil.storage.repositories.base import InvalidArgument
+from vigil.errors import InvalidArgument
 
 
 def apply_mask(source: Message, target: Message, mask: field_mask_pb2.FieldMask, *, resource: str,

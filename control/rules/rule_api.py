@@ -21,7 +21,8 @@ from vigil.control.rules.api_values import (
 )
 from vigil.control.request_checks import checked_text
 from vigil.storage.repositories.alerts import ALL_WEEK, DEFAULT_COOLDOWN, AlertRule
-from vigil.storage.repositories.base import InvalidArgument, as_uuid
+from vigil.storage.repositories.base import as_uuid
+from vigil.errors import InvalidArgument
 
 PATH = "alert_rule"
 EVENT_TYPE = EnumMap(common_pb2.EventType, "EVENT_TYPE_", f"{PATH}.event_type")

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from vigil.control.notifications.repository import DeliveryRepository
+from vigil.storage.repositories.notifications import DeliveryRepository
 from vigil.control.rules.evaluator import Firing
 from vigil.storage.repositories.alerts import Alert, AlertRepository
 

@@ -17,17 +17,15 @@ from vigil.api.v1 import alert_pb2 as pb
 from vigil.api.v1 import alert_pb2_grpc
 from vigil.control.auth import Caller
 from vigil.control.convert import EnumMap, text, timestamp
-from vigil.control.notifications.models import (
-    Channel,
+from vigil.storage.repositories.notifications import Channel, ChannelRepository, Delivery, DeliveryRepository
+from vigil.storage.repositories.channel_settings import (
     ChannelSettings,
-    Delivery,
     DeliveryPolicy,
     EmailSettings,
     TelegramSettings,
     WebhookSettings,
     WhatsAppSettings,
 )
-from vigil.control.notifications.repository import ChannelRepository, DeliveryRepository
 from vigil.control.rpc import rpc
 from vigil.control.rules.alert_api import SEVERITY, STATUS, alert_message
 from vigil.control.rules.api_values import duration_message, duration_value
@@ -44,7 +42,7 @@ from vigil.control.request_checks import (
 )
 from vigil.control.services.rules import any_of
 from vigil.storage.repositories.alerts import Alert, AlertRepository
-from vigil.storage.repositories.base import FailedPrecondition, InvalidArgument
+from vigil.errors import FailedPrecondition, InvalidArgument
 
 NOTE_LIMIT = 2000
 

@@ -17,7 +17,8 @@ from vigil.api.v1 import camera_pb2_grpc, common_pb2
 from vigil.control.convert import EnumMap, masked_changes, text, timestamp
 from vigil.control.request_checks import api_token, checked_text, fields_of, is_active, repository_token
 from vigil.control.rpc import rpc
-from vigil.storage.repositories.base import InvalidArgument, as_uuid
+from vigil.storage.repositories.base import as_uuid
+from vigil.errors import InvalidArgument
 from vigil.storage.repositories.sites import (
     VPN_CLIENT_CONFIG,
     VPN_CLIENT_CONFIG_SEALED,

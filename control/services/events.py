@@ -42,7 +42,7 @@ from vigil.control.request_checks import (
     time_bounds,
 )
 from vigil.storage.bus import EventBus
-from vigil.storage.repositories.base import InvalidArgument, PermissionDenied
+from vigil.errors import InvalidArgument, PermissionDenied
 from vigil.storage.repositories.events import (
     EventRepository,
     FeedAudienceRepository,

@@ -20,7 +20,7 @@ from vigil.api.v1 import ingest_pb2_grpc
 from vigil.control.ingest.runtime import ingest_runtime
 from vigil.control.rpc import rpc
 from vigil.logs import get_logger
-from vigil.storage.repositories.base import RepositoryError
+from vigil.errors import RepositoryError
 from vigil.storage.repositories.nodes import NodeRepository
 
 log = get_logger("vigil.control.ingest")

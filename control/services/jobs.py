@@ -10,9 +10,10 @@ from google.protobuf import duration_pb2, struct_pb2
 from vigil.api.v1 import job_pb2 as pb
 from vigil.api.v1 import job_pb2_grpc
 from vigil.control.convert import timestamp
-from vigil.control.jobs.scheduler import JobRun, RunOutcome
+from vigil.control.jobs.scheduler import RunOutcome
+from vigil.storage.repositories.jobs import JobRun
 from vigil.control.rpc import rpc
-from vigil.storage.repositories.base import InvalidArgument, NotFound
+from vigil.errors import InvalidArgument, NotFound
 
 OUTCOME = {"running": pb.JOB_OUTCOME_RUNNING, "succeeded": pb.JOB_OUTCOME_SUCCEEDED,
            "failed": pb.JOB_OUTCOME_FAILED, "skipped": pb.JOB_OUTCOME_SKIPPED}

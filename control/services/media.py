@@ -17,7 +17,7 @@ from vigil.control.rpc import rpc
 from vigil.control.request_checks import enum_label, id_list, instant, page_request, required_id, time_bounds
 from vigil.storage.objectstore import ObjectNotFound, StoredObject
 from vigil.storage.repositories.alerts import AlertRepository
-from vigil.storage.repositories.base import InvalidArgument, NotFound
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.clips import ClipRepository, ClipRequest
 from vigil.storage.repositories.events import EventRepository
 from vigil.storage.repositories.faces import FaceEmbeddingRepository

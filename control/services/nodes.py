@@ -25,7 +25,7 @@ from vigil.control.nodes.streams import AssignmentTracker
 from vigil.control.request_checks import checked_text, instant, required_id, required_message
 from vigil.control.rpc import rpc
 from vigil.logs import get_logger
-from vigil.storage.repositories.base import InvalidArgument
+from vigil.errors import InvalidArgument
 from vigil.storage.repositories.clips import ClipRepository
 from vigil.storage.repositories.nodes import MAX_CAPACITY, Node, NodeRegistration, NodeRepository
 

@@ -26,7 +26,7 @@ from vigil.control.request_checks import (
     time_bounds,
 )
 from vigil.control.rpc import rpc
-from vigil.storage.repositories.base import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.faces import (
     ClusterRepository,
     FaceEmbedding,

@@ -24,7 +24,7 @@ from vigil.control.rules.field_mask import apply_mask
 from vigil.control.rules.rule_api import rule_message, rule_values
 from vigil.control.request_checks import api_token, id_list, repository_token, required_id
 from vigil.storage.repositories.alerts import AlertRuleRepository, AnalyticsConfigRepository
-from vigil.storage.repositories.base import InvalidArgument, NotFound
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.persons import PersonRepository
 from vigil.storage.repositories.sites import CameraRepository, ZoneRepository
 from vigil.storage.repositories.watchlists import WatchlistRepository

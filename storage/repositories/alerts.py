@@ -27,9 +27,6 @@ from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     BY_NAME,
     CONSTRAINT_FIELDS,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -46,6 +43,8 @@ from vigil.storage.repositories.base import (
     update_row,
     uuid_list,
 )
+from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
+from vigil.storage.repositories.filters import Filters
 from vigil.storage.repositories.sites import BY_CAMERA_THEN_NAME
 
 # Constraints of 0022 whose violation does not name the caller's field by itself.
@@ -211,23 +210,16 @@ class AlertRuleRepository:
                    severities: Iterable[str] | None = None, page_size: int = 0,
                    page_token: str | None = None) -> Page[AlertRule]:
         """By name. Each id filter matches any of its values; rules without that condition never match."""
-        where, params = [], []
-        if is_active is not None:
-            where.append(sql.SQL("is_active = %s"))
-            params.append(is_active)
+        filters = Filters().eq("is_active", is_active)
         if camera_id is not None:
             camera_ids = [camera_id, *(camera_ids or ())]
         for column, values in (("camera_id", camera_ids), ("person_id", person_ids), ("zone_id", zone_ids),
                                ("watchlist_id", watchlist_ids)):
-            if values is not None:
-                where.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(column)))
-                params.append(uuid_list(f"{column}s", values))
+            filters.any(column, uuid_list(f"{column}s", values))
         severities = None if severities is None else list(severities)
-        if severities is not None:
-            where.append(sql.SQL("severity = ANY(%s::severity_enum[])"))
-            params.append(severities)
-        return await fetch_page(self.conn, AlertRule, select=_RULE_COLUMNS, table="alert_rules", where=where,
-                                params=params, keyset=BY_NAME, page_size=page_size, page_token=page_token,
+        filters.any("severity", severities, cast="severity_enum")
+        return await fetch_page(self.conn, AlertRule, select=_RULE_COLUMNS, table="alert_rules", filters=filters,
+                                keyset=BY_NAME, page_size=page_size, page_token=page_token,
                                 resource="alert_rule", values={"severities": severities})
 
     async def active_for_camera(self, camera_id: UUID | str) -> list[AlertRule]:
@@ -316,20 +308,13 @@ class AnalyticsConfigRepository:
                    is_active: bool | None = None, page_size: int = 0,
                    page_token: str | None = None) -> Page[AnalyticsConfig]:
         """By camera, then name."""
-        where, params = [], []
+        filters = Filters()
         for column, values in (("camera_id", camera_ids), ("zone_id", zone_ids)):
-            if values is not None:
-                where.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(column)))
-                params.append(uuid_list(f"{column}s", values))
+            filters.any(column, uuid_list(f"{column}s", values))
         activity_types = None if activity_types is None else list(activity_types)
-        if activity_types is not None:
-            where.append(sql.SQL("activity_type = ANY(%s::activity_type_enum[])"))
-            params.append(activity_types)
-        if is_active is not None:
-            where.append(sql.SQL("is_active = %s"))
-            params.append(is_active)
+        filters.any("activity_type", activity_types, cast="activity_type_enum").eq("is_active", is_active)
         return await fetch_page(self.conn, AnalyticsConfig, select=_CONFIG_COLUMNS, table="analytics_configs",
-                                where=where, params=params, keyset=BY_CAMERA_THEN_NAME, page_size=page_size,
+                                filters=filters, keyset=BY_CAMERA_THEN_NAME, page_size=page_size,
                                 page_token=page_token, resource="analytics_config",
                                 values={"activity_types": activity_types})
 
@@ -392,6 +377,22 @@ class AlertRepository:
                   "trigger_evidence": None if trigger_evidence is None else Jsonb(trigger_evidence)}
         return await insert_row(self.conn, "alerts", values, Alert, _ALERT_COLUMNS, "alert")
 
+    async def insert_device_alert(self, camera_id: UUID, device_type: str, device_id: UUID, message: str,
+                                  evidence: dict[str, Any]) -> Alert:
+        """A device went offline (alert_type camera_offline or dvr_offline, high severity), filed on a
+        camera since alerts belong to one (a DVR's on its first camera)."""
+        values = {"camera_id": camera_id, "alert_type": f"{device_type}_offline", "severity": "high",
+                  "message": message, "device_type": device_type, "device_id": device_id,
+                  "trigger_evidence": Jsonb(evidence)}
+        return await insert_row(self.conn, "alerts", values, Alert, _ALERT_COLUMNS, "alert")
+
+    async def open_device_alert_ids(self, device_id: UUID, alert_type: str) -> list[UUID]:
+        """The device's alerts of this type that are still open (pending, sent or acknowledged)."""
+        cur = await self.conn.execute(
+            "SELECT id FROM alerts WHERE device_id = %s AND alert_type = %s"
+            " AND status IN ('pending', 'sent', 'acknowledged')", (device_id, alert_type))
+        return [row["id"] for row in await cur.fetchall()]
+
     async def get(self, alert_id: UUID | str) -> Alert:
         alert_id = as_uuid("alert_id", alert_id)
         alert = await fetch_one(self.conn, Alert, sql.SQL("SELECT {} FROM alerts WHERE id = %s").format(_ALERT_COLUMNS),
@@ -409,12 +410,8 @@ class AlertRepository:
         trigger's rule too, so alerts of a deleted rule are still found by its id."""
         statuses = None if statuses is None else list(statuses)
         severities = None if severities is None else list(severities)
-        where, params = [], []
-        for column, cast, value in (("status", "alert_status_enum", statuses),
-                                    ("severity", "severity_enum", severities)):
-            if value is not None:
-                where.append(sql.SQL("{} = ANY(%s::{}[])").format(sql.Identifier(column), sql.Identifier(cast)))
-                params.append(value)
+        filters = Filters().any("status", statuses, cast="alert_status_enum")
+        filters.any("severity", severities, cast="severity_enum")
         id_filters = {
             "camera_ids": sql.SQL("camera_id = ANY(%s)"),
             "site_ids": sql.SQL("camera_id IN (SELECT c.id FROM cameras c JOIN dvrs d ON d.id = c.dvr_id"
@@ -425,15 +422,9 @@ class AlertRepository:
         for field, values in (("camera_ids", camera_ids), ("site_ids", site_ids), ("rule_ids", rule_ids),
                               ("person_ids", person_ids)):
             if values is not None:
-                where.append(id_filters[field])
-                params.append(uuid_list(field, values))
-        if aware("since", since) is not None:
-            where.append(sql.SQL("created_at >= %s"))
-            params.append(since)
-        if aware("until", until) is not None:
-            where.append(sql.SQL("created_at < %s"))
-            params.append(until)
-        return await fetch_page(self.conn, Alert, select=_ALERT_COLUMNS, table="alerts", where=where, params=params,
+                filters.raw(id_filters[field], uuid_list(field, values))
+        filters.range("created_at", aware("since", since), aware("until", until))
+        return await fetch_page(self.conn, Alert, select=_ALERT_COLUMNS, table="alerts", filters=filters,
                                 keyset=BY_CREATED_AT, page_size=page_size, page_token=page_token, resource="alert",
                                 values={"statuses": statuses, "severities": severities})
 

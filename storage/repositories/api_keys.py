@@ -24,8 +24,6 @@ from psycopg.types.json import Jsonb
 
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
-    InvalidArgument,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -36,6 +34,8 @@ from vigil.storage.repositories.base import (
     insert_row,
     optional_uuid,
 )
+from vigil.errors import InvalidArgument, NotFound
+from vigil.storage.repositories.filters import Filters
 
 KEY_SCHEME = "vgl"
 SECRET_BYTES = 32
@@ -138,13 +138,10 @@ class ApiKeyRepository:
 
     async def list(self, *, user_id: UUID | str | None = None, include_revoked: bool = False, page_size: int = 0,
                    page_token: str | None = None) -> Page[ApiKey]:
-        where, params = [], []
-        if user_id is not None:
-            where.append(sql.SQL("user_id = %s"))
-            params.append(as_uuid("user_id", user_id))
+        filters = Filters().eq("user_id", optional_uuid("user_id", user_id))
         if not include_revoked:
-            where.append(sql.SQL("revoked_at IS NULL"))
-        return await fetch_page(self.conn, ApiKey, select=_COLUMNS, table="api_keys", where=where, params=params,
+            filters.raw("revoked_at IS NULL")
+        return await fetch_page(self.conn, ApiKey, select=_COLUMNS, table="api_keys", filters=filters,
                                 keyset=BY_CREATED_AT, page_size=page_size, page_token=page_token, resource="api_key")
 
     async def authenticate(self, plaintext: str) -> AuthResult:

@@ -21,7 +21,6 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from vigil.storage.repositories.base import (
-    InvalidArgument,
     Keyset,
     Page,
     as_uuid,
@@ -32,6 +31,8 @@ from vigil.storage.repositories.base import (
     optional_uuid,
     parse_timestamp,
 )
+from vigil.errors import InvalidArgument
+from vigil.storage.repositories.filters import Filters
 
 REDACTED = "[REDACTED]"
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -120,22 +121,11 @@ class AuditLogRepository:
                    resource_id: UUID | str | None = None, since: datetime | None = None,
                    until: datetime | None = None, page_size: int = 0, page_token: str | None = None) -> Page[AuditEntry]:
         """Newest first; `since` is inclusive, `until` exclusive."""
-        where, params = [], []
-        for column, value in (("user_id", optional_uuid("user_id", user_id)), ("action", action),
-                              ("resource_type", resource_type),
-                              ("resource_id", optional_uuid("resource_id", resource_id))):
-            if value is not None:
-                where.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-                params.append(value)
+        filters = Filters().eq("user_id", optional_uuid("user_id", user_id)).eq("action", action)
+        filters.eq("resource_type", resource_type).eq("resource_id", optional_uuid("resource_id", resource_id))
         if api_key_id is not None:
-            where.append(sql.SQL("details ->> 'api_key_id' = %s"))
-            params.append(str(as_uuid("api_key_id", api_key_id)))
-        if aware("since", since) is not None:
-            where.append(sql.SQL("timestamp >= %s"))
-            params.append(since)
-        if aware("until", until) is not None:
-            where.append(sql.SQL("timestamp < %s"))
-            params.append(until)
-        return await fetch_page(self.conn, AuditEntry, select=_COLUMNS, table="audit_logs", where=where,
-                                params=params, keyset=_NEWEST_FIRST, page_size=page_size, page_token=page_token,
+            filters.raw("details ->> 'api_key_id' = %s", str(as_uuid("api_key_id", api_key_id)))
+        filters.range("timestamp", aware("since", since), aware("until", until))
+        return await fetch_page(self.conn, AuditEntry, select=_COLUMNS, table="audit_logs", filters=filters,
+                                keyset=_NEWEST_FIRST, page_size=page_size, page_token=page_token,
                                 resource="audit_entry")

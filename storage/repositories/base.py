@@ -1,9 +1,10 @@
-"""What every repository shares: typed errors, psycopg-error translation, keyset pages and
+"""What every repository shares: psycopg-error translation into vigil.errors, keyset pages and
 small SQL builders over frozen dataclass models.
 
-Errors carry what a gRPC layer needs (the field for INVALID_ARGUMENT, the resource for NOT_FOUND
-and ALREADY_EXISTS), so no database error surfaces as INTERNAL. Every statement runs in a
-savepoint (`guarded`): a failed call writes nothing and leaves the caller's transaction usable.
+A database error caused by the request comes out as the error the API layer maps (the field for
+INVALID_ARGUMENT, the resource for NOT_FOUND and ALREADY_EXISTS), so none surfaces as INTERNAL.
+Every statement runs in a savepoint (`guarded`): a failed call writes nothing and leaves the
+caller's transaction usable.
 """
 
 from __future__ import annotations
@@ -25,43 +26,23 @@ from uuid import UUID
 import psycopg
 from psycopg import errors, sql
 
+from vigil.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RepositoryError,
+)
+from vigil.storage.repositories.filters import Filters
+
 T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 
-# --------------------------------------------------------------------------- errors
-
-
-class RepositoryError(Exception):
-    """Base of the errors a caller may turn into a gRPC status."""
-
-
-class NotFound(RepositoryError):
-    def __init__(self, resource: str, id: Any):
-        super().__init__(f"{resource} {id} not found")
-        self.resource, self.id = resource, id
-
-
-class AlreadyExists(RepositoryError):
-    def __init__(self, resource: str, field: str):
-        super().__init__(f"a {resource} with this {field} already exists")
-        self.resource, self.field = resource, field
-
-
-class InvalidArgument(RepositoryError):
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
-
-
-class FailedPrecondition(RepositoryError):
-    """The request is well-formed but the resource is not in a state that allows it."""
-
-
-class PermissionDenied(RepositoryError):
-    """Row-level security or a grant refused the statement."""
+# --------------------------------------------------------------------------- psycopg errors
 
 
 # Constraints whose violation does not name the API field by itself: CHECK constraints carry no
@@ -367,27 +348,25 @@ def page_limit(page_size: int) -> int:
 
 
 async def fetch_page(conn: psycopg.AsyncConnection, model: type[T], *, select: sql.Composable, table: str,
-                     where: Sequence[sql.Composable], params: Sequence[Any], keyset: Keyset, page_size: int,
-                     page_token: str | None, resource: str, values: Mapping[str, Any] = {}) -> Page[T]:
-    """One page of `SELECT select FROM table WHERE where... ORDER BY keyset` after the token's key."""
+                     filters: Filters | None = None, keyset: Keyset, page_size: int, page_token: str | None,
+                     resource: str, values: Mapping[str, Any] = {}) -> Page[T]:
+    """One page of `SELECT select FROM table WHERE filters ORDER BY keyset` after the token's key."""
     limit = page_limit(page_size)
-    conditions, args = list(where), list(params)
+    conditions = Filters() if filters is None else filters.copy()
     key_columns = sql.SQL(", ").join(map(sql.Identifier, keyset.columns))
     if page_token:
         after = decode_page_token(page_token, keyset)
-        conditions.append(sql.SQL("({}) {} ({})").format(
+        conditions.raw(sql.SQL("({}) {} ({})").format(
             key_columns, sql.SQL("<" if keyset.descending else ">"),
-            sql.SQL(", ").join(sql.Placeholder() * len(after))))
-        args.extend(after)
+            sql.SQL(", ").join(sql.Placeholder() * len(after))), *after)
     direction = sql.SQL(" DESC" if keyset.descending else " ASC")
     query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT {}").format(
-        select, sql.Identifier(table),
-        sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("TRUE"),
+        select, sql.Identifier(table), conditions.sql(),
         sql.SQL(", ").join(sql.Composed([sql.Identifier(c), direction]) for c in keyset.columns),
         sql.Literal(limit + 1),  # one more row tells whether another page follows
     )
     async with guarded(conn, resource, values):
-        items = await fetch_all(conn, model, query, args)
+        items = await fetch_all(conn, model, query, conditions.params)
     if len(items) <= limit:
         return Page(items, None)
     items = items[:limit]

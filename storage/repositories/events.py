@@ -19,9 +19,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from vigil.storage.repositories.base import (
-    InvalidArgument,
     Keyset,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -36,6 +34,8 @@ from vigil.storage.repositories.base import (
     unit_interval,
     uuid_list,
 )
+from vigil.errors import InvalidArgument, NotFound
+from vigil.storage.repositories.filters import Filters
 
 REVIEW_ACTIONS = ("confirm", "reject", "correct_name", "delete")  # "merge" is recorded by person merges
 
@@ -130,15 +130,13 @@ class EventRepository:
     async def get(self, event_id: UUID | str, timestamp: datetime | None = None) -> Event:
         """With the timestamp, only its partition is read. Without it, each partition's primary-key
         index is probed; ids are unique only with their timestamp, so the newest such event wins."""
-        where, params = [sql.SQL("id = %s")], [as_uuid("event_id", event_id)]
-        if aware("timestamp", timestamp) is not None:
-            where.append(sql.SQL("timestamp = %s"))
-            params.append(timestamp)
+        event_id = as_uuid("event_id", event_id)
+        filters = Filters().eq("id", event_id).eq("timestamp", aware("timestamp", timestamp))
         query = sql.SQL("SELECT {} FROM events WHERE {} ORDER BY timestamp DESC LIMIT 1").format(
-            _COLUMNS, sql.SQL(" AND ").join(where))
-        event = await fetch_one(self.conn, Event, query, params)
+            _COLUMNS, filters.sql())
+        event = await fetch_one(self.conn, Event, query, filters.params)
         if event is None:
-            raise NotFound("event", params[0])
+            raise NotFound("event", event_id)
         return event
 
     async def get_many(self, keys: Iterable[tuple[UUID, datetime]]) -> dict[UUID, Event]:
@@ -159,32 +157,18 @@ class EventRepository:
                    page_token: str | None = None) -> Page[Event]:
         """Newest first; `since` is inclusive, `until` exclusive. A list matches any of its values;
         None is no condition."""
-        where, params = [], []
+        filters = Filters()
         event_types = None if event_types is None else list(event_types)
         for column, field, values in (("camera_id", "camera_ids", camera_ids), ("person_id", "person_ids", person_ids),
                                       ("cluster_id", "cluster_ids", cluster_ids)):
-            if values is not None:
-                where.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(column)))
-                params.append(uuid_list(field, values))
+            filters.any(column, uuid_list(field, values))
         if site_ids is not None:
-            where.append(_in_sites("events"))
-            params.append(uuid_list("site_ids", site_ids))
-        if event_types is not None:
-            where.append(sql.SQL("event_type = ANY(%s::event_type_enum[])"))
-            params.append(event_types)
-        if person_id is not None:
-            where.append(sql.SQL("person_id = %s"))
-            params.append(as_uuid("person_id", person_id))
-        if reviewed is not None:
-            where.append(sql.SQL("reviewed = %s"))
-            params.append(bool(reviewed))
-        if aware("since", since) is not None:
-            where.append(sql.SQL("timestamp >= %s"))
-            params.append(since)
-        if aware("until", until) is not None:
-            where.append(sql.SQL("timestamp < %s"))
-            params.append(until)
-        return await fetch_page(self.conn, Event, select=_COLUMNS, table="events", where=where, params=params,
+            filters.raw(_in_sites("events"), uuid_list("site_ids", site_ids))
+        filters.any("event_type", event_types, cast="event_type_enum")
+        filters.eq("person_id", optional_uuid("person_id", person_id))
+        filters.eq("reviewed", None if reviewed is None else bool(reviewed))
+        filters.range("timestamp", aware("since", since), aware("until", until))
+        return await fetch_page(self.conn, Event, select=_COLUMNS, table="events", filters=filters,
                                 keyset=_NEWEST_FIRST, page_size=page_size, page_token=page_token, resource="event",
                                 values={"event_types": event_types})
 
@@ -241,10 +225,19 @@ _ACTIVITY_COLUMNS = columns_of(
 
 
 class SuspiciousActivityRepository:
-    """Reads suspicious_activity_events (written by the analytics)."""
+    """suspicious_activity_events: what the analytics detected."""
 
     def __init__(self, conn: psycopg.AsyncConnection):
         self.conn = conn
+
+    async def record(self, camera_id: UUID, activity_type: str, zone_id: UUID | None, confidence: float,
+                     severity: str, details: dict[str, Any], detected_at: datetime) -> SuspiciousActivity:
+        """A detection, not yet alerted (alert_sent false)."""
+        cur = await self.conn.execute(
+            "INSERT INTO suspicious_activity_events (camera_id, activity_type, zone_id, confidence, severity,"
+            " details, timestamp, alert_sent) VALUES (%s, %s, %s, %s, %s, %s, %s, false) RETURNING id",
+            (camera_id, activity_type, zone_id, confidence, severity, Jsonb(details), detected_at))
+        return await self.get((await cur.fetchone())["id"])
 
     async def get(self, activity_id: UUID | str) -> SuspiciousActivity:
         activity_id = as_uuid("activity_id", activity_id)
@@ -261,30 +254,18 @@ class SuspiciousActivityRepository:
                    since: datetime | None = None, until: datetime | None = None, page_size: int = 0,
                    page_token: str | None = None) -> Page[SuspiciousActivity]:
         """Newest first; `since` is inclusive, `until` exclusive; None is no condition."""
-        where, params = [], []
+        filters = Filters()
         activity_types = None if activity_types is None else list(activity_types)
         severities = None if severities is None else list(severities)
         for column, values in (("camera_id", camera_ids), ("zone_id", zone_ids)):
-            if values is not None:
-                where.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(column)))
-                params.append(uuid_list(f"{column}s", values))
+            filters.any(column, uuid_list(f"{column}s", values))
         if site_ids is not None:
-            where.append(_in_sites(_ACTIVITY_TABLE))
-            params.append(uuid_list("site_ids", site_ids))
-        if activity_types is not None:
-            where.append(sql.SQL("activity_type = ANY(%s::activity_type_enum[])"))
-            params.append(activity_types)
-        if severities is not None:
-            where.append(sql.SQL("severity = ANY(%s::severity_enum[])"))
-            params.append(severities)
-        if aware("since", since) is not None:
-            where.append(sql.SQL("timestamp >= %s"))
-            params.append(since)
-        if aware("until", until) is not None:
-            where.append(sql.SQL("timestamp < %s"))
-            params.append(until)
+            filters.raw(_in_sites(_ACTIVITY_TABLE), uuid_list("site_ids", site_ids))
+        filters.any("activity_type", activity_types, cast="activity_type_enum")
+        filters.any("severity", severities, cast="severity_enum")
+        filters.range("timestamp", aware("since", since), aware("until", until))
         return await fetch_page(self.conn, SuspiciousActivity, select=_ACTIVITY_COLUMNS, table=_ACTIVITY_TABLE,
-                                where=where, params=params, keyset=_NEWEST_FIRST, page_size=page_size,
+                                filters=filters, keyset=_NEWEST_FIRST, page_size=page_size,
                                 page_token=page_token, resource="suspicious_activity",
                                 values={"activity_types": activity_types, "severities": severities})
 
@@ -444,6 +425,11 @@ class FeedOutboxRepository:
 
     async def remove(self, ids: Sequence[int]) -> None:
         await self.conn.execute("DELETE FROM feed_outbox WHERE id = ANY(%s)", (list(ids),))
+
+    async def depth(self) -> int:
+        """How many messages wait for the relay."""
+        cur = await self.conn.execute("SELECT count(*) AS n FROM feed_outbox")
+        return (await cur.fetchone())["n"]
 
 
 class FeedAudienceRepository:

@@ -22,10 +22,7 @@ from psycopg.types.json import Jsonb
 
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
-    FailedPrecondition,
-    InvalidArgument,
     Keyset,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -40,6 +37,8 @@ from vigil.storage.repositories.base import (
     unit_interval,
     uuid_list,
 )
+from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
+from vigil.storage.repositories.filters import Filters
 
 MAX_DIM = 2000  # pgvector's HNSW limit for `vector`
 MAX_K = 1000  # hnsw.ef_search's upper bound: an index scan returns at most ef_search rows
@@ -118,8 +117,8 @@ class ModelVersionRepository:
 
     async def list_page(self, *, page_size: int = 0, page_token: str | None = None) -> Page[ModelVersion]:
         """Newest first, a page at a time."""
-        return await fetch_page(self.conn, ModelVersion, select=_MODEL_COLUMNS, table="model_versions", where=[],
-                                params=[], keyset=BY_CREATED_AT, page_size=page_size, page_token=page_token,
+        return await fetch_page(self.conn, ModelVersion, select=_MODEL_COLUMNS, table="model_versions",
+                                keyset=BY_CREATED_AT, page_size=page_size, page_token=page_token,
                                 resource="model_version")
 
 
@@ -232,12 +231,10 @@ class FaceEmbeddingRepository:
     async def page_for_person(self, person_id: UUID | str, *, model_versions: Iterable[str] | None = None,
                               page_size: int = 0, page_token: str | None = None) -> Page[FaceEmbedding]:
         """A person's embeddings, newest first, optionally only those of some model versions."""
-        where, params = [sql.SQL("person_id = %s")], [as_uuid("person_id", person_id)]
-        if model_versions:
-            where.append(sql.SQL("model_version = ANY(%s)"))
-            params.append(list(model_versions))
+        filters = Filters().eq("person_id", as_uuid("person_id", person_id))
+        filters.any("model_version", model_versions or None)
         return await fetch_page(self.conn, FaceEmbedding, select=_EMBEDDING_COLUMNS, table="face_embeddings",
-                                where=where, params=params, keyset=BY_CREATED_AT, page_size=page_size,
+                                filters=filters, keyset=BY_CREATED_AT, page_size=page_size,
                                 page_token=page_token, resource="face_embedding")
 
     async def set_primary(self, embedding_id: UUID | str) -> FaceEmbedding:
@@ -380,6 +377,20 @@ _CLUSTER_COLUMNS = columns_of(
 _LARGEST_AND_LATEST_FIRST = Keyset(("sample_count", "last_seen", "id"), (int, parse_timestamp, UUID))
 
 
+_MATCHING_PAIRS = """
+SELECT a.id AS a, b.id AS b
+FROM person_clusters a
+JOIN face_embeddings fa ON fa.id = a.representative_embedding_id
+JOIN model_versions mv ON mv.version_string = fa.model_version AND mv.embedding_dim = fa.embedding_dim
+JOIN person_clusters b ON b.id > a.id AND b.status = 'active'
+JOIN face_embeddings fb ON fb.id = b.representative_embedding_id
+    AND fb.model_version = fa.model_version AND fb.embedding_dim = fa.embedding_dim
+WHERE a.status = 'active' AND mv.match_threshold IS NOT NULL
+  AND 1 - (fa.embedding <=> fb.embedding) >= mv.match_threshold
+LIMIT %s
+"""
+
+
 class ClusterRepository:
     """Unknown-face clusters (person_clusters). A cluster's faces belong to one person, the one
     holding its representative face (an unnamed person until the cluster is identified); its
@@ -402,29 +413,17 @@ class ClusterRepository:
                    page_token: str | None = None) -> Page[UnknownCluster]:
         """Largest first, then most recently seen. Lists match any of their values (empty or None: no
         condition); `last_seen_since` is inclusive, `last_seen_until` exclusive."""
-        where, params = [], []
         statuses = None if statuses is None else list(statuses)
-        if statuses:
-            where.append(sql.SQL("status = ANY(%s::cluster_status_enum[])"))
-            params.append(statuses)
+        filters = Filters().any("status", statuses or None, cast="cluster_status_enum")
         if camera_ids:
-            where.append(sql.SQL("EXISTS (SELECT 1 FROM events e WHERE e.cluster_id = person_clusters.id"
-                                 " AND e.camera_id = ANY(%s))"))
-            params.append(uuid_list("camera_ids", camera_ids))
+            filters.raw("EXISTS (SELECT 1 FROM events e WHERE e.cluster_id = person_clusters.id"
+                        " AND e.camera_id = ANY(%s))", uuid_list("camera_ids", camera_ids))
         if site_ids:
-            where.append(sql.SQL("EXISTS (SELECT 1 " + _SIGHTINGS + " AND d.site_id = ANY(%s))"))
-            params.append(uuid_list("site_ids", site_ids))
-        if aware("last_seen_since", last_seen_since) is not None:
-            where.append(sql.SQL("last_seen >= %s"))
-            params.append(last_seen_since)
-        if aware("last_seen_until", last_seen_until) is not None:
-            where.append(sql.SQL("last_seen < %s"))
-            params.append(last_seen_until)
-        if min_sample_count:
-            where.append(sql.SQL("sample_count >= %s"))
-            params.append(min_sample_count)
+            filters.raw("EXISTS (SELECT 1 " + _SIGHTINGS + " AND d.site_id = ANY(%s))", uuid_list("site_ids", site_ids))
+        filters.range("last_seen", aware("last_seen_since", last_seen_since), aware("last_seen_until", last_seen_until))
+        filters.range("sample_count", min_sample_count or None)
         return await fetch_page(self.conn, UnknownCluster, select=_CLUSTER_COLUMNS, table="person_clusters",
-                                where=where, params=params, keyset=_LARGEST_AND_LATEST_FIRST, page_size=page_size,
+                                filters=filters, keyset=_LARGEST_AND_LATEST_FIRST, page_size=page_size,
                                 page_token=page_token, resource="cluster", values={"statuses": statuses})
 
     async def merge(self, target_id: UUID | str, source_ids: Iterable[UUID | str]) -> UnknownCluster:
@@ -465,6 +464,22 @@ class ClusterRepository:
             await self.conn.execute("UPDATE events SET person_id = %s WHERE cluster_id = %s", (person_id, cluster_id))
             await self.conn.execute("UPDATE person_clusters SET status = 'reviewed' WHERE id = %s", (cluster_id,))
         return await self.get(cluster_id)
+
+    async def matching_pairs(self, limit: int) -> list[tuple[UUID, UUID]]:
+        """Pairs of ACTIVE clusters (a.id < b.id) whose representative faces match within their model
+        version's threshold (cosine similarity >= model_versions.match_threshold); at most `limit`."""
+        cur = await self.conn.execute(_MATCHING_PAIRS, (limit,))
+        return [(row["a"], row["b"]) for row in await cur.fetchall()]
+
+    async def active_by_size(self, cluster_ids: Iterable[UUID]) -> list[tuple[UUID, UUID | None]]:
+        """(cluster id, the person holding its representative face) of those still ACTIVE, largest
+        first, then the oldest: the first is where a merge goes."""
+        cur = await self.conn.execute(
+            "SELECT c.id, f.person_id FROM person_clusters c"
+            " LEFT JOIN face_embeddings f ON f.id = c.representative_embedding_id"
+            " WHERE c.id = ANY(%s) AND c.status = 'active' ORDER BY c.sample_count DESC, c.first_seen, c.id",
+            (list(cluster_ids),))
+        return [(row["id"], row["person_id"]) for row in await cur.fetchall()]
 
     async def _require_active(self, cluster_ids: list[UUID]) -> None:
         """Locks the clusters for the rest of the transaction, so no concurrent merge sees them ACTIVE."""

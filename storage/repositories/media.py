@@ -7,7 +7,7 @@ then delete the rows, so a row never disappears while its object still exists.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -16,9 +16,7 @@ import psycopg
 from psycopg import sql
 
 from vigil.storage.repositories.base import (
-    InvalidArgument,
     Keyset,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -32,6 +30,8 @@ from vigil.storage.repositories.base import (
     parse_timestamp,
     uuid_list,
 )
+from vigil.errors import InvalidArgument, NotFound
+from vigil.storage.repositories.filters import Filters
 
 RETENTION_GRACE = timedelta(days=7)  # as fn_cleanup_expired_media: rows go 7 days after retention_until
 
@@ -64,6 +64,30 @@ def file_type_of(mime_type: str) -> str:
     if match is None:
         raise InvalidArgument("mime_type", f"must be an image/* or video/* type, got {mime_type!r}")
     return match["kind"]
+
+
+@dataclass(frozen=True)
+class PurgeCandidate:
+    id: UUID
+    storage_path: str
+    shared: bool  # the object is still named by a live media row or a face image: keep it
+
+
+_MARK_FOR_PURGE = """
+WITH batch AS (
+    SELECT id FROM media_files
+    WHERE retention_until < now() - %(grace)s
+    ORDER BY purging_at NULLS LAST, retention_until, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE media_files m SET purging_at = COALESCE(m.purging_at, now())
+FROM batch WHERE m.id = batch.id
+RETURNING m.id, m.storage_path,
+    EXISTS (SELECT 1 FROM media_files o WHERE o.storage_path = m.storage_path AND o.id <> m.id
+            AND o.purging_at IS NULL AND o.retention_until >= now() - %(grace)s)
+    OR EXISTS (SELECT 1 FROM face_embeddings f WHERE f.source_image_path = m.storage_path) AS shared
+"""
 
 
 class MediaFileRepository:
@@ -103,32 +127,21 @@ class MediaFileRepository:
                    page_token: str | None = None) -> Page[MediaFile]:
         """Newest capture first. Lists match any of their values (empty or None: no condition);
         `since` is inclusive, `until` exclusive."""
-        where, params = [sql.SQL("purging_at IS NULL")], []  # marked rows are being deleted (media_retention job)
+        filters = Filters().raw("purging_at IS NULL")  # marked rows are being deleted (media_retention job)
         file_types = None if file_types is None else list(file_types)
-        if camera_ids:
-            where.append(sql.SQL("camera_id = ANY(%s)"))
-            params.append(uuid_list("camera_ids", camera_ids))
-        if event_id is not None:
-            where.append(sql.SQL("event_id = %s"))
-            params.append(as_uuid("event_id", event_id))
-        if file_types:
-            where.append(sql.SQL("file_type = ANY(%s::media_file_type_enum[])"))
-            params.append(file_types)
-        if aware("since", since) is not None:
-            where.append(sql.SQL("timestamp >= %s"))
-            params.append(since)
-        if aware("until", until) is not None:
-            where.append(sql.SQL("timestamp < %s"))
-            params.append(until)
-        return await fetch_page(self.conn, MediaFile, select=_COLUMNS, table="media_files", where=where,
-                                params=params, keyset=_NEWEST_FIRST, page_size=page_size, page_token=page_token,
+        filters.any("camera_id", uuid_list("camera_ids", camera_ids or None))
+        filters.eq("event_id", optional_uuid("event_id", event_id))
+        filters.any("file_type", file_types or None, cast="media_file_type_enum")
+        filters.range("timestamp", aware("since", since), aware("until", until))
+        return await fetch_page(self.conn, MediaFile, select=_COLUMNS, table="media_files", filters=filters,
+                                keyset=_NEWEST_FIRST, page_size=page_size, page_token=page_token,
                                 resource="media_file", values={"file_types": file_types})
 
     async def list_expired(self, *, page_size: int = 0, page_token: str | None = None) -> Page[MediaFile]:
         """Media whose retention ended more than RETENTION_GRACE ago (exactly what purge_expired()
         removes), oldest expiry first, in batches: delete each batch's objects, then its rows."""
         return await fetch_page(self.conn, MediaFile, select=_COLUMNS, table="media_files",
-                                where=[sql.SQL("retention_until < now() - %s")], params=[RETENTION_GRACE],
+                                filters=Filters().raw("retention_until < now() - %s", RETENTION_GRACE),
                                 keyset=_OLDEST_EXPIRY_FIRST, page_size=page_size, page_token=page_token,
                                 resource="media_file")
 
@@ -142,3 +155,16 @@ class MediaFileRepository:
         async with guarded(self.conn, "media_file"):
             cur = await self.conn.execute("SELECT fn_cleanup_expired_media() AS deleted")
             return (await cur.fetchone())["deleted"]
+
+    async def mark_for_purge(self, limit: int) -> list[PurgeCandidate]:
+        """Mark up to `limit` rows past retention + RETENTION_GRACE as being deleted (purging_at;
+        rows marked earlier come first) and return them; rows another transaction holds are skipped.
+        From the commit on, every reader treats them as deleted."""
+        cur = await self.conn.execute(_MARK_FOR_PURGE, {"grace": RETENTION_GRACE, "limit": limit})
+        return [PurgeCandidate(row["id"], row["storage_path"], row["shared"]) for row in await cur.fetchall()]
+
+    async def delete_marked(self, media_ids: Sequence[UUID]) -> int:
+        """Delete marked rows (their clips go with them) whose objects are gone; how many went."""
+        cur = await self.conn.execute("DELETE FROM media_files WHERE id = ANY(%s) AND purging_at IS NOT NULL",
+                                      (list(media_ids),))
+        return cur.rowcount

@@ -19,9 +19,6 @@ from psycopg.types.json import Jsonb
 
 from vigil.storage.repositories.base import (
     BY_NAME,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
     Page,
     as_uuid,
     columns_of,
@@ -30,6 +27,8 @@ from vigil.storage.repositories.base import (
     fetch_page,
     guarded,
 )
+from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
+from vigil.storage.repositories.filters import Filters
 
 BACKENDS = ("deepstream", "portable")
 STATES = ("active", "draining", "offline")
@@ -162,16 +161,15 @@ class NodeRepository:
     async def list(self, *, states: Iterable[str] | None = None, backends: Iterable[str] | None = None,
                    page_size: int = 0, page_token: str | None = None) -> Page[Node]:
         """Ordered by name. A filter left None (or empty) matches everything."""
-        where, params = [], []
-        if states:
-            where.append(sql.SQL("state = ANY(%s)"))
-            params.append(list(states))
-        if backends:
-            where.append(sql.SQL("backend = ANY(%s)"))
-            params.append(list(backends))
-        return await fetch_page(self.conn, Node, select=_NODE_COLUMNS, table="pipeline_nodes", where=where,
-                                params=params, keyset=BY_NAME, page_size=page_size, page_token=page_token,
+        filters = Filters().any("state", states or None).any("backend", backends or None)
+        return await fetch_page(self.conn, Node, select=_NODE_COLUMNS, table="pipeline_nodes", filters=filters,
+                                keyset=BY_NAME, page_size=page_size, page_token=page_token,
                                 resource="node")
+
+    async def count_by_state(self) -> dict[str, int]:
+        """How many nodes are in each state (states without nodes are absent)."""
+        cur = await self.conn.execute("SELECT state, count(*) AS n FROM pipeline_nodes GROUP BY state")
+        return {row["state"]: row["n"] for row in await cur.fetchall()}
 
     async def heartbeat(self, node_id: UUID | str, stats: dict[str, Any] | None,
                         streams: list[dict[str, Any]]) -> Node:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,9 +13,7 @@ from psycopg import sql
 
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
-    InvalidArgument,
     Keyset,
-    NotFound,
     Page,
     as_uuid,
     check_updatable,
@@ -33,7 +31,9 @@ from vigil.storage.repositories.base import (
     update_row,
     uuid_list,
 )
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.faces import FaceEmbeddingRepository
+from vigil.storage.repositories.filters import Filters
 
 
 @dataclass(frozen=True)
@@ -104,29 +104,32 @@ _BY_NAME_UNNAMED_LAST = Keyset(("unnamed", "name", "id"), (_flag, str, UUID), de
 
 def _filters(*, statuses: Iterable[str] | None = None, labels: Iterable[str] | None = None,
              watchlist_ids: Iterable[UUID] | None = None, roles: Iterable[str] | None = None,
-             search: str | None = None) -> tuple[list[sql.Composable], list[Any]]:
+             search: str | None = None) -> Filters:
     """WHERE conditions on persons: each list matches any of its values, an empty one everything."""
-    where, params = [], []
-    if statuses:
-        where.append(sql.SQL("status = ANY(%s::person_status_enum[])"))
-        params.append(list(statuses))
+    filters = Filters().any("status", statuses or None, cast="person_status_enum")
     if labels:
-        where.append(sql.SQL("EXISTS (SELECT 1 FROM person_labels l"
-                             " WHERE l.person_id = persons.id AND l.label = ANY(%s::person_label_enum[]))"))
-        params.append(list(labels))
+        filters.raw("EXISTS (SELECT 1 FROM person_labels l"
+                    " WHERE l.person_id = persons.id AND l.label = ANY(%s::person_label_enum[]))", list(labels))
     if watchlist_ids:
-        where.append(sql.SQL("EXISTS (SELECT 1 FROM watchlist_entries w"
-                             " WHERE w.person_id = persons.id AND w.watchlist_id = ANY(%s))"))
-        params.append(list(watchlist_ids))
-    if roles:
-        where.append(sql.SQL("role = ANY(%s)"))
-        params.append(list(roles))
+        filters.raw("EXISTS (SELECT 1 FROM watchlist_entries w"
+                    " WHERE w.person_id = persons.id AND w.watchlist_id = ANY(%s))", list(watchlist_ids))
+    filters.any("role", roles or None)
     if search:
         pattern = _like_pattern(search)
-        where.append(sql.SQL("(name ILIKE %s OR EXISTS (SELECT 1 FROM person_aliases a"
-                             " WHERE a.person_id = persons.id AND a.alias_name ILIKE %s))"))
-        params.extend([pattern, pattern])
-    return where, params
+        filters.raw("(name ILIKE %s OR EXISTS (SELECT 1 FROM person_aliases a"
+                    " WHERE a.person_id = persons.id AND a.alias_name ILIKE %s))", pattern, pattern)
+    return filters
+
+
+@dataclass(frozen=True)
+class PersonStanding:
+    """What alert rules ask about a person."""
+
+    id: UUID
+    status: str
+    role: str | None
+    name: str | None
+    watchlist_ids: frozenset[UUID]  # the active watchlists they are on
 
 
 class PersonRepository:
@@ -151,10 +154,10 @@ class PersonRepository:
     async def list(self, *, status: str | None = None, label: str | None = None, search: str | None = None,
                    page_size: int = 0, page_token: str | None = None) -> Page[Person]:
         """Newest first. `search` matches a substring of the name or of any alias, case-insensitively."""
-        where, params = _filters(statuses=None if status is None else [status],
-                                 labels=None if label is None else [label], search=search)
-        return await fetch_page(self.conn, Person, select=_PERSON_COLUMNS, table="persons", where=where,
-                                params=params, keyset=BY_CREATED_AT, page_size=page_size, page_token=page_token,
+        filters = _filters(statuses=None if status is None else [status],
+                           labels=None if label is None else [label], search=search)
+        return await fetch_page(self.conn, Person, select=_PERSON_COLUMNS, table="persons", filters=filters,
+                                keyset=BY_CREATED_AT, page_size=page_size, page_token=page_token,
                                 resource="person", values={"status": status, "label": label})
 
     async def list_by_name(self, *, statuses: Iterable[str] | None = None, labels: Iterable[str] | None = None,
@@ -164,16 +167,16 @@ class PersonRepository:
         """By name, unnamed persons last, then id. Persons with any of the statuses, any of the labels,
         on any of the watchlists, with any of the roles (empty or None: no condition); `search` as in list()."""
         limit = page_limit(page_size)
-        where, params = _filters(statuses=statuses, labels=labels, roles=roles, search=search,
-                                 watchlist_ids=uuid_list("watchlist_ids", watchlist_ids))
+        filters = _filters(statuses=statuses, labels=labels, roles=roles, search=search,
+                           watchlist_ids=uuid_list("watchlist_ids", watchlist_ids))
         if page_token:
-            where.append(sql.SQL("({}) > (%s, %s, %s)").format(_NAME_SORT_KEY))
-            params.extend(decode_page_token(page_token, _BY_NAME_UNNAMED_LAST))
+            filters.raw(sql.SQL("({}) > (%s, %s, %s)").format(_NAME_SORT_KEY),
+                        *decode_page_token(page_token, _BY_NAME_UNNAMED_LAST))
         query = sql.SQL("SELECT {} FROM persons WHERE {} ORDER BY {} LIMIT {}").format(
-            _PERSON_COLUMNS, sql.SQL(" AND ").join(where) if where else sql.SQL("TRUE"), _NAME_SORT_KEY,
+            _PERSON_COLUMNS, filters.sql(), _NAME_SORT_KEY,
             sql.Literal(limit + 1))  # one more row tells whether another page follows
         async with guarded(self.conn, "person", {"statuses": statuses, "labels": labels}):
-            items = await fetch_all(self.conn, Person, query, params)
+            items = await fetch_all(self.conn, Person, query, filters.params)
         if len(items) <= limit:
             return Page(items, None)
         last = items[limit - 1]
@@ -190,6 +193,35 @@ class PersonRepository:
             " FROM unnest(%s::uuid[]) AS p(id)", (list(person_ids),))
         return {row["id"]: PersonDetails(row["labels"], row["aliases"], row["face_count"])
                 for row in await cur.fetchall()}
+
+    async def standings(self, person_ids: Iterable[UUID | str]) -> dict[UUID, PersonStanding]:
+        """The persons that exist among these ids, with the active watchlists each is on."""
+        cur = await self.conn.execute(
+            "SELECT p.id, p.status::text AS status, p.role, p.name,"
+            " ARRAY(SELECT e.watchlist_id FROM watchlist_entries e JOIN watchlists w ON w.id = e.watchlist_id"
+            "       WHERE e.person_id = p.id AND w.is_active) AS watchlist_ids"
+            " FROM persons p WHERE p.id = ANY(%s)", ([as_uuid("person_ids", i) for i in person_ids],))
+        return {row["id"]: PersonStanding(row["id"], row["status"], row["role"], row["name"],
+                                          frozenset(row["watchlist_ids"])) for row in await cur.fetchall()}
+
+    async def ids_matching(self, *, statuses: Sequence[str], labels: Sequence[str],
+                           watchlist_ids: Sequence[UUID]) -> list[UUID]:
+        """Ids of the persons with any of the statuses, any of the labels and on any of the watchlists
+        (an empty list: no condition)."""
+        cur = await self.conn.execute(
+            """
+            SELECT p.id FROM persons p
+            WHERE (cardinality(%(statuses)s::person_status_enum[]) = 0
+                   OR p.status = ANY(%(statuses)s::person_status_enum[]))
+              AND (cardinality(%(labels)s::person_label_enum[]) = 0 OR EXISTS (
+                    SELECT 1 FROM person_labels l
+                    WHERE l.person_id = p.id AND l.label = ANY(%(labels)s::person_label_enum[])))
+              AND (cardinality(%(watchlists)s::uuid[]) = 0 OR EXISTS (
+                    SELECT 1 FROM watchlist_entries e JOIN watchlists w ON w.id = e.watchlist_id
+                    WHERE e.person_id = p.id AND w.id = ANY(%(watchlists)s::uuid[])))
+            """,
+            {"statuses": list(statuses), "labels": list(labels), "watchlists": list(watchlist_ids)})
+        return [row["id"] for row in await cur.fetchall()]
 
     async def alert_rules_naming(self, person_id: UUID | str) -> list[UUID]:
         """Ids of the alert rules that name this person (deleting the person would delete them too)."""
@@ -226,7 +258,7 @@ class PersonRepository:
                           page_token: str | None = None) -> Page[PersonLabel]:
         """list_labels() a page at a time."""
         return await fetch_page(self.conn, PersonLabel, select=_LABEL_COLUMNS, table="person_labels",
-                                where=[sql.SQL("person_id = %s")], params=[as_uuid("person_id", person_id)],
+                                filters=Filters().eq("person_id", as_uuid("person_id", person_id)),
                                 keyset=_BY_LABEL, page_size=page_size, page_token=page_token,
                                 resource="person_label")
 
@@ -263,7 +295,7 @@ class PersonRepository:
                            page_token: str | None = None) -> Page[PersonAlias]:
         """list_aliases() a page at a time."""
         return await fetch_page(self.conn, PersonAlias, select=_ALIAS_COLUMNS, table="person_aliases",
-                                where=[sql.SQL("person_id = %s")], params=[as_uuid("person_id", person_id)],
+                                filters=Filters().eq("person_id", as_uuid("person_id", person_id)),
                                 keyset=_BY_ALIAS_NAME, page_size=page_size, page_token=page_token,
                                 resource="person_alias")
 

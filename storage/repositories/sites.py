@@ -21,10 +21,7 @@ from psycopg.types.json import Jsonb
 from vigil.storage.crypto import SecretBox
 from vigil.storage.repositories.base import (
     BY_NAME,
-    FailedPrecondition,
-    InvalidArgument,
     Keyset,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -39,6 +36,8 @@ from vigil.storage.repositories.base import (
     update_row,
     uuid_list,
 )
+from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
+from vigil.storage.repositories.filters import Filters
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -212,11 +211,10 @@ class SiteRepository:
     async def list(self, *, name_contains: str | None = None, page_size: int = 0,
                    page_token: str | None = None) -> Page[Site]:
         """Ordered by name; `name_contains` matches case-insensitively."""
-        where, params = [], []
+        filters = Filters()
         if name_contains:
-            where.append(sql.SQL("name ILIKE %s"))
-            params.append(_like_pattern(name_contains))
-        return await fetch_page(self.conn, Site, select=_SITE_COLUMNS, table="sites", where=where, params=params,
+            filters.raw("name ILIKE %s", _like_pattern(name_contains))
+        return await fetch_page(self.conn, Site, select=_SITE_COLUMNS, table="sites", filters=filters,
                                 keyset=BY_NAME, page_size=page_size, page_token=page_token, resource="site",
                                 values={"name_contains": name_contains})
 
@@ -303,16 +301,10 @@ class DvrRepository:
     async def list(self, *, site_ids: Iterable[UUID | str] | None = None, statuses: Iterable[str] | None = None,
                    page_size: int = 0, page_token: str | None = None) -> Page[Dvr]:
         """Ordered by site, then name. A filter left None matches everything."""
-        where, params = [], []
-        site_ids = uuid_list("site_ids", site_ids)
         statuses = None if statuses is None else list(statuses)
-        if site_ids is not None:
-            where.append(sql.SQL("site_id = ANY(%s)"))
-            params.append(site_ids)
-        if statuses is not None:
-            where.append(sql.SQL("status = ANY(%s::device_status_enum[])"))
-            params.append(statuses)
-        return await fetch_page(self.conn, Dvr, select=_DVR_COLUMNS, table="dvrs", where=where, params=params,
+        filters = Filters().any("site_id", uuid_list("site_ids", site_ids))
+        filters.any("status", statuses, cast="device_status_enum")
+        return await fetch_page(self.conn, Dvr, select=_DVR_COLUMNS, table="dvrs", filters=filters,
                                 keyset=BY_SITE_THEN_NAME, page_size=page_size, page_token=page_token,
                                 resource="dvr", values={"statuses": statuses})
 
@@ -419,27 +411,17 @@ class CameraRepository:
                    page_size: int = 0, page_token: str | None = None) -> Page[Camera]:
         """Ordered by DVR, then channel number. A filter left None matches everything; node_ids
         matches the cameras currently assigned to one of those pipeline nodes."""
-        where, params = [], []
         site_ids, dvr_ids = uuid_list("site_ids", site_ids), uuid_list("dvr_ids", dvr_ids)
         node_ids = uuid_list("node_ids", node_ids)
         statuses = None if statuses is None else list(statuses)
+        filters = Filters()
         if site_ids is not None:
-            where.append(sql.SQL("dvr_id IN (SELECT id FROM dvrs WHERE site_id = ANY(%s))"))
-            params.append(site_ids)
-        if dvr_ids is not None:
-            where.append(sql.SQL("dvr_id = ANY(%s)"))
-            params.append(dvr_ids)
-        if statuses is not None:
-            where.append(sql.SQL("status = ANY(%s::device_status_enum[])"))
-            params.append(statuses)
-        if is_active is not None:
-            where.append(sql.SQL("is_active = %s"))
-            params.append(is_active)
+            filters.raw("dvr_id IN (SELECT id FROM dvrs WHERE site_id = ANY(%s))", site_ids)
+        filters.any("dvr_id", dvr_ids).any("status", statuses, cast="device_status_enum").eq("is_active", is_active)
         if node_ids is not None:
-            where.append(sql.SQL("id IN (SELECT a.camera_id FROM stream_assignments a WHERE a.node_id = ANY(%s))"))
-            params.append(node_ids)
-        return await fetch_page(self.conn, Camera, select=_CAMERA_COLUMNS, table="cameras", where=where,
-                                params=params, keyset=BY_DVR_THEN_CHANNEL, page_size=page_size,
+            filters.raw("id IN (SELECT a.camera_id FROM stream_assignments a WHERE a.node_id = ANY(%s))", node_ids)
+        return await fetch_page(self.conn, Camera, select=_CAMERA_COLUMNS, table="cameras", filters=filters,
+                                keyset=BY_DVR_THEN_CHANNEL, page_size=page_size,
                                 page_token=page_token, resource="camera", values={"statuses": statuses})
 
     async def update(self, camera_id: UUID | str, changes: dict[str, Any]) -> Camera:
@@ -570,20 +552,11 @@ class ZoneRepository:
                    zone_types: Iterable[str] | None = None, is_active: bool | None = None, page_size: int = 0,
                    page_token: str | None = None) -> Page[Zone]:
         """Ordered by camera, then name. A filter left None matches everything."""
-        where, params = [], []
-        camera_ids = uuid_list("camera_ids", camera_ids)
         zone_types = None if zone_types is None else list(zone_types)
-        if camera_ids is not None:
-            where.append(sql.SQL("camera_id = ANY(%s)"))
-            params.append(camera_ids)
-        if zone_types is not None:
-            where.append(sql.SQL("zone_type = ANY(%s::zone_type_enum[])"))
-            params.append(zone_types)
-        if is_active is not None:
-            where.append(sql.SQL("is_active = %s"))
-            params.append(is_active)
-        return await fetch_page(self.conn, Zone, select=_ZONE_COLUMNS, table="camera_zones", where=where,
-                                params=params, keyset=BY_CAMERA_THEN_NAME, page_size=page_size,
+        filters = Filters().any("camera_id", uuid_list("camera_ids", camera_ids))
+        filters.any("zone_type", zone_types, cast="zone_type_enum").eq("is_active", is_active)
+        return await fetch_page(self.conn, Zone, select=_ZONE_COLUMNS, table="camera_zones", filters=filters,
+                                keyset=BY_CAMERA_THEN_NAME, page_size=page_size,
                                 page_token=page_token, resource="zone", values={"zone_types": zone_types})
 
     async def list_for_camera(self, camera_id: UUID | str, *, active_only: bool = False) -> list[Zone]:

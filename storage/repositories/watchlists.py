@@ -13,7 +13,6 @@ from psycopg import sql
 from vigil.storage.repositories.base import (
     BY_NAME,
     Keyset,
-    NotFound,
     Page,
     as_uuid,
     check_updatable,
@@ -28,6 +27,8 @@ from vigil.storage.repositories.base import (
     parse_timestamp,
     update_row,
 )
+from vigil.errors import NotFound
+from vigil.storage.repositories.filters import Filters
 
 
 @dataclass(frozen=True)
@@ -77,15 +78,10 @@ class WatchlistRepository:
 
     async def list(self, *, watch_types: list[str] | None = None, is_active: bool | None = None, page_size: int = 0,
                    page_token: str | None = None) -> Page[Watchlist]:
-        where, params = [], []
-        if watch_types:
-            where.append(sql.SQL("watch_type = ANY(%s::watchlist_type_enum[])"))
-            params.append(list(watch_types))
-        if is_active is not None:
-            where.append(sql.SQL("is_active = %s"))
-            params.append(is_active)
-        return await fetch_page(self.conn, Watchlist, select=_WATCHLIST_COLUMNS, table="watchlists", where=where,
-                                params=params, keyset=BY_NAME, page_size=page_size, page_token=page_token,
+        filters = Filters().any("watch_type", watch_types or None, cast="watchlist_type_enum")
+        filters.eq("is_active", is_active)
+        return await fetch_page(self.conn, Watchlist, select=_WATCHLIST_COLUMNS, table="watchlists", filters=filters,
+                                keyset=BY_NAME, page_size=page_size, page_token=page_token,
                                 resource="watchlist", values={"watch_types": watch_types})
 
     async def update(self, watchlist_id: UUID | str, changes: dict[str, Any]) -> Watchlist:
@@ -123,15 +119,10 @@ class WatchlistRepository:
     async def entries(self, watchlist_id: UUID | str | None = None, *, person_id: UUID | str | None = None,
                       page_size: int = 0, page_token: str | None = None) -> Page[WatchlistEntry]:
         """Most recently added first, of one watchlist and/or one person."""
-        where, params = [], []
-        if watchlist_id is not None:
-            where.append(sql.SQL("watchlist_id = %s"))
-            params.append(as_uuid("watchlist_id", watchlist_id))
-        if person_id is not None:
-            where.append(sql.SQL("person_id = %s"))
-            params.append(as_uuid("person_id", person_id))
+        filters = Filters().eq("watchlist_id", optional_uuid("watchlist_id", watchlist_id))
+        filters.eq("person_id", optional_uuid("person_id", person_id))
         return await fetch_page(self.conn, WatchlistEntry, select=_ENTRY_COLUMNS, table="watchlist_entries",
-                                where=where, params=params, keyset=_NEWEST_ENTRIES_FIRST, page_size=page_size,
+                                filters=filters, keyset=_NEWEST_ENTRIES_FIRST, page_size=page_size,
                                 page_token=page_token, resource="watchlist_entry")
 
     async def entry_counts(self, watchlist_ids: list[UUID]) -> dict[UUID, int]:

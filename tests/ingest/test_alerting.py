@@ -17,8 +17,8 @@ from tests.ingest.conftest import database
 from tests.notifications.receivers import HttpReceiver
 from vigil.api.v1 import common_pb2, event_pb2, event_pb2_grpc, person_pb2, person_pb2_grpc
 from vigil.api.v1 import ingest_pb2 as pb
-from vigil.control.notifications.models import WebhookSettings
-from vigil.control.notifications.repository import ChannelRepository
+from vigil.storage.repositories.channel_settings import WebhookSettings
+from vigil.storage.repositories.notifications import ChannelRepository
 from vigil.storage.repositories.alerts import AlertRuleRepository, AnalyticsConfigRepository
 from vigil.storage.repositories.watchlists import WatchlistRepository
 

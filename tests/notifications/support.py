@@ -7,7 +7,9 @@ import uuid
 from dataclasses import dataclass
 
 from tests.notifications.receivers import WAIT_S
-from vigil.control.notifications import Backoff, Delivery, DeliveryPolicy, DeliveryRepository
+from vigil.control.notifications import Backoff
+from vigil.storage.repositories.notifications import Delivery, DeliveryRepository
+from vigil.storage.repositories.channel_settings import DeliveryPolicy
 from vigil.storage.db import acting_as
 
 # Short timeouts and backoff keep retries fast; tests compare order and counts, never durations.

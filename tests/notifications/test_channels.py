@@ -15,7 +15,12 @@ import pytest
 from tests.notifications.receivers import SmtpReceiver, free_port
 from tests.notifications.support import hook_path
 from vigil.control.notifications.channels import EmailChannel, TelegramChannel, WebhookChannel, WhatsAppChannel
-from vigil.control.notifications.models import EmailSettings, TelegramSettings, WebhookSettings, WhatsAppSettings
+from vigil.storage.repositories.channel_settings import (
+    EmailSettings,
+    TelegramSettings,
+    WebhookSettings,
+    WhatsAppSettings,
+)
 
 SECRET = "whsec-0123456789abcdef"
 

@@ -8,20 +8,18 @@ import uuid
 import pytest
 
 from tests.notifications.support import service
-from vigil.control.notifications import (
-    ChannelRepository,
+from vigil.control.notifications import templates
+from vigil.storage.repositories.notifications import ChannelRepository, DeliveryRepository, DeliveryResult
+from vigil.storage.repositories.channel_settings import (
     DeliveryPolicy,
-    DeliveryRepository,
-    DeliveryResult,
     EmailSettings,
     TelegramSettings,
     WebhookSettings,
     WhatsAppSettings,
-    templates,
 )
 from vigil.storage.crypto import SecretError
 from vigil.storage.db import acting_as
-from vigil.storage.repositories.base import InvalidArgument, NotFound
+from vigil.errors import InvalidArgument, NotFound
 
 WEBHOOK = WebhookSettings("https://hooks.example.com/vigil")
 EMAIL = EmailSettings(smtp_host="smtp.example.com", from_address="vigil@example.com",

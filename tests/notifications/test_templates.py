@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from vigil.control.notifications import templates
-from vigil.storage.repositories.base import InvalidArgument
+from vigil.storage.repositories.channel_settings import PLACEHOLDERS, check_template
+from vigil.errors import InvalidArgument
 
 
 def test_defaults_are_the_schema_column_defaults(db):
@@ -20,7 +21,7 @@ def test_defaults_are_the_schema_column_defaults(db):
 
 
 def test_every_placeholder_renders(notification):
-    rendered = templates.render(" | ".join(f"{{{{{name}}}}}" for name in templates.PLACEHOLDERS), notification)
+    rendered = templates.render(" | ".join(f"{{{{{name}}}}}" for name in PLACEHOLDERS), notification)
     assert rendered.split(" | ") == [
         str(notification.alert_id), "person_recognized", notification.message, "high", "2026-03-01 22:15:03 UTC",
         "Entrance cam", "Main entrance", "HQ", "Jane Doe", "87"]
@@ -50,11 +51,11 @@ def test_telegram_values_are_escaped_but_the_template_markup_is_kept(notificatio
 
 
 def test_unknown_placeholders_and_long_templates_are_refused():
-    assert templates.check("telegram.message_template", "{{alert_type}} {{ camera_name }}", 100)
+    assert check_template("telegram.message_template", "{{alert_type}} {{ camera_name }}", 100)
     with pytest.raises(InvalidArgument) as unknown:
-        templates.check("telegram.message_template", "{{alert_type}} {{password}} {{__class__}}", 100)
+        check_template("telegram.message_template", "{{alert_type}} {{password}} {{__class__}}", 100)
     assert unknown.value.field == "telegram.message_template"
     assert "__class__, password" in unknown.value.message
     with pytest.raises(InvalidArgument) as long:
-        templates.check("email.subject_template", "x" * 257, 256)
+        check_template("email.subject_template", "x" * 257, 256)
     assert long.value.field == "email.subject_template"

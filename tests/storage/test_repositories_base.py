@@ -16,13 +16,12 @@ from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     BY_NAME,
     MAX_PAGE_SIZE,
-    AlreadyExists,
-    InvalidArgument,
     check_updatable,
     decode_page_token,
     encode_page_token,
     page_limit,
 )
+from vigil.errors import AlreadyExists, InvalidArgument
 from vigil.storage.repositories.sites import SiteRepository
 
 

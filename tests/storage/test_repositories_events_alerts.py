@@ -9,7 +9,7 @@ import pytest
 
 from tests.storage.builders import count, make_camera
 from vigil.storage.repositories.alerts import AlertRepository, AlertRuleRepository
-from vigil.storage.repositories.base import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.events import EventRepository
 from vigil.storage.repositories.persons import PersonRepository
 from vigil.storage.repositories.sites import ZoneRepository

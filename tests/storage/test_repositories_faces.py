@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.storage.builders import count
-from vigil.storage.repositories.base import AlreadyExists, InvalidArgument, NotFound
+from vigil.errors import AlreadyExists, InvalidArgument, NotFound
 from vigil.storage.repositories.faces import FaceEmbeddingRepository, ModelVersion, ModelVersionRepository
 from vigil.storage.repositories.persons import PersonRepository
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.storage.builders import make_camera, unique
 from vigil.storage.repositories.alerts import AlertRepository, AlertRuleRepository
-from vigil.storage.repositories.base import FailedPrecondition, InvalidArgument, NotFound
+from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.events import EventRepository
 from vigil.storage.repositories.faces import (
     ClusterRepository,

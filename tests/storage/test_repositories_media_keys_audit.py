@@ -13,7 +13,7 @@ from tests.storage.builders import count, make_camera
 from vigil.storage.db import acting_as
 from vigil.storage.repositories.api_keys import ApiKeyRepository, AuthStatus
 from vigil.storage.repositories.audit import REDACTED, AuditLogRepository, redact
-from vigil.storage.repositories.base import InvalidArgument, NotFound
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.media import MediaFileRepository
 
 CHECKSUM = hashlib.sha256(b"jpeg bytes").hexdigest()

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from tests.storage.builders import count, unique
-from vigil.storage.repositories.base import AlreadyExists, InvalidArgument, NotFound
+from vigil.errors import AlreadyExists, InvalidArgument, NotFound
 from vigil.storage.repositories.persons import PersonRepository
 from vigil.storage.repositories.watchlists import WatchlistRepository
 

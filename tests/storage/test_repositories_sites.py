@@ -10,7 +10,7 @@ import pytest
 from tests.storage.builders import count, make_camera, unique
 from vigil.storage.crypto import SecretError
 from vigil.storage.repositories.alerts import AlertRuleRepository
-from vigil.storage.repositories.base import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.events import EventRepository
 from vigil.storage.repositories.sites import CameraRepository, DvrRepository, SiteRepository, ZoneRepository
 

@@ -141,7 +141,7 @@ class ControlPlane:
                            child_env(**settings_env(settings), VIGIL_CONTROL__HOST=self.host,
                                      VIGIL_CONTROL__PORT=str(self.port), VIGIL_LOG_LEVEL="warning",
                                      **(extra_env or {})), log_file)
-        from vigil.stack import resolve
+        from vigil.endpoints import resolve
 
         self.dsn = resolve(settings).database_dsn
 
@@ -226,7 +226,7 @@ async def create_fixtures(settings: VigilSettings, cameras: int, *, urls: list[s
     """Keys (throwaway, a day), a fresh site with `cameras` cameras, and optionally a synthetic model
     version with `gallery_size` enrolled faces (random unit vectors). Earlier load tests' cameras
     are deactivated, so nothing assigns them to a node again."""
-    from vigil.stack import resolve
+    from vigil.endpoints import resolve
     from vigil.storage.crypto import SecretBox
     from vigil.storage.db import acting_as
     from vigil.storage.repositories.api_keys import ApiKeyRepository

@@ -78,7 +78,7 @@ def prepare(
         import psycopg
 
         from vigil.models.registry import register_model_version
-        from vigil.stack import resolve
+        from vigil.endpoints import resolve
 
         try:
             with psycopg.connect(resolve(settings).database_dsn, connect_timeout=5) as conn:
@@ -103,7 +103,7 @@ def list_models() -> None:
     from vigil.models.prepare import read_manifest
     from vigil.models.registry import registered_versions
     from vigil.models.repository import list_models as repository_models
-    from vigil.stack import resolve
+    from vigil.endpoints import resolve
 
     settings = _settings()
     repo = settings.triton.model_repository.expanduser().resolve()

@@ -40,7 +40,7 @@ from vigil.models.errors import InferenceError, InvalidImageError
 from vigil.models.images import ImageInput, to_bgr
 from vigil.models.quality import FaceQuality, face_quality
 from vigil.settings import VigilSettings
-from vigil.stack.endpoints import Endpoints, resolve
+from vigil.endpoints import Endpoints, resolve
 
 DEFAULT_CANVAS = (640, 640)  # width, height every frame is letterboxed onto (YuNet's reference size)
 

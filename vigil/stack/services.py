@@ -19,7 +19,7 @@ from pathlib import Path
 
 from vigil.settings import VigilSettings
 from vigil.stack.credentials import load_or_create
-from vigil.stack.endpoints import DATABASE_NAME, DATABASE_USER, Endpoints
+from vigil.endpoints import DATABASE_NAME, DATABASE_USER, Endpoints
 from vigil.stack.process import ManagedProcess, StackError, chown_for_service, service_user
 
 

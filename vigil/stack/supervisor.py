@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from vigil.logs import get_logger
 from vigil.settings import VigilSettings
-from vigil.stack.endpoints import Endpoints, resolve
+from vigil.endpoints import Endpoints, resolve
 from vigil.stack.process import StackError, port_holder
 from vigil.stack.services import SERVICE_TYPES, Health, Service
 

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from vigil.control.notifications.channels.redaction import redact
-from vigil.control.notifications.models import DeliveryResult
+from vigil.storage.repositories.notifications import DeliveryResult
 
 USER_AGENT = "Vigil-Notifications/1"
 # Besides every 5xx: worth trying again later

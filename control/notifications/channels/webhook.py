@@ -15,7 +15,9 @@ import time
 import aiohttp
 
 from vigil.control.notifications.channels.http import post_json
-from vigil.control.notifications.models import DeliveryResult, Notification, WebhookSettings
+from vigil.control.notifications.models import Notification
+from vigil.storage.repositories.notifications import DeliveryResult
+from vigil.storage.repositories.channel_settings import WebhookSettings
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:

@@ -1,11 +1,13 @@
-"""Where each service is: the production URL from settings, or the embedded default."""
+"""Where each service is: the production URL from settings, or the embedded default.
+
+Neutral ground: storage, the pipeline and the control plane connect through Endpoints without
+importing the embedded stack (vigil.stack), which reads them from here too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from vigil.settings import VigilSettings
-from vigil.stack.credentials import load_or_create
 
 DATABASE_NAME = "vigil"
 DATABASE_USER = "vigil"
@@ -56,7 +58,12 @@ def resolve(settings: VigilSettings) -> Endpoints:
         settings.database.url and settings.redis.url and settings.s3.endpoint and settings.triton.url
         and settings.security.encryption_key
     )
-    creds = load_or_create(settings.resolved_state_dir()) if needs_embedded else None
+    creds = None
+    if needs_embedded:
+        # only the embedded defaults need the stack's generated secrets: imported here, not at the top
+        from vigil.stack.credentials import load_or_create
+
+        creds = load_or_create(settings.resolved_state_dir())
     host = settings.host
 
     if settings.database.url:

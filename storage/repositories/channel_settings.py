@@ -1,23 +1,94 @@
-"""Checks of channel configuration before it is stored: bad input is InvalidArgument naming the
-field as AlertService names it (e.g. "webhook.url", "delivery.retry_count")."""
+"""Notification channel settings as they are stored: the values of each channel type, the delivery
+policy, and the checks a channel passes before it is stored. Bad input is InvalidArgument naming
+the field as AlertService names it (e.g. "webhook.url", "delivery.retry_count").
+
+Message templates are text with `{{placeholder}}` slots; which placeholders exist is decided here,
+where templates are checked, and the control plane renders them with TEMPLATE_SLOT.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import math
 import re
+from dataclasses import dataclass
+from typing import ClassVar
 from urllib.parse import urlsplit
 
-from vigil.control.notifications import templates
-from vigil.control.notifications.models import (
-    ChannelSettings,
-    DeliveryPolicy,
-    EmailSettings,
-    TelegramSettings,
-    WebhookSettings,
-    WhatsAppSettings,
-)
-from vigil.storage.repositories.base import InvalidArgument
+from vigil.errors import InvalidArgument
+
+# --------------------------------------------------------------------------- channel configuration
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """Stored in notification_channels.config under the seed's key names."""
+
+    timeout_seconds: float = 30.0  # for one attempt
+    retry_count: int = 3  # retries after a failed attempt: at most retry_count + 1 attempts
+    rate_limit_per_min: int = 60  # attempts started per minute; excess ones wait, none are dropped
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    channel_type: ClassVar[str] = "webhook"
+    url: str
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    channel_type: ClassVar[str] = "email"
+    smtp_host: str
+    from_address: str
+    to_addresses: tuple[str, ...]
+    smtp_port: int = 0  # 0: the port of the security mode (587, 465, 25)
+    security: str = "starttls"  # starttls | tls | none
+    username: str | None = None  # None: no authentication
+    subject_template: str | None = None  # None: the control plane's default subject
+    body_template: str | None = None  # None: the control plane's default body
+
+
+@dataclass(frozen=True)
+class TelegramSettings:
+    channel_type: ClassVar[str] = "telegram"
+    chat_id: str
+    base_url: str | None = None  # None: https://api.telegram.org
+    message_template: str | None = None  # None on create: the schema default
+
+
+@dataclass(frozen=True)
+class WhatsAppSettings:
+    channel_type: ClassVar[str] = "whatsapp"
+    phone_number_id: str
+    recipients: tuple[str, ...]  # E.164 phone numbers or provider group ids
+    base_url: str | None = None  # None: https://graph.facebook.com/v20.0
+    message_template: str | None = None  # None on create: the schema default
+
+
+ChannelSettings = WebhookSettings | EmailSettings | TelegramSettings | WhatsAppSettings
+SETTINGS_TYPES: dict[str, type] = {t.channel_type: t for t in (WebhookSettings, EmailSettings, TelegramSettings,
+                                                               WhatsAppSettings)}
+
+
+# --------------------------------------------------------------------------- templates
+
+PLACEHOLDERS = ("alert_id", "alert_type", "message", "severity", "timestamp", "camera_name", "location",
+                "site_name", "person_name", "confidence")
+TEMPLATE_SLOT = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+
+
+def check_template(field: str, template: str, max_length: int) -> str:
+    """The template, or InvalidArgument naming the field (too long, unknown placeholders)."""
+    if len(template) > max_length:
+        raise InvalidArgument(field, f"must be at most {max_length} characters")
+    unknown = sorted({m[1] for m in TEMPLATE_SLOT.finditer(template)} - set(PLACEHOLDERS))
+    if unknown:
+        raise InvalidArgument(field, f"unknown placeholder(s) {', '.join(unknown)}; "
+                                     f"known: {', '.join(PLACEHOLDERS)}")
+    return template
+
+
+# --------------------------------------------------------------------------- checks
 
 SMTP_SECURITY = ("starttls", "tls", "none")
 _ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[^@\s<>(),;:\"\[\]\\]+\.[^@\s<>(),;:\"\[\]\\]+$")
@@ -48,7 +119,7 @@ def check_settings(settings: ChannelSettings) -> ChannelSettings:
             _check_base_url("telegram.base_url", settings.base_url)
             _text("telegram.chat_id", settings.chat_id, 50)
             if settings.message_template is not None:
-                templates.check("telegram.message_template", settings.message_template, 4096)
+                check_template("telegram.message_template", settings.message_template, 4096)
         case WhatsAppSettings():
             _check_base_url("whatsapp.base_url", settings.base_url)
             _text("whatsapp.phone_number_id", settings.phone_number_id, 50)
@@ -56,7 +127,7 @@ def check_settings(settings: ChannelSettings) -> ChannelSettings:
             for recipient in settings.recipients:
                 _text("whatsapp.recipients", recipient, 100)
             if settings.message_template is not None:
-                templates.check("whatsapp.message_template", settings.message_template, 4096)
+                check_template("whatsapp.message_template", settings.message_template, 4096)
         case _:
             raise InvalidArgument("config", f"unknown channel settings {type(settings).__name__}")
     return settings
@@ -125,9 +196,9 @@ def _check_email(settings: EmailSettings) -> None:
     for address in settings.to_addresses:
         _address("email.to_addresses", address)
     if settings.subject_template is not None:
-        templates.check("email.subject_template", settings.subject_template, 256)
+        check_template("email.subject_template", settings.subject_template, 256)
     if settings.body_template is not None:
-        templates.check("email.body_template", settings.body_template, 8192)
+        check_template("email.body_template", settings.body_template, 8192)
 
 
 def _address(field: str, address: str) -> None:

@@ -4,13 +4,13 @@ Webhook and e-mail settings live in notification_channels.config beside the seed
 Telegram and WhatsApp settings in their own tables. One secret per channel, in the column of its
 type, encrypted with SecretBox and bound to that column and channel. The delivery table is also
 the durable queue: attempts are claimed with conditional updates, so replicas never both start
-the same attempt.
+the same attempt. What a channel's settings may be is channel_settings.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -19,24 +19,11 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from vigil.control.notifications import templates, validation
-from vigil.control.notifications.models import (
-    SETTINGS_TYPES,
-    Channel,
-    ChannelSettings,
-    Delivery,
-    DeliveryPolicy,
-    DeliveryResult,
-    EmailSettings,
-    TelegramSettings,
-    WebhookSettings,
-)
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.crypto import SecretBox
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     BY_NAME,
-    InvalidArgument,
-    NotFound,
     Page,
     as_uuid,
     aware,
@@ -48,6 +35,76 @@ from vigil.storage.repositories.base import (
     guarded,
     uuid_list,
 )
+from vigil.storage.repositories.channel_settings import (
+    SETTINGS_TYPES,
+    ChannelSettings,
+    DeliveryPolicy,
+    EmailSettings,
+    TelegramSettings,
+    WebhookSettings,
+    check_name,
+    check_policy,
+    check_secret,
+    check_settings,
+)
+from vigil.storage.repositories.filters import Filters
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A notification channel as stored, without its secret."""
+
+    id: UUID
+    name: str
+    settings: ChannelSettings
+    delivery: DeliveryPolicy
+    is_active: bool
+    has_secret: bool  # webhook signing secret, SMTP password, bot token or API key
+    created_by: UUID | None
+    created_at: datetime
+
+    @property
+    def channel_type(self) -> str:
+        return self.settings.channel_type
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What came of one attempt, as its channel reports it; finish() records it."""
+
+    delivered: bool
+    response_code: int | None = None  # HTTP status or SMTP reply code; None without a response
+    error: str | None = None  # never contains secrets
+    retryable: bool = False  # for failures: may another attempt succeed?
+
+    @classmethod
+    def success(cls, response_code: int | None, note: str | None = None) -> DeliveryResult:
+        return cls(True, response_code, note)
+
+    @classmethod
+    def failure(cls, error: str, *, response_code: int | None = None, retryable: bool) -> DeliveryResult:
+        return cls(False, response_code, error, retryable)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One row of notification_deliveries: an attempt, scheduled, running or finished."""
+
+    id: UUID
+    alert_id: UUID
+    channel_id: UUID
+    channel_type: str
+    attempt: int
+    status: str  # queued | sending | delivered | failed | gave_up
+    response_code: int | None
+    error: str | None
+    latency_ms: int | None
+    created_at: datetime  # when the attempt was scheduled
+    attempted_at: datetime | None  # when it started
+    next_attempt_at: datetime | None  # queued: when due; failed: when the retry is due
+
 
 RESOURCE = "notification_channel"
 DELIVERY_STATUSES = ("queued", "sending", "delivered", "failed", "gave_up")
@@ -115,10 +172,10 @@ def _type_table_values(settings: ChannelSettings) -> tuple[str, dict[str, Any]]:
     """The Telegram / WhatsApp table and its columns; no template means the schema's default."""
     if isinstance(settings, TelegramSettings):
         return "telegram_configs", {"chat_id": settings.chat_id, "base_url": settings.base_url,
-                                    "message_template": settings.message_template or templates.TELEGRAM}
+                                    "message_template": settings.message_template or sql.DEFAULT}
     return "whatsapp_configs", {"phone_number_id": settings.phone_number_id,
                                 "recipient_groups": Jsonb(list(settings.recipients)), "base_url": settings.base_url,
-                                "message_template": settings.message_template or templates.WHATSAPP}
+                                "message_template": settings.message_template or sql.DEFAULT}
 
 
 # --------------------------------------------------------------------------- channels
@@ -133,10 +190,10 @@ class ChannelRepository:
                      delivery: DeliveryPolicy = DeliveryPolicy(), is_active: bool = True,
                      created_by: UUID | str | None = None) -> Channel:
         """`secret` is the webhook signing secret, SMTP password, bot token or API key."""
-        validation.check_name(name)
-        validation.check_settings(settings)
-        validation.check_policy(delivery)
-        validation.check_secret(settings, secret)
+        check_name(name)
+        check_settings(settings)
+        check_policy(delivery)
+        check_secret(settings, secret)
         channel_id = uuid4()  # known before the insert: the ciphertext is bound to it
         kind = settings.channel_type
         values: dict[str, Any] = {"id": channel_id, "name": name, "channel_type": kind,
@@ -150,9 +207,9 @@ class ChannelRepository:
             type_values |= {"channel_id": channel_id,
                             _SECRET_COLUMNS[kind][1]: self._encrypt(kind, channel_id, secret)}
         async with guarded(self.conn, RESOURCE, values | type_values):
-            await self.conn.execute(_insert("notification_channels", values), list(values.values()))
+            await self.conn.execute(_insert("notification_channels", values), _params(values))
             if type_table:
-                await self.conn.execute(_insert(type_table, type_values), list(type_values.values()))
+                await self.conn.execute(_insert(type_table, type_values), _params(type_values))
         return await self.get(channel_id)
 
     async def get(self, channel_id: UUID | str) -> Channel:
@@ -166,16 +223,10 @@ class ChannelRepository:
     async def list(self, *, channel_types: Iterable[str] | None = None, is_active: bool | None = None,
                    page_size: int = 0, page_token: str | None = None) -> Page[Channel]:
         """Ordered by name."""
-        where, params = [], []
         channel_types = None if channel_types is None else list(channel_types)
-        if channel_types is not None:
-            where.append(sql.SQL("channel_type = ANY(%s::channel_type_enum[])"))
-            params.append(channel_types)
-        if is_active is not None:
-            where.append(sql.SQL("is_active = %s"))
-            params.append(is_active)
+        filters = Filters().any("channel_type", channel_types, cast="channel_type_enum").eq("is_active", is_active)
         return await fetch_page(self.conn, _ChannelRow, select=_CHANNEL_SELECT, table="notification_channels",
-                                where=where, params=params, keyset=BY_NAME, page_size=page_size,
+                                filters=filters, keyset=BY_NAME, page_size=page_size,
                                 page_token=page_token, resource=RESOURCE, values={"channel_types": channel_types})
 
     async def update(self, channel_id: UUID | str, changes: Mapping[str, Any]) -> Channel:
@@ -190,25 +241,24 @@ class ChannelRepository:
         policy = changes.get("delivery", current.delivery)
         values: dict[str, Any] = {}
         if "name" in changes:
-            values["name"] = validation.check_name(changes["name"])
+            values["name"] = check_name(changes["name"])
         if "is_active" in changes:
             values["is_active"] = bool(changes["is_active"])
         if "settings" in changes or "delivery" in changes:
-            values["config"] = _config(validation.check_settings(settings), validation.check_policy(policy))
+            values["config"] = _config(check_settings(settings), check_policy(policy))
         type_values: dict[str, Any] = {}
         if kind in ("telegram", "whatsapp") and "settings" in changes:
             type_values = _type_table_values(settings)[1]
         if "secret" in changes:
-            secret = validation.check_secret(settings, changes["secret"])
+            secret = check_secret(settings, changes["secret"])
             target = values if kind in ("webhook", "email") else type_values
             target[_SECRET_COLUMNS[kind][1]] = self._encrypt(kind, current.id, secret)
         async with guarded(self.conn, RESOURCE, values | type_values):
             if values:
-                await self.conn.execute(_update("notification_channels", "id", values),
-                                        [*values.values(), current.id])
+                await self.conn.execute(_update("notification_channels", "id", values), [*_params(values), current.id])
             if type_values:
                 table = _SECRET_COLUMNS[kind][0]
-                await self.conn.execute(_update(table, "channel_id", type_values), [*type_values.values(), current.id])
+                await self.conn.execute(_update(table, "channel_id", type_values), [*_params(type_values), current.id])
         return await self.get(current.id)
 
     async def delete(self, channel_id: UUID | str) -> None:
@@ -231,15 +281,26 @@ class ChannelRepository:
         return None if secret is None else self.secrets.encrypt(secret, _secret_context(channel_type, channel_id))
 
 
+# Values may be sql.DEFAULT: the column's default is written, and no parameter is passed for it.
+
+def _slot(value: Any) -> sql.Composable:
+    return value if value is sql.DEFAULT else sql.Placeholder()
+
+
+def _params(values: Mapping[str, Any]) -> list[Any]:
+    return [v for v in values.values() if v is not sql.DEFAULT]
+
+
 def _insert(table: str, values: Mapping[str, Any]) -> sql.Composed:
     return sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, values)),
-        sql.SQL(", ").join(sql.Placeholder() * len(values)))
+        sql.SQL(", ").join(_slot(v) for v in values.values()))
 
 
 def _update(table: str, key: str, values: Mapping[str, Any]) -> sql.Composed:
     return sql.SQL("UPDATE {} SET {} WHERE {} = %s").format(
-        sql.Identifier(table), sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values),
+        sql.Identifier(table),
+        sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(c), _slot(v)) for c, v in values.items()),
         sql.Identifier(key))
 
 
@@ -297,9 +358,40 @@ VALUES (%s, %s, %s, 'queued', %s)
 ON CONFLICT ON CONSTRAINT uq_deliveries_attempt DO NOTHING""")
 
 
+# What a notification says about an alert: the alert with its camera, site and person names. The
+# source's confidence stands in when the alert has no trigger evidence (raised outside rule
+# evaluation); neither source is FK-enforced, so it may be gone (partition retention).
+_CONTENT = """
+SELECT a.id, a.alert_type, a.severity::text AS severity, a.message, a.status::text AS status, a.created_at,
+       a.sent_at, a.acknowledged_by, a.acknowledged_at, a.resolved_by, a.resolved_at, a.alert_rule_id,
+       a.person_id, a.event_id, a.suspicious_activity_id, a.camera_id, a.trigger_rule_id,
+       a.trigger_clause::text AS trigger_clause, a.track_id, a.trigger_evidence,
+       c.name AS camera_name, c.location, s.id AS site_id, s.name AS site_name, p.name AS person_name,
+       COALESCE((a.trigger_evidence->>'confidence')::float8,
+                (SELECT e.confidence::float8 FROM events e WHERE e.id = a.event_id LIMIT 1),
+                (SELECT sa.confidence::float8 FROM suspicious_activity_events sa
+                  WHERE sa.id = a.suspicious_activity_id LIMIT 1)) AS confidence
+FROM alerts a
+JOIN cameras c ON c.id = a.camera_id
+JOIN dvrs d ON d.id = c.dvr_id
+JOIN sites s ON s.id = d.site_id
+LEFT JOIN persons p ON p.id = a.person_id
+WHERE a.id = %s
+"""
+
+
 class DeliveryRepository:
     def __init__(self, conn: psycopg.AsyncConnection):
         self.conn = conn
+
+    async def content(self, alert_id: UUID) -> dict[str, Any]:
+        """The row a notification is written from: the alert's columns (enums as text) with
+        camera_name, location, site_id, site_name, person_name and confidence; NotFound when gone."""
+        cur = await self.conn.execute(_CONTENT, (alert_id,))
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound("alert", alert_id)
+        return row
 
     async def enqueue(self, alert_id: UUID | str, channel_ids: Iterable[UUID | str]) -> list[Delivery]:
         """Schedule first attempts, due now. Inactive or missing channels and an alert not (or no
@@ -364,25 +456,15 @@ class DeliveryRepository:
                    page_token: str | None = None) -> Page[Delivery]:
         """Newest first (by created_at, the time an attempt was scheduled); `since` inclusive,
         `until` exclusive."""
-        where, params = [], []
         statuses = None if statuses is None else list(statuses)
-        for column, value in (("alert_id", uuid_list("alert_ids", alert_ids)),
-                              ("channel_id", uuid_list("channel_ids", channel_ids))):
-            if value is not None:
-                where.append(sql.SQL("{} = ANY(%s)").format(sql.Identifier(column)))
-                params.append(value)
+        filters = Filters().any("alert_id", uuid_list("alert_ids", alert_ids))
+        filters.any("channel_id", uuid_list("channel_ids", channel_ids))
         if statuses is not None:
             unknown = set(statuses) - set(DELIVERY_STATUSES)
             if unknown:
                 raise InvalidArgument("statuses", f"unknown status(es) {', '.join(sorted(unknown))}")
-            where.append(sql.SQL("status = ANY(%s::delivery_status_enum[])"))
-            params.append(statuses)
-        if aware("since", since) is not None:
-            where.append(sql.SQL("created_at >= %s"))
-            params.append(since)
-        if aware("until", until) is not None:
-            where.append(sql.SQL("created_at < %s"))
-            params.append(until)
+        filters.any("status", statuses, cast="delivery_status_enum")
+        filters.range("created_at", aware("since", since), aware("until", until))
         return await fetch_page(self.conn, Delivery, select=_DELIVERY_COLUMNS, table="notification_deliveries",
-                                where=where, params=params, keyset=BY_CREATED_AT, page_size=page_size,
+                                filters=filters, keyset=BY_CREATED_AT, page_size=page_size,
                                 page_token=page_token, resource="notification_delivery")
