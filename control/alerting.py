@@ -21,7 +21,9 @@ from psycopg.types.json import Jsonb
 
 from vigil.control.analytics.engine import AnalyticsConfig as EngineConfig
 from vigil.control.analytics.engine import AnalyticsEngine
-from vigil.control.analytics.model import ActivityType, Detection, Severity, TrackObservation, ZoneGeometry, ZoneType
+from vigil.control.analytics.model import (
+    ActivityType, Detection, Severity, TrackObservation, ZoneGeometry, ZoneThresholds, ZoneType,
+)
 from vigil.control.ingest import feed
 from vigil.control.ingest.events import RecordedEvent
 from vigil.control.rules import Fact, RuleEvaluator, camera_facts, person_facts, write_alerts
@@ -35,6 +37,7 @@ from vigil.storage.repositories.alerts import (
 )
 from vigil.storage.repositories.clips import ClipRepository
 from vigil.storage.repositories.events import SuspiciousActivity, SuspiciousActivityRepository
+from vigil.storage.repositories.sites import ZoneRepository
 
 if TYPE_CHECKING:
     from vigil.control.app import Transaction
@@ -125,15 +128,14 @@ class AlertingHook:
 
     @staticmethod
     async def _zones(conn, camera_id: UUID) -> dict[str, ZoneGeometry]:
-        cur = await conn.execute("SELECT id, name, zone_type::text AS zone_type, polygon_points FROM camera_zones"
-                                 " WHERE camera_id = %s AND is_active", (camera_id,))
         zones = {}
-        for row in await cur.fetchall():
+        for zone in await ZoneRepository(conn).list_for_camera(camera_id, active_only=True):
             try:
-                zones[str(row["id"])] = ZoneGeometry(str(row["id"]), row["name"], ZoneType(row["zone_type"]),
-                                                     tuple(row["polygon_points"]))
+                zones[str(zone.id)] = ZoneGeometry(str(zone.id), zone.name, ZoneType(zone.zone_type), zone.polygon,
+                                                   ZoneThresholds(zone.dwell_threshold_seconds,
+                                                                  zone.loiter_threshold_seconds, zone.crowd_threshold))
             except ValueError as exc:  # a zone stored before validation existed: skip it, loudly
-                log.warning("zone skipped", zone_id=str(row["id"]), error=str(exc))
+                log.warning("zone skipped", zone_id=str(zone.id), error=str(exc))
         return zones
 
     async def _configure(self, conn, camera_id: UUID, zones: dict[str, ZoneGeometry]) -> None:
@@ -145,7 +147,8 @@ class AlertingHook:
         configs = [
             EngineConfig(str(c.id), ActivityType(c.activity_type),
                          zone=zones.get(str(c.zone_id)) if c.zone_id else None,
-                         severity=Severity(c.severity), parameters=c.parameters, site_timezone=site_timezone)
+                         severity=Severity(c.severity), parameters=c.parameters, site_timezone=site_timezone,
+                         analytic=c.analytic)
             for c in page.items if c.is_active and (c.zone_id is None or str(c.zone_id) in zones)
         ]
         self.engine.configure_camera(key, configs)

@@ -11,7 +11,7 @@ from uuid import UUID
 from google.protobuf import duration_pb2
 
 from vigil.api.v1 import rule_pb2 as pb
-from vigil.control.rules.schedule import QuietHours, Schedule, ScheduleError, format_time, time_zone
+from vigil.control.schedule import QuietHours, Schedule, ScheduleError, format_time, time_zone
 from vigil.storage.repositories.base import InvalidArgument, as_uuid
 
 MAX_NANOS = 999_999_999

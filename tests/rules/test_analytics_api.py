@@ -11,8 +11,8 @@ import pytest
 
 from vigil.api.v1 import common_pb2
 from vigil.api.v1 import rule_pb2 as pb
-from vigil.control.analytics.schedule import WeeklySchedule
 from vigil.control.rules.analytics_api import config_message, config_values
+from vigil.control.schedule import Schedule
 from vigil.storage.repositories.alerts import AnalyticsConfig
 
 NOW = datetime(2026, 3, 6, tzinfo=timezone.utc)
@@ -20,7 +20,7 @@ NOW = datetime(2026, 3, 6, tzinfo=timezone.utc)
 
 def stored(activity: str, parameters: dict) -> AnalyticsConfig:
     return AnalyticsConfig(id=uuid.uuid4(), name="c", camera_id=uuid.uuid4(), zone_id=uuid.uuid4(),
-                           activity_type=activity, severity="medium", parameters=parameters, is_active=True,
+                           activity_type=activity, analytic=f"{activity}@1", severity="medium", parameters=parameters, is_active=True,
                            created_by=None, created_at=NOW, updated_at=NOW)
 
 
@@ -35,8 +35,8 @@ def at(hours: int, minutes: int = 0) -> pb.LocalTime:
 def test_both_spellings_of_allowed_hours_read_alike_and_as_the_engine_reads_them(document):
     message = config_message(stored("after_hours", {"allowed_hours": document}))
     assert message.after_hours.allowed_hours == pb.Schedule(days=[1, 2], start=at(8), end=at(18), timezone="UTC")
-    engine = WeeklySchedule.parse(document)
-    assert (engine.start_minute, engine.end_minute, sorted(engine.days)) == (8 * 60, 18 * 60, [1, 2])
+    engine = Schedule.from_json(document)
+    assert (engine.window.start, engine.window.end, sorted(engine.days)) == (8 * 60, 18 * 60, [1, 2])
     # and what the API would store for it is the same window
     assert config_values(message)["parameters"] == {
         "allowed_hours": {"days": [1, 2], "start_time": "08:00", "end_time": "18:00", "timezone": "UTC"}}
