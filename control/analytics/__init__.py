@@ -16,7 +16,7 @@ from vigil.control.analytics.parameters import ParameterError, ParameterSpec, Pa
 from vigil.control.analytics.registry import REGISTRY, AnalyticsRegistry
 
 __all__ = [
-    "REGISTRY", "ActivityType", "Analytic", "AnalyticsConfig", "AnalyticsEngine", "AnalyticsRegistry", "Box", "Detection",
-    "ObjectClass", "ParameterError", "ParameterSpec", "ParameterType", "Severity", "TrackKind",
+    "REGISTRY", "ActivityType", "Analytic", "AnalyticsConfig", "AnalyticsEngine", "AnalyticsRegistry", "Box",
+    "Detection", "ObjectClass", "ParameterError", "ParameterSpec", "ParameterType", "Severity", "TrackKind",
     "TrackObservation", "ZoneGeometry", "ZoneThresholds", "ZoneType",
 ]

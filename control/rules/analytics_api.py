@@ -153,28 +153,29 @@ class _Given:
         for name in (given if names is None else names):
             self.set(name, given.get(name), f"{PATH}.{VALUES}.{name}")
 
+    def missing(self, name: str, reason: str) -> InvalidArgument:
+        """A required parameter left out, naming the oneof member that would carry it (else its key)."""
+        path = self.stored_path(name)
+        if path == f"{PATH}.{self.kind}.{name}":
+            path = f"{PATH}.{self.kind}"
+        return InvalidArgument(path, f"is required for {activity_enum_name(self.activity)} ({self.unit.ref()}: "
+                                     f"{reason})")
+
     def stored(self) -> dict[str, Any]:
         """The values checked against the manifest, in their stored form."""
         try:
-            return _stored_parameters(self.unit, self.values)
+            return stored_parameters(self.unit.parameters, self.values, analytic=self.unit.ref())
         except ParameterError as exc:
             root, _, rest = exc.field.partition(".")
             path = self.paths.get(root)
-            if path is None:  # a required parameter left out: name the oneof member that carries it
-                path = f"{PATH}.{self.kind}" if self.kind and root in _MESSAGES[self.kind].DESCRIPTOR.fields_by_name \
-                    else f"{PATH}.{VALUES}.{root}"
-                raise InvalidArgument(path, f"is required for {activity_enum_name(self.activity)} "
-                                            f"({self.unit.ref()}: {exc.reason})") from None
+            if path is None:
+                raise self.missing(root, exc.reason) from None
             if rest and path.endswith(f".{self.kind}.{root}") and self.kind == "after_hours":
                 rest = _SCHEDULE_FIELDS.get(rest, rest)  # the message's spelling of a schedule part
             raise InvalidArgument(f"{path}.{rest}" if rest else path, exc.reason) from None
 
 
 _SCHEDULE_FIELDS = {"start_time": "start", "end_time": "end"}
-
-
-def _stored_parameters(unit: type[Analytic], values: Mapping[str, Any]) -> dict[str, Any]:
-    return stored_parameters(unit.parameters, values, analytic=unit.ref())
 
 
 def create_parameters(config: pb.AnalyticsConfig, activity: str, unit: type[Analytic]) -> dict[str, Any]:
@@ -185,11 +186,11 @@ def create_parameters(config: pb.AnalyticsConfig, activity: str, unit: type[Anal
     if kind is not None:
         given.check_kind(kind)
         given.typed(config, kind)
-    typed = dict(given.values), dict(given.paths)
+    typed_values, typed_paths = dict(given.values), dict(given.paths)
     given.from_struct(config.parameter_values)
-    for name, value in typed[0].items():
+    for name, value in typed_values.items():
         if not _same(unit, name, value, given.values.get(name)):
-            raise InvalidArgument(f"{PATH}.{VALUES}.{name}", f"differs from {typed[1][name]}; give it once")
+            raise InvalidArgument(f"{PATH}.{VALUES}.{name}", f"differs from {typed_paths[name]}; give it once")
     return given.stored()
 
 
@@ -221,8 +222,8 @@ def updated_parameters(stored: Mapping[str, Any], request: pb.AnalyticsConfig, p
             if request.WhichOneof("parameters") == root or rest or root == given.kind:
                 given.check_kind(root)
                 given.typed(request, root, [rest.split(".", 1)[0]] if rest else None)
-        elif root == VALUES and rest:
-            given.from_struct(request.parameter_values, [rest])
+        elif root == VALUES and rest:  # a part of a parameter (a schedule's) replaces the parameter
+            given.from_struct(request.parameter_values, [rest.split(".", 1)[0]])
     return given.stored()
 
 
@@ -234,10 +235,10 @@ def check_stored_parameters(stored: Mapping[str, Any], activity: str, unit: type
     for spec in unit.parameters:
         if not spec.required:
             continue
+        if spec.name not in given.values:
+            raise given.missing(spec.name, f"is required by {unit.ref()}")
         try:
             spec.coerce(given.values[spec.name])
-        except KeyError:
-            given.stored()  # raises "is required", naming the field
         except ParameterError as exc:
             raise InvalidArgument(given.stored_path(spec.name), f"the stored value cannot be used ({exc.reason}); "
                                                                 f"set it") from None

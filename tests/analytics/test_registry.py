@@ -55,6 +55,7 @@ def test_each_configuration_runs_the_version_it_names():
 
 
 def test_a_parameter_of_another_version_is_refused_naming_it():
-    with pytest.raises(ValueError, match=r"configs\[0\]\.parameters\.min_persons_nearby: not a parameter of loitering@1"):
+    message = r"configs\[0\]\.parameters\.min_persons_nearby: not a parameter of loitering@1"
+    with pytest.raises(ValueError, match=message):
         AnalyticsEngine(REGISTRY).configure_camera(CAMERA, [AnalyticsConfig(
             "v1", ActivityType.LOITERING, analytic="loitering@1", parameters={"min_persons_nearby": 2})])

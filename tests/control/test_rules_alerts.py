@@ -431,7 +431,8 @@ async def test_every_manifest_parameter_is_settable_and_validated_through_the_ap
     running = (await rules.CreateAnalyticsConfig(rule_pb2.CreateAnalyticsConfigRequest(
         analytics_config=rule_pb2.AnalyticsConfig(
             name="runners", camera_id=scene.camera.id, activity_type=common_pb2.ACTIVITY_TYPE_RUNNING,
-            analytic="running@1", parameter_values=struct(window=2.5, min_speed=1.8))), metadata=admin)).analytics_config
+            analytic="running@1", parameter_values=struct(window=2.5, min_speed=1.8))),
+        metadata=admin)).analytics_config
     assert dict(running.parameter_values) == {"window": 2.5, "min_speed": 1.8}
     assert math.isclose(running.speed.min_speed, 1.8, rel_tol=1e-6)
 

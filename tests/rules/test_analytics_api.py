@@ -24,7 +24,8 @@ NOW = datetime(2026, 3, 6, tzinfo=timezone.utc)
 
 def stored(activity: str, parameters: dict) -> AnalyticsConfig:
     return AnalyticsConfig(id=uuid.uuid4(), name="c", camera_id=uuid.uuid4(), zone_id=uuid.uuid4(),
-                           activity_type=activity, analytic=f"{activity}@1", severity="medium", parameters=parameters, is_active=True,
+                           activity_type=activity, analytic=f"{activity}@1", severity="medium", parameters=parameters,
+                           is_active=True,
                            created_by=None, created_at=NOW, updated_at=NOW)
 
 
