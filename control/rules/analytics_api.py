@@ -30,7 +30,7 @@ from vigil.api.v1 import rule_pb2 as pb
 from vigil.control.analytics import REGISTRY, ActivityType, Analytic, AnalyticsRegistry, ParameterError
 from vigil.control.analytics.parameters import ParameterSpec, ParameterType, excerpt, stored_parameters
 from vigil.control.convert import EnumMap, text, timestamp
-from vigil.control.rules.api_values import MAX_NANOS, optional_id, schedule_document, time_message
+from vigil.control.rules.api_values import duration_seconds, optional_id, schedule_document, time_message
 from vigil.control.request_checks import checked_text
 from vigil.control.schedule import Schedule
 from vigil.logs import get_logger
@@ -79,17 +79,10 @@ def config_unit(config: pb.AnalyticsConfig, registry: AnalyticsRegistry = REGIST
 # --------------------------------------------------------------------------- parameters in
 
 
-def _duration_seconds(path: str, value: Any) -> float:
-    seconds, nanos = value.seconds, value.nanos
-    if abs(nanos) > MAX_NANOS or (seconds > 0 > nanos) or (seconds < 0 < nanos):
-        raise InvalidArgument(path, "is not a valid duration")
-    return seconds + nanos / 1e9
-
-
 def _typed_value(path: str, message: Message, field: FieldDescriptor) -> Any:
     value = getattr(message, field.name)
     if field.message_type is not None and field.message_type.full_name == "google.protobuf.Duration":
-        return _duration_seconds(path, value)
+        return duration_seconds(path, value)
     if field.message_type is not None:  # a Schedule
         return schedule_document(path, value)
     if field.type == FieldDescriptor.TYPE_FLOAT:

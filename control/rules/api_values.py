@@ -40,6 +40,14 @@ def duration_value(path: str, value: duration_pb2.Duration, low: timedelta, high
     return result
 
 
+def duration_seconds(path: str, value: duration_pb2.Duration) -> float:
+    """A well-formed Duration in seconds, unbounded (the caller's manifest bounds it)."""
+    seconds, nanos = value.seconds, value.nanos
+    if abs(nanos) > MAX_NANOS or (seconds > 0 > nanos) or (seconds < 0 < nanos):
+        raise InvalidArgument(path, "is not a valid duration")
+    return seconds + nanos / 1e9
+
+
 def _seconds(value: timedelta) -> str:
     return f"{value.total_seconds():g} s"
 

@@ -18,7 +18,7 @@ from vigil.control.analytics import REGISTRY, ParameterError
 from vigil.control.convert import EnumMap, masked_changes, text, timestamp
 from vigil.control.request_checks import api_token, checked_text, fields_of, is_active, repository_token
 from vigil.control.rpc import rpc
-from vigil.control.rules.api_values import duration_value
+from vigil.control.rules.api_values import duration_seconds
 from vigil.storage.repositories.base import InvalidArgument, as_uuid
 from vigil.storage.repositories.sites import (
     VPN_CLIENT_CONFIG,
@@ -356,7 +356,7 @@ def zone_threshold(thresholds: pb.ZoneThresholds, name: str) -> float | int | No
     path = f"zone.thresholds.{name}"
     value = getattr(thresholds, name)
     if isinstance(value, duration_pb2.Duration):
-        value = duration_value(path, value, timedelta(0), timedelta(days=7)).total_seconds()
+        value = duration_seconds(path, value)
     for unit, spec in REGISTRY.falling_back_to(name):
         try:
             value = spec.coerce(value)
