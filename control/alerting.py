@@ -19,7 +19,9 @@ from uuid import UUID
 
 from vigil.control.analytics.engine import AnalyticsConfig as EngineConfig
 from vigil.control.analytics.engine import AnalyticsEngine
-from vigil.control.analytics.model import ActivityType, Detection, Severity, TrackObservation, ZoneGeometry, ZoneType
+from vigil.control.analytics.model import (
+    ActivityType, Detection, Severity, TrackObservation, ZoneGeometry, ZoneThresholds, ZoneType,
+)
 from vigil.control.ingest import feed
 from vigil.control.ingest.events import RecordedEvent
 from vigil.control.rules import Fact, RuleEvaluator, camera_facts, person_facts, write_alerts
@@ -34,6 +36,7 @@ from vigil.storage.repositories.alerts import (
 from vigil.storage.repositories.camera_context import CameraContextRepository
 from vigil.storage.repositories.clips import ClipRepository
 from vigil.storage.repositories.events import SuspiciousActivity, SuspiciousActivityRepository
+from vigil.storage.repositories.sites import ZoneRepository
 
 if TYPE_CHECKING:
     from vigil.control.app import Transaction
@@ -122,10 +125,11 @@ class AlertingHook:
     @staticmethod
     async def _zones(conn, camera_id: UUID) -> dict[str, ZoneGeometry]:
         zones = {}
-        for zone in await CameraContextRepository(conn).active_zones(camera_id):
+        for zone in await ZoneRepository(conn).list_for_camera(camera_id, active_only=True):
             try:
-                zones[str(zone.id)] = ZoneGeometry(str(zone.id), zone.name, ZoneType(zone.zone_type),
-                                                   tuple(zone.polygon_points))
+                zones[str(zone.id)] = ZoneGeometry(str(zone.id), zone.name, ZoneType(zone.zone_type), zone.polygon,
+                                                   ZoneThresholds(zone.dwell_threshold_seconds,
+                                                                  zone.loiter_threshold_seconds, zone.crowd_threshold))
             except ValueError as exc:  # a zone stored before validation existed: skip it, loudly
                 log.warning("zone skipped", zone_id=str(zone.id), error=str(exc))
         return zones
@@ -139,7 +143,8 @@ class AlertingHook:
         configs = [
             EngineConfig(str(c.id), ActivityType(c.activity_type),
                          zone=zones.get(str(c.zone_id)) if c.zone_id else None,
-                         severity=Severity(c.severity), parameters=c.parameters, site_timezone=site_timezone)
+                         severity=Severity(c.severity), parameters=c.parameters, site_timezone=site_timezone,
+                         analytic=c.analytic)
             for c in page.items if c.is_active and (c.zone_id is None or str(c.zone_id) in zones)
         ]
         self.engine.configure_camera(key, configs)

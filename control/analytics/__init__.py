@@ -7,16 +7,16 @@ AnalyticsEngine runs the ones configured for each camera.
 """
 
 from vigil.control.analytics.base import Analytic
-from vigil.control.analytics.engine import REGISTRY, AnalyticsConfig, AnalyticsEngine
+from vigil.control.analytics.engine import AnalyticsConfig, AnalyticsEngine
 from vigil.control.analytics.model import (
     ActivityType, Box, Detection, ObjectClass, Severity, TrackKind, TrackObservation, ZoneGeometry,
     ZoneThresholds, ZoneType,
 )
-from vigil.control.analytics.parameters import ParameterSpec, ParameterType
-from vigil.control.analytics.schedule import WeeklySchedule
+from vigil.control.analytics.parameters import ParameterError, ParameterSpec, ParameterType
+from vigil.control.analytics.registry import REGISTRY, AnalyticsRegistry
 
 __all__ = [
-    "REGISTRY", "ActivityType", "Analytic", "AnalyticsConfig", "AnalyticsEngine", "Box", "Detection",
-    "ObjectClass", "ParameterSpec", "ParameterType", "Severity", "TrackKind", "TrackObservation",
-    "WeeklySchedule", "ZoneGeometry", "ZoneThresholds", "ZoneType",
+    "REGISTRY", "ActivityType", "Analytic", "AnalyticsConfig", "AnalyticsEngine", "AnalyticsRegistry", "Box",
+    "Detection", "ObjectClass", "ParameterError", "ParameterSpec", "ParameterType", "Severity", "TrackKind",
+    "TrackObservation", "ZoneGeometry", "ZoneThresholds", "ZoneType",
 ]

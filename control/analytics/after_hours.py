@@ -18,8 +18,8 @@ class AfterHours(PresenceAnalytic):
     parameters = (
         ParameterSpec("allowed_hours", ParameterType.SCHEDULE,
                       description='When presence is normal: {"days": [0..6, 0 = Sunday; empty = '
-                                  'every day], "start": "HH:MM", "end": "HH:MM" (exclusive; earlier '
-                                  'than start crosses midnight, equal = whole day), "timezone": '
+                                  'every day], "start_time": "HH:MM", "end_time": "HH:MM" (exclusive; '
+                                  'earlier than start crosses midnight, equal = whole day), "timezone": '
                                   'IANA name; the site\'s when absent}.'),
         MAX_GAP,
     )
@@ -34,7 +34,7 @@ class AfterHours(PresenceAnalytic):
         return [self.track_detection(ActivityType.AFTER_HOURS, obs, started_at=obs.capture_time, evidence={
             "local_time": local_time,
             "local_weekday": weekday,
-            "allowed_hours": schedule.describe(),
+            "allowed_hours": schedule.to_json(),
             "entered_at": visit.entered_at.isoformat(),
             "location": rounded_point(obs.box.feet),
         })]

@@ -40,14 +40,21 @@ class Analytic(ABC, Generic[State]):
             raise ValueError(f"zone: {self.name} needs a zone of type {allowed}, "
                              f"zone {zone.name!r} is {zone.zone_type.value}")
         self.zone = zone
-        self.params = resolve_parameters(self.parameters, parameters or {}, zone, analytic=self.name,
+        self.params = resolve_parameters(self.parameters, parameters or {}, zone, analytic=self.ref(),
                                          site_timezone=site_timezone)
         self.severity = Severity(severity)
         self.config_id = config_id
 
     @classmethod
+    def ref(cls) -> str:
+        """How a stored configuration names this unit: "name@version"."""
+        return f"{cls.name}@{cls.version}"
+
+    @classmethod
     def describe(cls) -> dict[str, Any]:
+        """The manifest: everything a client needs to build a configuration form (RuleService.ListAnalytics)."""
         return {
+            "analytic": cls.ref(),
             "name": cls.name,
             "version": cls.version,
             "activity_types": [t.value for t in cls.activity_types],
@@ -95,7 +102,7 @@ class Analytic(ABC, Generic[State]):
             started_at=started_at,
             detected_at=detected_at,
             evidence={
-                "analytic": f"{self.name}@{self.version}",
+                "analytic": self.ref(),
                 "zone_name": self.zone.name if self.zone else None,
                 **evidence,
             },

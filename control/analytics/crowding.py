@@ -42,7 +42,7 @@ class Crowding(Analytic[CrowdState]):
                "min_persons for longer than max_gap.")
     parameters = (
         ParameterSpec("min_persons", ParameterType.INTEGER, unit="persons", default=5, minimum=2,
-                      maximum=1000, zone_threshold="crowd_min_persons",
+                      maximum=1000, zone_threshold="crowd_threshold",
                       description="Number of persons present at once that counts as a crowd."),
         ParameterSpec("min_duration", ParameterType.DURATION, unit="s", default=5.0, minimum=0.0,
                       maximum=3600.0, description="How long the crowd must persist."),

@@ -28,7 +28,7 @@ class DwellTime(PresenceAnalytic):
     summary = "A person stays in the zone at least min_duration, however much they move. Once per stay."
     parameters = (
         ParameterSpec("min_duration", ParameterType.DURATION, unit="s", default=60.0, minimum=1.0,
-                      maximum=86400.0, zone_threshold="dwell_seconds",
+                      maximum=86400.0, zone_threshold="dwell_threshold",
                       description="Minimum continuous stay in the zone."),
         MAX_GAP,
     )
@@ -59,7 +59,7 @@ class Loitering(PresenceAnalytic):
                "through: their net speed since entering is at most max_net_speed. Once per stay.")
     parameters = (
         ParameterSpec("min_duration", ParameterType.DURATION, unit="s", default=120.0, minimum=1.0,
-                      maximum=86400.0, zone_threshold="loiter_seconds",
+                      maximum=86400.0, zone_threshold="loiter_threshold",
                       description="Minimum continuous stay in the zone."),
         ParameterSpec("max_net_speed", ParameterType.NUMBER, unit="person_heights/s", default=0.2,
                       minimum=0.0, maximum=5.0, exclusive_minimum=True,

@@ -12,25 +12,14 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from types import MappingProxyType
 from typing import Any
 
-from vigil.control.analytics.after_hours import AfterHours
 from vigil.control.analytics.base import Analytic
-from vigil.control.analytics.crowding import Crowding
-from vigil.control.analytics.dwell import DwellTime, Loitering
 from vigil.control.analytics.model import (
     ActivityType, Detection, ObjectClass, Severity, TrackKind, TrackObservation, ZoneGeometry,
 )
 from vigil.control.analytics.parameters import MAX_GAP
-from vigil.control.analytics.repeated_entry import RepeatedEntry
-from vigil.control.analytics.running import Running
-from vigil.control.analytics.zone_entry import Intrusion, ZoneBreach
-
-REGISTRY: Mapping[str, type[Analytic]] = MappingProxyType({
-    cls.name: cls
-    for cls in (Intrusion, ZoneBreach, Loitering, DwellTime, Crowding, AfterHours, RepeatedEntry, Running)
-})
+from vigil.control.analytics.registry import REGISTRY, AnalyticsRegistry
 
 # Well beyond any analytic's max_gap, so a track is never forgotten while an analytic would
 # still bridge its gap.
@@ -42,7 +31,8 @@ class AnalyticsConfig:
     """One analytics configuration of a camera (rule.proto AnalyticsConfig) with its zone
     resolved; zone None is the whole frame. Parameters left out fall back to the zone's
     thresholds, then to the analytic's defaults (see describe()). site_timezone (the camera's
-    site) is the time zone of schedules that name none."""
+    site) is the time zone of schedules that name none. analytic: the unit that runs it,
+    "name@version"; None = the latest version detecting activity_type."""
 
     id: str
     activity_type: ActivityType
@@ -50,6 +40,7 @@ class AnalyticsConfig:
     severity: Severity = Severity.MEDIUM
     parameters: Mapping[str, Any] = field(default_factory=dict)
     site_timezone: str | None = None
+    analytic: str | None = None
 
     def __post_init__(self) -> None:
         for name, enum in (("activity_type", ActivityType), ("severity", Severity)):
@@ -75,15 +66,9 @@ class _Camera:
 
 
 class AnalyticsEngine:
-    def __init__(self, registry: Mapping[str, type[Analytic]] = REGISTRY, *,
+    def __init__(self, registry: AnalyticsRegistry = REGISTRY, *,
                  stale_after: float = DEFAULT_STALE_AFTER) -> None:
-        self._registry = dict(registry)
-        self._by_activity: dict[ActivityType, type[Analytic]] = {}
-        for cls in self._registry.values():
-            for activity_type in cls.activity_types:
-                other = self._by_activity.setdefault(activity_type, cls)
-                if other is not cls:
-                    raise ValueError(f"registry: {activity_type.value} is raised by both {other.name} and {cls.name}")
+        self._registry = registry
         if stale_after <= MAX_GAP.maximum:
             raise ValueError(f"stale_after: must exceed the longest max_gap ({MAX_GAP.maximum} s)")
         self._stale_after = timedelta(seconds=stale_after)
@@ -91,7 +76,7 @@ class AnalyticsEngine:
 
     def describe(self) -> list[dict[str, Any]]:
         """Every registered analytic: name, version, activity types, zone needs, parameters."""
-        return [cls.describe() for cls in self._registry.values()]
+        return [cls.describe() for cls in self._registry]
 
     def configure_camera(self, camera_id: str, configs: Iterable[AnalyticsConfig]) -> None:
         """Replaces the camera's configurations (all or nothing; ValueError names the bad field).
@@ -158,10 +143,8 @@ class AnalyticsEngine:
         return len(camera.tracks) + sum(b.analytic.state_size(b.state) for b in camera.bound)
 
     def _bind(self, index: int, config: AnalyticsConfig) -> _Bound:
-        cls = self._by_activity.get(config.activity_type)
-        if cls is None:
-            raise ValueError(f"configs[{index}].activity_type: no analytic detects {config.activity_type.value}")
         try:
+            cls = self._registry.resolve(config.analytic, config.activity_type)
             analytic = cls(zone=config.zone, parameters=config.parameters, severity=config.severity,
                            config_id=config.id, site_timezone=config.site_timezone)
         except ValueError as error:

@@ -143,12 +143,12 @@ class TrackObservation:
 
 @dataclass(frozen=True, slots=True)
 class ZoneThresholds:
-    """A zone's own defaults for its analytics (camera.proto ZoneThresholds), used when a config
-    leaves the parameter unset."""
+    """A zone's own defaults for its analytics (camera.proto ZoneThresholds, same field names), used
+    when a config leaves the parameter whose manifest names the field unset. Durations in seconds."""
 
-    dwell_seconds: float | None = None
-    loiter_seconds: float | None = None
-    crowd_min_persons: int | None = None
+    dwell_threshold: float | None = None
+    loiter_threshold: float | None = None
+    crowd_threshold: int | None = None
 
 
 @dataclass(frozen=True)

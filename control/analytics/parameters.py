@@ -1,11 +1,14 @@
-"""Self-describing analytic parameters: their schema, and resolving a config's values against it.
+"""Self-describing analytic parameters: their schema (the one place a parameter's type, unit, bounds,
+default and zone fallback live: RuleService validates and ListAnalytics describes from it), and
+resolving a config's values against it.
 
 A value left unset falls back to the zone's threshold (where the parameter names one), then to
-the parameter's default, as rule.proto AnalyticsConfig specifies.
+the parameter's default.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,14 +16,31 @@ from enum import Enum
 from typing import Any
 
 from vigil.control.analytics.model import ZoneGeometry
-from vigil.control.analytics.schedule import WeeklySchedule
+from vigil.control.schedule import Schedule, ScheduleError
+
+EXCERPT_CHARS = 40
 
 
 class ParameterType(str, Enum):
     DURATION = "duration"  # seconds (a number or a timedelta)
     INTEGER = "integer"
     NUMBER = "number"
-    SCHEDULE = "schedule"  # WeeklySchedule or its mapping form
+    SCHEDULE = "schedule"  # control/schedule.py Schedule or its stored JSON form
+
+
+class ParameterError(ValueError):
+    """A parameter value that the manifest refuses; field is the path below "parameters" ("window",
+    "allowed_hours.start_time")."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"parameters.{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def excerpt(value: Any) -> str:
+    """A short repr of a refused value: enough to recognise it, never a whole document."""
+    text = repr(value)
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -42,7 +62,7 @@ class ParameterSpec:
             "name": self.name,
             "type": self.type.value,
             "default": self.default,
-            "required": self.default is None,
+            "required": self.required,
             "unit": self.unit,
             "minimum": self.minimum,
             "maximum": self.maximum,
@@ -51,48 +71,77 @@ class ParameterSpec:
             "description": self.description,
         }
 
-    def coerce(self, value: Any, *, site_timezone: str | None = None) -> Any:
-        """The value in its canonical form (durations as float seconds), range-checked; schedules
-        without a time zone are read in site_timezone."""
-        field = f"parameters.{self.name}"
+    @property
+    def required(self) -> bool:
+        """Whether a config must give it: no default and no zone threshold to fall back to."""
+        return self.default is None and self.zone_threshold is None
+
+    def coerce(self, value: Any) -> Any:
+        """The value in its canonical form (durations as float seconds, schedules as Schedule),
+        range-checked; ParameterError otherwise."""
         if self.type is ParameterType.SCHEDULE:
-            if isinstance(value, WeeklySchedule):
+            if isinstance(value, Schedule):
                 return value
-            if isinstance(value, Mapping):
-                return WeeklySchedule.parse(value, field=field, site_timezone=site_timezone)
-            raise ValueError(f"{field}: must be a schedule mapping, got {value!r}")
+            try:
+                return Schedule.from_json(value, field=self.name)
+            except ScheduleError as exc:
+                raise ParameterError(exc.field, exc.reason) from None
         if self.type is ParameterType.DURATION and isinstance(value, timedelta):
             value = value.total_seconds()
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{field}: must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ParameterError(self.name, f"must be a finite number, got {excerpt(value)}")
         if self.type is ParameterType.INTEGER:
             if value != int(value):
-                raise ValueError(f"{field}: must be a whole number, got {value!r}")
+                raise ParameterError(self.name, f"must be a whole number, got {excerpt(value)}")
             value = int(value)
         else:
             value = float(value)
-        self._check_range(field, value)
+        self._check_range(value)
         return value
 
-    def _check_range(self, field: str, value: float) -> None:
+    def stored(self, value: Any) -> Any:
+        """The JSON form of a coerced value, as analytics_configs.parameters holds it."""
+        return value.to_json() if isinstance(value, Schedule) else value
+
+    def _check_range(self, value: float) -> None:
         unit = f" {self.unit}" if self.unit else ""
         if self.minimum is not None:
             below = value <= self.minimum if self.exclusive_minimum else value < self.minimum
             if below:
                 relation = ">" if self.exclusive_minimum else ">="
-                raise ValueError(f"{field}: must be {relation} {self.minimum}{unit}, got {value}")
+                raise ParameterError(self.name, f"must be {relation} {self.minimum:g}{unit}, got {value:g}")
         if self.maximum is not None and value > self.maximum:
-            raise ValueError(f"{field}: must be <= {self.maximum}{unit}, got {value}")
+            raise ParameterError(self.name, f"must be <= {self.maximum:g}{unit}, got {value:g}")
+
+
+def check_names(specs: tuple[ParameterSpec, ...], given: Mapping[str, Any], analytic: str) -> None:
+    known = {spec.name for spec in specs}
+    for name in given:
+        if name not in known:
+            raise ParameterError(name, f"not a parameter of {analytic} (known: {', '.join(sorted(known)) or 'none'})")
+
+
+def stored_parameters(specs: tuple[ParameterSpec, ...], given: Mapping[str, Any], *, analytic: str) -> dict[str, Any]:
+    """The given values checked against the manifest and in their stored form (what RuleService
+    writes); unset ones stay unset, so they fall back at run time. ParameterError names the first
+    bad one; a required parameter left out is one."""
+    check_names(specs, given, analytic)
+    stored = {}
+    for spec in specs:
+        value = given.get(spec.name)
+        if value is None:
+            if spec.required:
+                raise ParameterError(spec.name, f"is required by {analytic}")
+            continue
+        stored[spec.name] = spec.stored(spec.coerce(value))
+    return stored
 
 
 def resolve_parameters(specs: tuple[ParameterSpec, ...], given: Mapping[str, Any], zone: ZoneGeometry | None,
                        *, analytic: str, site_timezone: str | None = None) -> dict[str, Any]:
-    """Every parameter of specs with its effective value; ValueError names the bad parameter."""
-    known = {spec.name for spec in specs}
-    for name in given:
-        if name not in known:
-            raise ValueError(f"parameters.{name}: not a parameter of {analytic} "
-                             f"(known: {', '.join(sorted(known)) or 'none'})")
+    """Every parameter of specs with its effective value: the config's, else the zone's threshold,
+    else the default. Schedules without a time zone get the site's. ParameterError names the bad one."""
+    check_names(specs, given, analytic)
     resolved = {}
     for spec in specs:
         value = given.get(spec.name)
@@ -101,8 +150,14 @@ def resolve_parameters(specs: tuple[ParameterSpec, ...], given: Mapping[str, Any
         if value is None:
             value = spec.default
         if value is None:
-            raise ValueError(f"parameters.{spec.name}: required by {analytic}")
-        resolved[spec.name] = spec.coerce(value, site_timezone=site_timezone)
+            raise ParameterError(spec.name, f"is required by {analytic}")
+        value = spec.coerce(value)
+        if isinstance(value, Schedule):
+            try:
+                value = value.in_zone(site_timezone, spec.name)
+            except ScheduleError as exc:
+                raise ParameterError(exc.field, exc.reason) from None
+        resolved[spec.name] = value
     return resolved
 
 

@@ -11,7 +11,7 @@ The ingest path, per stored event or suspicious activity:
 from vigil.control.rules.evaluator import Clause, Firing, RuleEvaluator, default_severity, deciding_clause
 from vigil.control.rules.facts import Fact, PersonFacts
 from vigil.control.rules.lookups import CameraFacts, camera_facts, person_facts
-from vigil.control.rules.schedule import QuietHours, Schedule, ScheduleError
+from vigil.control.schedule import QuietHours, Schedule, ScheduleError
 from vigil.control.rules.writer import write_alerts
 
 __all__ = [

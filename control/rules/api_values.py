@@ -11,9 +11,9 @@ from uuid import UUID
 from google.protobuf import duration_pb2
 
 from vigil.api.v1 import rule_pb2 as pb
-from vigil.control.rules.schedule import QuietHours, Schedule, ScheduleError, format_time, time_zone
-from vigil.storage.repositories.base import as_uuid
+from vigil.control.schedule import QuietHours, Schedule, ScheduleError, format_time, time_zone
 from vigil.errors import InvalidArgument
+from vigil.storage.repositories.base import as_uuid
 
 MAX_NANOS = 999_999_999
 
@@ -39,6 +39,14 @@ def duration_value(path: str, value: duration_pb2.Duration, low: timedelta, high
     if not low <= result <= high:
         raise InvalidArgument(path, f"must be within {_seconds(low)}..{_seconds(high)}, got {result.total_seconds()} s")
     return result
+
+
+def duration_seconds(path: str, value: duration_pb2.Duration) -> float:
+    """A well-formed Duration in seconds, unbounded (the caller's manifest bounds it)."""
+    seconds, nanos = value.seconds, value.nanos
+    if abs(nanos) > MAX_NANOS or (seconds > 0 > nanos) or (seconds < 0 < nanos):
+        raise InvalidArgument(path, "is not a valid duration")
+    return seconds + nanos / 1e9
 
 
 def _seconds(value: timedelta) -> str:

@@ -18,7 +18,7 @@ from enum import Enum
 
 from vigil.control.rules.alert_text import alert_text
 from vigil.control.rules.facts import Fact, PersonFacts
-from vigil.control.rules.schedule import QuietHours, Schedule, ScheduleError
+from vigil.control.schedule import QuietHours, Schedule, ScheduleError
 from vigil.logs import get_logger
 from vigil.storage.repositories.alerts import AlertRule
 

@@ -5,20 +5,22 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Collection, Mapping
+from datetime import timedelta
 from typing import Any
 
-import grpc
 import numpy
-from google.protobuf import field_mask_pb2
+from google.protobuf import duration_pb2, field_mask_pb2
 from google.protobuf.message import Message
 
 from vigil.api.v1 import camera_pb2 as pb
 from vigil.api.v1 import camera_pb2_grpc, common_pb2
+from vigil.control.analytics import REGISTRY, ParameterError
 from vigil.control.convert import EnumMap, masked_changes, text, timestamp
 from vigil.control.request_checks import api_token, checked_text, fields_of, is_active, repository_token
 from vigil.control.rpc import rpc
-from vigil.storage.repositories.base import as_uuid
+from vigil.control.rules.api_values import duration_seconds
 from vigil.errors import InvalidArgument
+from vigil.storage.repositories.base import as_uuid
 from vigil.storage.repositories.sites import (
     VPN_CLIENT_CONFIG,
     VPN_CLIENT_CONFIG_SEALED,
@@ -48,7 +50,9 @@ VPN_CONFIG_MAX_BYTES = 64 * 1024
 STREAM_URL = re.compile(r"^(rtsps?|https?|file)://.", re.IGNORECASE)
 RESOLUTION = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
 HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
-THRESHOLDS_NOT_STORED = "zone thresholds cannot be stored yet (camera_zones has no column for them)"
+# ZoneThresholds fields (named as the analytics manifests' zone_threshold) → camera_zones columns
+THRESHOLD_COLUMNS = {"dwell_threshold": "dwell_threshold_seconds", "loiter_threshold": "loiter_threshold_seconds",
+                     "crowd_threshold": "crowd_threshold"}
 
 SITE_OUTPUT_ONLY = ("create_time", "vpn.has_config")
 DVR_OUTPUT_ONLY = ("has_credentials", "last_seen_time", "create_time", "update_time")
@@ -130,10 +134,6 @@ def names_part_of(changes: Collection[str], field: str) -> bool:
 def audited(changes: Mapping[str, Any], secrets: Collection[str] = ()) -> dict[str, Any]:
     """Changes for the audit log: secret values never, only that they changed."""
     return {**changes, **{path: "changed" for path in secrets}}
-
-
-async def unimplemented(context, path: str, why: str) -> None:
-    await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{path}: {why}")
 
 
 # --------------------------------------------------------------------------- sites
@@ -342,21 +342,61 @@ def zone_fields(zone: pb.Zone) -> Fields:
         "polygon": lambda: [(float32(p.x), float32(p.y)) for p in zone.polygon],  # checked by the repository
         "color": lambda: zone.color or DEFAULT_ZONE_COLOR,  # checked by the repository
         "is_active": lambda: is_active(zone),
+        "thresholds": lambda: {column: zone_threshold(zone.thresholds, name)
+                               for name, column in THRESHOLD_COLUMNS.items()},
+        **{f"thresholds.{name}": (lambda name=name: zone_threshold(zone.thresholds, name))
+           for name in THRESHOLD_COLUMNS},
     }
 
 
-def sets_thresholds(zone: pb.Zone, paths: Collection[str] | None = None) -> bool:
-    """Whether a create (paths None) or an update would store zone thresholds."""
-    if paths is None or list(paths) == ["*"]:
-        return zone.thresholds.ByteSize() > 0
-    return names_part_of(paths, "thresholds")
+def zone_threshold(thresholds: pb.ZoneThresholds, name: str) -> float | int | None:
+    """A threshold's stored value (durations in seconds), None when unset. Its bounds are those of
+    every analytic parameter that falls back to it (the manifests'), so any value stored can run."""
+    if not thresholds.HasField(name):
+        return None
+    path = f"zone.thresholds.{name}"
+    value = getattr(thresholds, name)
+    if isinstance(value, duration_pb2.Duration):
+        value = duration_seconds(path, value)
+    for unit, spec in REGISTRY.falling_back_to(name):
+        try:
+            value = spec.coerce(value)
+        except ParameterError as exc:
+            raise InvalidArgument(path, f"{exc.reason} (the bound of {unit.ref()} {spec.name}, "
+                                        "which falls back to it)") from None
+    return value
+
+
+def threshold_columns(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A zone's create values or update changes with their thresholds ("thresholds", or parts of
+    it) as camera_zones columns."""
+    values = dict(values)
+    values.update(values.pop("thresholds", None) or {})
+    for name, column in THRESHOLD_COLUMNS.items():
+        if f"thresholds.{name}" in values:
+            values[column] = values.pop(f"thresholds.{name}")
+    return values
+
+
+def zone_thresholds_message(zone: Zone) -> pb.ZoneThresholds:
+    message = pb.ZoneThresholds()
+    for name, column in THRESHOLD_COLUMNS.items():
+        value = getattr(zone, column)
+        if value is None:
+            continue
+        if isinstance(getattr(message, name), duration_pb2.Duration):
+            getattr(message, name).FromTimedelta(timedelta(seconds=value))
+        else:
+            setattr(message, name, value)
+    return message
 
 
 def zone_message(zone: Zone) -> pb.Zone:
     return pb.Zone(id=str(zone.id), camera_id=str(zone.camera_id), name=zone.name,
                    zone_type=ZONE_TYPE.number(zone.zone_type),
                    polygon=[common_pb2.Point(x=x, y=y) for x, y in zone.polygon], color=zone.color or "",
-                   is_active=zone.is_active, create_time=timestamp(zone.created_at))
+                   is_active=zone.is_active, create_time=timestamp(zone.created_at),
+                   thresholds=zone_thresholds_message(zone))
 
 
 # --------------------------------------------------------------------------- the service
@@ -562,8 +602,6 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
         zone = request.zone
         camera_id = uuid_text("zone.camera_id", zone.camera_id)
         values = top_level(zone_fields(zone))
-        if sets_thresholds(zone):
-            await unimplemented(context, "zone.thresholds", THRESHOLDS_NOT_STORED)
         async with self.app.transaction() as tx:
             await CameraRepository(tx.conn).get(camera_id)  # NOT_FOUND names the missing camera
             with fields_of("zone"):
@@ -575,10 +613,9 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
     async def UpdateZone(self, request, context):
         zone = request.zone
         zone_id = as_uuid("zone.id", zone.id)
-        if sets_thresholds(zone, request.update_mask.paths):
-            await unimplemented(context, "zone.thresholds", THRESHOLDS_NOT_STORED)
         changes, _ = masked(zone, request.update_mask, zone_fields(zone), resource="zone",
                             output_only=ZONE_OUTPUT_ONLY)
+        changes = threshold_columns(changes)
         async with self.app.transaction() as tx:
             with fields_of("zone"):
                 updated = await ZoneRepository(tx.conn).update(zone_id, changes)

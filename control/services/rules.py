@@ -12,21 +12,23 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from vigil.api.v1 import common_pb2
 from vigil.api.v1 import rule_pb2 as pb
 from vigil.api.v1 import rule_pb2_grpc
+from vigil.control.analytics import REGISTRY
 from vigil.control.convert import EnumMap
 from vigil.control.rpc import rpc
 from vigil.control.rules import analytics_api, rule_api
-from vigil.control.rules.analytics_api import config_message, config_values
+from vigil.control.rules.analytics_api import analytic_message, config_message, config_values
 from vigil.control.rules.field_mask import apply_mask
 from vigil.control.rules.rule_api import rule_message, rule_values
 from vigil.control.request_checks import api_token, id_list, repository_token, required_id
 from vigil.storage.repositories.alerts import AlertRuleRepository, AnalyticsConfigRepository
 from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.persons import PersonRepository
-from vigil.storage.repositories.sites import CameraRepository, ZoneRepository
+from vigil.storage.repositories.sites import CameraRepository, Zone, ZoneRepository
 from vigil.storage.repositories.watchlists import WatchlistRepository
 
 SEVERITY_FILTER = EnumMap(common_pb2.Severity, "SEVERITY_", "severities")
@@ -62,10 +64,11 @@ async def _existing(lookup, path: str, value: UUID):
 
 
 async def _zone_of_camera(conn: psycopg.AsyncConnection, path: str, zone_id: UUID, camera_id: UUID | None,
-                          camera_path: str) -> None:
+                          camera_path: str) -> Zone:
     zone = await _existing(ZoneRepository(conn).get, path, zone_id)
     if camera_id is not None and zone.camera_id != camera_id:
         raise InvalidArgument(path, f"zone {zone_id} belongs to camera {zone.camera_id}, not to {camera_path}")
+    return zone
 
 
 async def check_rule_references(conn: psycopg.AsyncConnection, values: dict[str, Any]) -> None:
@@ -88,7 +91,9 @@ async def check_config_references(conn: psycopg.AsyncConnection, values: dict[st
     path = analytics_api.PATH
     await _existing(CameraRepository(conn).get, f"{path}.camera_id", values["camera_id"])
     if values["zone_id"] is not None:
-        await _zone_of_camera(conn, f"{path}.zone_id", values["zone_id"], values["camera_id"], f"{path}.camera_id")
+        zone = await _zone_of_camera(conn, f"{path}.zone_id", values["zone_id"], values["camera_id"],
+                                     f"{path}.camera_id")
+        analytics_api.check_zone_type(values, zone.zone_type)
 
 
 def changed(stored: object, values: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
@@ -188,26 +193,37 @@ class RuleService(rule_pb2_grpc.RuleServiceServicer):
             created = await AnalyticsConfigRepository(tx.conn).create(
                 values["name"], values["camera_id"], values["activity_type"], tx.caller.user_id,
                 zone_id=values["zone_id"], severity=values["severity"], parameters=values["parameters"],
-                is_active=values["is_active"])
+                is_active=values["is_active"], analytic=values["analytic"])
             await tx.audit("analytics_config.create", "analytics_config", created.id, jsonable(values))
             return pb.CreateAnalyticsConfigResponse(analytics_config=config_message(created))
 
     @rpc("alerts", "configure")
     async def UpdateAnalyticsConfig(self, request, context):
         config_id = required_id("analytics_config.id", request.analytics_config.id)
+        # "parameter_values.<name>" names a key of a Struct, which apply_mask cannot copy: applied below
+        value_paths = [p for p in request.update_mask.paths if p.startswith(f"{analytics_api.VALUES}.")]
+        other_paths = [p for p in request.update_mask.paths if p not in value_paths]
         async with self.app.transaction() as tx:
             repo = AnalyticsConfigRepository(tx.conn)
             stored = await repo.get(config_id)
             merged = config_message(stored)
-            paths = apply_mask(request.analytics_config, merged, request.update_mask, resource="analytics_config",
-                               updatable=analytics_api.UPDATABLE, immutable=analytics_api.IMMUTABLE)
-            values = config_values(merged)
-            await check_config_references(tx.conn, values)
-            changes = changed(stored, values, analytics_api.UPDATABLE_COLUMNS)
-            if not analytics_api.names_parameters(paths):
+            paths = value_paths
+            if other_paths or not value_paths:
+                paths = value_paths + apply_mask(
+                    request.analytics_config, merged, FieldMask(paths=other_paths), resource="analytics_config",
+                    updatable=analytics_api.UPDATABLE, immutable=analytics_api.IMMUTABLE)
+            activity, unit = analytics_api.config_unit(merged)
+            if analytics_api.names_parameters(paths) or unit.ref() != stored.analytic:
+                parameters = analytics_api.updated_parameters(stored.parameters, request.analytics_config, paths,
+                                                              activity, unit)
+            else:
                 # untouched parameters stay as stored, with what the message cannot show (another
                 # spelling, an engine-only key) rather than rewritten from the message
-                changes.pop("parameters", None)
+                analytics_api.check_stored_parameters(stored.parameters, activity, unit)
+                parameters = stored.parameters
+            values = config_values(merged, parameters=parameters)
+            await check_config_references(tx.conn, values)
+            changes = changed(stored, values, analytics_api.UPDATABLE_COLUMNS)
             updated = await repo.update(config_id, changes)
             await tx.audit("analytics_config.update", "analytics_config", config_id, jsonable(changes))
             return pb.UpdateAnalyticsConfigResponse(analytics_config=config_message(updated))
@@ -219,6 +235,14 @@ class RuleService(rule_pb2_grpc.RuleServiceServicer):
             await AnalyticsConfigRepository(tx.conn).delete(config_id)
             await tx.audit("analytics_config.delete", "analytics_config", config_id)
             return pb.DeleteAnalyticsConfigResponse()
+
+
+    @rpc("alerts", "read")
+    async def ListAnalytics(self, request, context):
+        activity_types = set(any_of(ACTIVITY_FILTER, request.activity_types) or ())
+        return pb.ListAnalyticsResponse(analytics=[
+            analytic_message(unit) for unit in REGISTRY
+            if not activity_types or activity_types & {t.value for t in unit.activity_types}])
 
 
 SERVICE = (RuleService, rule_pb2_grpc.add_RuleServiceServicer_to_server, "vigil.v1.RuleService")

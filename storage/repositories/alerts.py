@@ -97,6 +97,7 @@ class AnalyticsConfig:
     camera_id: UUID
     zone_id: UUID | None  # None: the whole frame
     activity_type: str
+    analytic: str  # the analytic unit that runs it, "name@version"
     severity: str
     parameters: dict[str, Any]
     is_active: bool
@@ -268,7 +269,7 @@ class AlertRuleRepository:
 # --------------------------------------------------------------------------- analytics configurations
 
 _CONFIG_COLUMNS = columns_of(AnalyticsConfig)
-_CONFIG_UPDATABLE = ("name", "zone_id", "severity", "parameters", "is_active")
+_CONFIG_UPDATABLE = ("name", "zone_id", "severity", "parameters", "is_active", "analytic")
 
 
 def _config_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -289,9 +290,13 @@ class AnalyticsConfigRepository:
 
     async def create(self, name: str, camera_id: UUID | str, activity_type: str, created_by: UUID | str | None, *,
                      zone_id: UUID | str | None = None, severity: str = "medium",
-                     parameters: dict[str, Any] | None = None, is_active: bool = True) -> AnalyticsConfig:
+                     parameters: dict[str, Any] | None = None, is_active: bool = True,
+                     analytic: str | None = None) -> AnalyticsConfig:
+        """analytic None: the first version of the unit named as the activity type (rows written past
+        RuleService, by tests and the demo)."""
         values = {"name": name, "camera_id": camera_id, "activity_type": activity_type, "created_by": created_by,
-                  "zone_id": zone_id, "severity": severity, "parameters": parameters or {}, "is_active": is_active}
+                  "zone_id": zone_id, "severity": severity, "parameters": parameters or {}, "is_active": is_active,
+                  "analytic": analytic or f"{activity_type}@1"}
         return await insert_row(self.conn, "analytics_configs", _config_values(values), AnalyticsConfig,
                                 _CONFIG_COLUMNS, "analytics_config")
 

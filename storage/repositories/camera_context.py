@@ -1,27 +1,16 @@
 """What the ingest path reads about a camera while it turns a batch into alerts: whether it records
-(clips around alerts), its active zones' shapes (analytics) and its name, site time zone and zone
+(clips around alerts) and its name, site time zone and zone
 names (rules)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 import psycopg
 
 from vigil.errors import NotFound
 from vigil.storage.repositories.base import as_uuid
-
-
-@dataclass(frozen=True)
-class ZoneShape:
-    """An active zone as stored; polygon_points unchecked (zones stored before validation existed)."""
-
-    id: UUID
-    name: str
-    zone_type: str
-    polygon_points: list[Any]
 
 
 @dataclass(frozen=True)
@@ -41,11 +30,6 @@ class CameraContextRepository:
                                       " FROM cameras WHERE id = %s", (camera_id,))
         row = await cur.fetchone()
         return row is not None and row["on"]
-
-    async def active_zones(self, camera_id: UUID) -> list[ZoneShape]:
-        cur = await self.conn.execute("SELECT id, name, zone_type::text AS zone_type, polygon_points FROM camera_zones"
-                                      " WHERE camera_id = %s AND is_active", (camera_id,))
-        return [ZoneShape(**row) for row in await cur.fetchall()]
 
     async def setting(self, camera_id: UUID | str) -> CameraSetting:
         """Its name, its site's time zone and the names of its zones; NotFound for no such camera."""

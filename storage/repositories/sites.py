@@ -108,6 +108,10 @@ class Zone:
     color: str | None
     is_active: bool
     created_at: datetime
+    # defaults for the zone's analytics (camera.proto ZoneThresholds); None = not set
+    dwell_threshold_seconds: float | None = None
+    loiter_threshold_seconds: float | None = None
+    crowd_threshold: int | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Zone":
@@ -450,7 +454,8 @@ class CameraRepository:
 # --------------------------------------------------------------------------- zones
 
 _ZONE_COLUMNS = columns_of(Zone, polygon=sql.Identifier("polygon_points"))
-_ZONE_UPDATABLE = ("name", "zone_type", "polygon", "color", "is_active")
+ZONE_THRESHOLD_COLUMNS = ("dwell_threshold_seconds", "loiter_threshold_seconds", "crowd_threshold")
+_ZONE_UPDATABLE = ("name", "zone_type", "polygon", "color", "is_active", *ZONE_THRESHOLD_COLUMNS)
 _ZONE_RULES = sql.SQL("SELECT 1 FROM alert_rules WHERE zone_id = %(id)s LIMIT 1")
 _COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 MAX_POLYGON_POINTS = 100
@@ -535,9 +540,12 @@ class ZoneRepository:
         self.conn = conn
 
     async def create(self, camera_id: UUID | str, name: str, zone_type: str, polygon: Any, *,
-                     color: str | None = "#FF0000", is_active: bool = True) -> Zone:
+                     color: str | None = "#FF0000", is_active: bool = True,
+                     thresholds: dict[str, float | int | None] | None = None) -> Zone:
+        """thresholds: values of ZONE_THRESHOLD_COLUMNS (checked by the caller against the analytics)."""
         values = {"camera_id": as_uuid("camera_id", camera_id), "name": name, "zone_type": zone_type,
-                  "polygon_points": polygon_points(polygon), "color": _color(color), "is_active": is_active}
+                  "polygon_points": polygon_points(polygon), "color": _color(color), "is_active": is_active,
+                  **{column: (thresholds or {}).get(column) for column in ZONE_THRESHOLD_COLUMNS}}
         return await insert_row(self.conn, "camera_zones", values, Zone, _ZONE_COLUMNS, "zone")
 
     async def get(self, zone_id: UUID | str) -> Zone:

@@ -39,7 +39,7 @@ def test_a_stay_running_past_closing_fires_once_at_closing():
     assert detection.activity_type is ActivityType.AFTER_HOURS and detection.zone_id == "zone-1"
     assert detection.evidence["local_time"] == "2025-03-07T18:00:00+00:00"
     assert detection.evidence["local_weekday"] == "friday"
-    assert detection.evidence["allowed_hours"] == {"days": WEEKDAYS, "start": "08:00", "end": "18:00",
+    assert detection.evidence["allowed_hours"] == {"days": WEEKDAYS, "start_time": "08:00", "end_time": "18:00",
                                                    "timezone": "UTC"}
     assert detection.evidence["entered_at"] == "2025-03-07T17:59:50+00:00"
 

@@ -25,7 +25,7 @@ def run_batches(engine: AnalyticsEngine, observations, batch_size: int = 25):
 
 
 RESTRICTED = zone("restricted", zone_id="zone-r", name="Server room")
-LOBBY = zone("interest", zone_id="zone-l", thresholds=ZoneThresholds(dwell_seconds=5.0))
+LOBBY = zone("interest", zone_id="zone-l", thresholds=ZoneThresholds(dwell_threshold=5.0))
 
 
 def test_each_config_raises_its_own_activity():

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2
+from google.protobuf import duration_pb2, field_mask_pb2
 
 from tests.nodes.builders import register_node
 from vigil.api.v1 import camera_pb2 as pb
@@ -567,12 +567,35 @@ async def test_bad_ids_and_filters_are_invalid_missing_ones_not_found(stub, admi
         await refused(call, grpc.StatusCode.NOT_FOUND)
 
 
-async def test_what_is_not_stored_yet_is_unimplemented(stub, admin, chain):
+async def test_zone_thresholds_are_stored_returned_and_bounded_by_the_analytics_using_them(stub, admin, chain, app):
     _, _, camera, zone = chain
-    thresholds = pb.ZoneThresholds(crowd_threshold=5)
-    details = await refused(stub.CreateZone(_zone(camera.id, thresholds=thresholds), metadata=admin),
-                            grpc.StatusCode.UNIMPLEMENTED)
-    assert details.startswith("zone.thresholds:")
-    await refused(stub.UpdateZone(pb.UpdateZoneRequest(zone=pb.Zone(id=zone.id, thresholds=thresholds),
-                                                       update_mask=mask("thresholds.crowd_threshold")), metadata=admin),
-                  grpc.StatusCode.UNIMPLEMENTED)
+    thresholds = pb.ZoneThresholds(crowd_threshold=5, loiter_threshold=duration_pb2.Duration(seconds=90))
+    created = (await stub.CreateZone(_zone(camera.id, zone_type=pb.ZONE_TYPE_INTEREST, thresholds=thresholds),
+                                     metadata=admin)).zone
+    assert created.thresholds == thresholds
+    assert (await stub.GetZone(pb.GetZoneRequest(id=created.id), metadata=admin)).zone == created
+    stored = await fetch(app, "SELECT dwell_threshold_seconds, loiter_threshold_seconds, crowd_threshold"
+                              " FROM camera_zones WHERE id = %s", (created.id,))
+    assert stored == [{"dwell_threshold_seconds": None, "loiter_threshold_seconds": 90.0, "crowd_threshold": 5}]
+
+    # one part set, one unset (absent from the request), the third kept
+    updated = (await stub.UpdateZone(pb.UpdateZoneRequest(
+        zone=pb.Zone(id=created.id, thresholds=pb.ZoneThresholds(dwell_threshold=duration_pb2.Duration(seconds=30))),
+        update_mask=mask("thresholds.dwell_threshold", "thresholds.crowd_threshold")), metadata=admin)).zone
+    assert updated.thresholds == pb.ZoneThresholds(dwell_threshold=duration_pb2.Duration(seconds=30),
+                                                   loiter_threshold=duration_pb2.Duration(seconds=90))
+    cleared = (await stub.UpdateZone(pb.UpdateZoneRequest(zone=pb.Zone(id=created.id), update_mask=mask("thresholds")),
+                                     metadata=admin)).zone
+    assert not cleared.HasField("thresholds") or cleared.thresholds == pb.ZoneThresholds()
+
+    # bounds: those of the parameters falling back to the threshold (crowding min_persons >= 2,
+    # loitering min_duration <= 24 h)
+    for bad, field in ((pb.ZoneThresholds(crowd_threshold=1), "zone.thresholds.crowd_threshold"),
+                       (pb.ZoneThresholds(loiter_threshold=duration_pb2.Duration(seconds=86401)),
+                        "zone.thresholds.loiter_threshold")):
+        details = await refused(stub.CreateZone(_zone(camera.id, thresholds=bad), metadata=admin),
+                                grpc.StatusCode.INVALID_ARGUMENT)
+        assert details.startswith(f"{field}:") and "falls back" in details, details
+    await refused(stub.UpdateZone(pb.UpdateZoneRequest(zone=pb.Zone(id=zone.id, thresholds=pb.ZoneThresholds(
+        crowd_threshold=0)), update_mask=mask("thresholds.crowd_threshold")), metadata=admin),
+        grpc.StatusCode.INVALID_ARGUMENT)

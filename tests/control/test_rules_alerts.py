@@ -9,15 +9,18 @@ import asyncio
 import math
 import uuid
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2, field_mask_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
 
 from tests.control.conftest import bearer
 from vigil.api.v1 import alert_pb2, alert_pb2_grpc, camera_pb2, camera_pb2_grpc, common_pb2, person_pb2
 from vigil.api.v1 import person_pb2_grpc, rule_pb2, rule_pb2_grpc, watchlist_pb2, watchlist_pb2_grpc
+from vigil.control.alerting import AlertingHook
+from vigil.control.analytics import Box, ObjectClass, TrackObservation
 from vigil.control.rules import Fact, RuleEvaluator, camera_facts, person_facts, write_alerts
 from vigil.storage.db import acting_as
 from vigil.storage.repositories.alerts import AlertRepository, AlertRuleRepository, AnalyticsConfigRepository
@@ -405,6 +408,124 @@ async def test_stored_analytics_configs_read_as_the_engine_reads_them_never_inte
     assert repaired.after_hours.allowed_hours == rule_pb2.Schedule(start=at(8), end=at(9))
     assert (await fetch(app, "SELECT parameters FROM analytics_configs WHERE id = %s", (ids["no end"],)))[0][
         "parameters"] == {"allowed_hours": {"days": [], "start_time": "08:00", "end_time": "09:00"}}
+
+
+async def test_every_manifest_parameter_is_settable_and_validated_through_the_api(rules, admin, scene, app):
+    """Loitering's max_net_speed and running's window (not in the typed messages) through
+    parameter_values, bounded by the manifest; the stored row names its unit and version."""
+    def struct(**values) -> struct_pb2.Struct:
+        message = struct_pb2.Struct()
+        message.update(values)
+        return message
+
+    loitering = (await rules.CreateAnalyticsConfig(rule_pb2.CreateAnalyticsConfigRequest(
+        analytics_config=rule_pb2.AnalyticsConfig(
+            name="slow gate", camera_id=scene.camera.id, zone_id=scene.gate.id,
+            activity_type=common_pb2.ACTIVITY_TYPE_LOITERING, dwell=rule_pb2.DwellParameters(min_duration=seconds(30)),
+            parameter_values=struct(max_net_speed=0.35))), metadata=admin)).analytics_config
+    assert loitering.analytic == "loitering@1" and loitering.dwell.min_duration.seconds == 30
+    assert dict(loitering.parameter_values) == {"min_duration": 30.0, "max_net_speed": 0.35}
+    stored = await fetch(app, "SELECT analytic, parameters FROM analytics_configs WHERE id = %s", (loitering.id,))
+    assert stored[0] == {"analytic": "loitering@1", "parameters": {"min_duration": 30.0, "max_net_speed": 0.35}}
+
+    running = (await rules.CreateAnalyticsConfig(rule_pb2.CreateAnalyticsConfigRequest(
+        analytics_config=rule_pb2.AnalyticsConfig(
+            name="runners", camera_id=scene.camera.id, activity_type=common_pb2.ACTIVITY_TYPE_RUNNING,
+            analytic="running@1", parameter_values=struct(window=2.5, min_speed=1.8))),
+        metadata=admin)).analytics_config
+    assert dict(running.parameter_values) == {"window": 2.5, "min_speed": 1.8}
+    assert math.isclose(running.speed.min_speed, 1.8, rel_tol=1e-6)
+
+    # one key of parameter_values updated, another unset (it falls back to the manifest default)
+    updated = (await rules.UpdateAnalyticsConfig(rule_pb2.UpdateAnalyticsConfigRequest(
+        analytics_config=rule_pb2.AnalyticsConfig(id=running.id, parameter_values=struct(window=4)),
+        update_mask=mask("parameter_values.window", "parameter_values.min_speed")), metadata=admin)).analytics_config
+    assert dict(updated.parameter_values) == {"window": 4.0}
+    # a typed update keeps the parameters the typed message cannot show
+    updated = (await rules.UpdateAnalyticsConfig(rule_pb2.UpdateAnalyticsConfigRequest(
+        analytics_config=rule_pb2.AnalyticsConfig(id=loitering.id, dwell=rule_pb2.DwellParameters(
+            min_duration=seconds(45))), update_mask=mask("dwell.min_duration")), metadata=admin)).analytics_config
+    assert dict(updated.parameter_values) == {"min_duration": 45.0, "max_net_speed": 0.35}
+
+    for config_id, given, field, excerpt in (
+            (running.id, struct(window=11), "analytics_config.parameter_values.window", "got 11"),
+            (running.id, struct(window=0.1), "analytics_config.parameter_values.window", "got 0.1"),
+            (loitering.id, struct(max_net_speed=9), "analytics_config.parameter_values.max_net_speed", "got 9"),
+            (loitering.id, struct(max_net_speed="q" * 5000), "analytics_config.parameter_values.max_net_speed",
+             "got 'qqq"),
+            (loitering.id, struct(window=3), "analytics_config.parameter_values.window", "not a parameter")):
+        name = field.rsplit(".", 1)[1]
+        details = await refused(rules.UpdateAnalyticsConfig(rule_pb2.UpdateAnalyticsConfigRequest(
+            analytics_config=rule_pb2.AnalyticsConfig(id=config_id, parameter_values=given),
+            update_mask=mask(f"parameter_values.{name}")), metadata=admin), grpc.StatusCode.INVALID_ARGUMENT)
+        assert details.startswith(f"{field}:") and excerpt in details and len(details) < 200, details
+
+    details = await refused(rules.CreateAnalyticsConfig(rule_pb2.CreateAnalyticsConfigRequest(
+        analytics_config=rule_pb2.AnalyticsConfig(
+            name="x", camera_id=scene.camera.id, activity_type=common_pb2.ACTIVITY_TYPE_LOITERING,
+            analytic="running@1")), metadata=admin), grpc.StatusCode.INVALID_ARGUMENT)
+    assert details.startswith("analytics_config.analytic:") and "does not detect loitering" in details
+
+
+async def test_list_analytics_returns_every_manifest_to_any_reader(rules, as_role):
+    listed = (await rules.ListAnalytics(rule_pb2.ListAnalyticsRequest(), metadata=as_role("viewer"))).analytics
+    assert [a.analytic for a in listed] == ["after_hours@1", "crowding@1", "dwell_time@1", "intrusion@1",
+                                            "loitering@1", "repeated_entry@1", "running@1", "zone_breach@1"]
+    loitering = next(a for a in listed if a.name == "loitering")
+    assert [p.name for p in loitering.parameters] == ["min_duration", "max_net_speed", "max_gap"]
+    min_duration, max_net_speed, _ = loitering.parameters
+    assert (min_duration.type, min_duration.unit, min_duration.default_value, min_duration.minimum,
+            min_duration.maximum, min_duration.zone_threshold) == (
+        rule_pb2.ANALYTIC_PARAMETER_TYPE_DURATION, "s", 120.0, 1.0, 86400.0, "loiter_threshold")
+    assert max_net_speed.exclusive_minimum and max_net_speed.unit == "person_heights/s"
+    assert list(loitering.zone_types) == [camera_pb2.ZONE_TYPE_RESTRICTED, camera_pb2.ZONE_TYPE_INTEREST]
+    after_hours = next(a for a in listed if a.name == "after_hours")
+    assert after_hours.parameters[0].required and not after_hours.parameters[0].HasField("default_value")
+    only = (await rules.ListAnalytics(rule_pb2.ListAnalyticsRequest(
+        activity_types=[common_pb2.ACTIVITY_TYPE_RUNNING]), metadata=as_role("viewer"))).analytics
+    assert [a.analytic for a in only] == ["running@1"]
+
+
+async def test_a_configurations_zone_must_be_of_a_type_its_analytic_runs_on(rules, admin, scene, channel):
+    cameras = camera_pb2_grpc.CameraServiceStub(channel)
+    entrance = (await cameras.CreateZone(camera_pb2.CreateZoneRequest(zone=camera_pb2.Zone(
+        camera_id=scene.camera.id, name="Entrance", zone_type=camera_pb2.ZONE_TYPE_ENTRY, polygon=TRIANGLE)),
+        metadata=admin)).zone
+    details = await refused(rules.CreateAnalyticsConfig(rule_pb2.CreateAnalyticsConfigRequest(
+        analytics_config=rule_pb2.AnalyticsConfig(name="x", camera_id=scene.camera.id, zone_id=entrance.id,
+                                                  activity_type=common_pb2.ACTIVITY_TYPE_INTRUSION)), metadata=admin),
+        grpc.StatusCode.INVALID_ARGUMENT)
+    assert details.startswith("analytics_config.zone_id:") and "intrusion@1" in details and "entry" in details
+
+
+async def test_unset_parameters_fall_back_to_the_zone_threshold_then_the_manifest_default(
+        rules, admin, scene, channel, app):
+    """Through the API and the ingest hook: a loitering config without min_duration uses the zone's
+    loiter_threshold (10 s), one that sets it (20 s) its own, and dwell_time, whose zone threshold is
+    unset, the manifest default (60 s)."""
+    cameras = camera_pb2_grpc.CameraServiceStub(channel)
+    hall = (await cameras.CreateZone(camera_pb2.CreateZoneRequest(zone=camera_pb2.Zone(
+        camera_id=scene.camera.id, name="Hall", zone_type=camera_pb2.ZONE_TYPE_INTEREST, polygon=TRIANGLE,
+        thresholds=camera_pb2.ZoneThresholds(loiter_threshold=seconds(10)))), metadata=admin)).zone
+    ids = {}
+    for name, activity, typed in (("zone threshold", common_pb2.ACTIVITY_TYPE_LOITERING, {}),
+                                  ("own value", common_pb2.ACTIVITY_TYPE_LOITERING,
+                                   {"dwell": rule_pb2.DwellParameters(min_duration=seconds(20))}),
+                                  ("default", common_pb2.ACTIVITY_TYPE_DWELL_TIME, {})):
+        ids[(await rules.CreateAnalyticsConfig(rule_pb2.CreateAnalyticsConfigRequest(
+            analytics_config=rule_pb2.AnalyticsConfig(name=name, camera_id=scene.camera.id, zone_id=hall.id,
+                                                      activity_type=activity, **typed)),
+            metadata=admin)).analytics_config.id] = name
+    start = datetime(2026, 3, 6, 2, 0, tzinfo=timezone.utc)
+    observations = [TrackObservation(scene.camera.id, "t-1", ObjectClass.PERSON, Box(0.46, 0.2, 0.08, 0.2), 0.9,
+                                     start + timedelta(seconds=i), frame_width=1920, frame_height=1080)
+                    for i in range(66)]
+    async with acting_as(app.pool, user_id=None, role="super_admin") as conn:
+        await AlertingHook()(SimpleNamespace(conn=conn), [], observations)  # as the ingest path calls it
+    rows = await fetch(app, "SELECT details->>'config_id' AS config, timestamp FROM suspicious_activity_events"
+                            " WHERE camera_id = %s ORDER BY timestamp", (scene.camera.id,))
+    assert [(ids[r["config"]], (r["timestamp"] - start).total_seconds()) for r in rows] == [
+        ("zone threshold", 10.0), ("own value", 20.0), ("default", 60.0)]
 
 
 # --------------------------------------------------------------------------- alerts

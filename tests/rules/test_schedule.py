@@ -1,5 +1,8 @@
-"""Schedules and quiet hours: days from Sunday = 0, windows crossing midnight, time zones (the
-rule's, else the site's) including a local weekday that differs from UTC's, and daylight saving."""
+"""Schedules and quiet hours (control/schedule.py, shared by alert rules and the after_hours analytic):
+days from Sunday = 0, windows crossing midnight, time zones (the schedule's, else the site's)
+including a local weekday that differs from UTC's, and daylight saving. Rules are exercised through
+the evaluator; the analytics' reading (the "start"/"end" spelling, a zone settled at configuration
+time) directly, and both must agree."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.rules.builders import event, rule
+from vigil.control.analytics.after_hours import AfterHours
 from vigil.control.rules import QuietHours, RuleEvaluator, Schedule, ScheduleError
 from vigil.storage.repositories.alerts import ALL_WEEK
 
@@ -118,3 +122,38 @@ def test_invalid_quiet_hours_name_the_field():
     with pytest.raises(ScheduleError) as refused:
         QuietHours.from_json({"start": "12:00", "end": "13:00", "enabled": "yes"})
     assert refused.value.field == "quiet_hours.enabled"
+
+
+# --------------------------------------------------------------------------- as the analytics read it
+
+
+@pytest.mark.parametrize("when", [utc(2026, 3, 6, 21, 59), utc(2026, 3, 6, 22, 0), utc(2026, 3, 7, 5, 59, 59),
+                                  utc(2026, 3, 7, 6, 0), utc(2026, 3, 7, 23, 0), utc(2026, 3, 6, 3, 0)])
+@pytest.mark.parametrize("site_timezone", ["UTC", "Asia/Singapore"])
+def test_after_hours_reads_a_schedule_exactly_as_an_alert_rule_does(when, site_timezone):
+    allowed = AfterHours(parameters={"allowed_hours": FRIDAY_NIGHTS}, site_timezone=site_timezone).params
+    assert allowed["allowed_hours"].contains(when) is armed(FRIDAY_NIGHTS, when, site_timezone=site_timezone)
+
+
+def test_the_start_end_spelling_reads_as_start_time_end_time_and_is_stored_in_the_latter():
+    engine_spelling = Schedule.from_json({"days": [5], "start": "22:00", "end": "06:00"}, "allowed_hours")
+    assert engine_spelling == Schedule.from_json(FRIDAY_NIGHTS)
+    assert engine_spelling.to_json() == {"days": [5], "start_time": "22:00", "end_time": "06:00"}
+    with pytest.raises(ScheduleError) as refused:
+        Schedule.from_json({"days": [5], "start": "22:00", "end": "6"}, "allowed_hours")
+    assert refused.value.field == "allowed_hours.end"
+
+
+def test_a_schedule_without_zone_takes_the_sites_when_settled_and_needs_one():
+    site_local = Schedule.from_json({"days": [1], "start_time": "00:00", "end_time": "08:00"})
+    assert site_local.in_zone("Asia/Singapore").timezone == "Asia/Singapore"
+    assert site_local.in_zone("Asia/Singapore").contains(utc(2026, 3, 1, 20, 0))  # Monday 04:00 there
+    assert Schedule.from_json({**FRIDAY_NIGHTS, "timezone": "UTC"}).in_zone("Asia/Singapore").timezone == "UTC"
+    with pytest.raises(ScheduleError) as refused:
+        site_local.in_zone(None, "allowed_hours")
+    assert refused.value.field == "allowed_hours.timezone"
+
+
+def test_local_day_and_time_are_the_zones():
+    tokyo = Schedule.from_json({"days": [1], "start_time": "09:00", "end_time": "18:00", "timezone": "Asia/Tokyo"})
+    assert tokyo.local_day_and_time(utc(2025, 3, 9, 23, 30)) == ("monday", "2025-03-10T08:30:00+09:00")
