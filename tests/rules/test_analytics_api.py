@@ -17,7 +17,7 @@ from vigil.control.analytics import REGISTRY
 from vigil.control.rules.analytics_api import analytic_message, config_message, config_values
 from vigil.control.schedule import Schedule
 from vigil.storage.repositories.alerts import AnalyticsConfig
-from vigil.storage.repositories.base import InvalidArgument
+from vigil.errors import InvalidArgument
 
 NOW = datetime(2026, 3, 6, tzinfo=timezone.utc)
 
