@@ -17,6 +17,8 @@ from tests.notifications.support import hook_path
 from vigil.control.notifications.channels import EmailChannel, TelegramChannel, WebhookChannel, WhatsAppChannel
 from vigil.control.notifications.models import EmailSettings, TelegramSettings, WebhookSettings, WhatsAppSettings
 
+pytestmark = pytest.mark.stack  # HTTP and SMTP receivers of its own
+
 SECRET = "whsec-0123456789abcdef"
 
 
