@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import TEST_PORTS
+from tests.fixtures.stack import TEST_PORTS
 from vigil.cli import app
 
 

@@ -8,8 +8,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.control.conftest import bearer
 from tests.control.rpcs import WRITE_ACTIONS, implemented_rpcs
+from tests.fixtures.control import bearer
 from vigil.control.services import SERVICES
 from vigil.storage.db import create_pool
 from vigil.storage.repositories.api_keys import ApiKeyRepository

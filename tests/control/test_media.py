@@ -13,25 +13,13 @@ import numpy as np
 import pytest
 from google.protobuf import duration_pb2
 
-from tests.control.test_persons import database, invalid, refused
+from tests.control.test_persons import invalid, refused
+from tests.fixtures.control import database
 from tests.storage.builders import make_camera
 from vigil.api.v1 import media_pb2 as pb
-from vigil.api.v1 import media_pb2_grpc
 from vigil.storage.repositories.faces import FaceEmbeddingRepository, ModelVersionRepository
 from vigil.storage.repositories.media import MediaFileRepository
 from vigil.storage.repositories.persons import PersonRepository
-
-
-@pytest.fixture(scope="module")
-def media(channel):
-    return media_pb2_grpc.MediaServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
-def app(control):
-    _, app = control
-    app.objects.ensure_bucket()
-    return app
 
 
 @pytest.fixture(scope="module")

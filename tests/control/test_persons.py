@@ -4,7 +4,6 @@ merges, with their validation, NOT_FOUND answers and audit rows."""
 from __future__ import annotations
 
 import uuid
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 
 import grpc
@@ -12,11 +11,11 @@ import numpy as np
 import pytest
 from google.protobuf import field_mask_pb2
 
+from tests.fixtures.control import database
 from tests.storage.builders import make_camera
 from vigil.api.v1 import common_pb2
 from vigil.api.v1 import person_pb2 as pb
 from vigil.api.v1 import person_pb2_grpc
-from vigil.storage.db import acting_as
 from vigil.storage.repositories.alerts import AlertRuleRepository
 from vigil.storage.repositories.events import EventRepository
 from vigil.storage.repositories.faces import FaceEmbeddingRepository, ModelVersionRepository
@@ -28,23 +27,6 @@ BOX = {"x": 0.1, "y": 0.1, "width": 0.2, "height": 0.3}
 @pytest.fixture(scope="module")
 def persons(channel):
     return person_pb2_grpc.PersonServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
-def app(control):
-    return control[1]
-
-
-@pytest.fixture(scope="module")
-def admin(as_role):
-    return as_role("admin")
-
-
-@asynccontextmanager
-async def database(app):
-    """A committed transaction as a fleet-wide service, for what the API cannot set up (faces, events)."""
-    async with acting_as(app.pool, user_id=None, role="super_admin") as conn:
-        yield conn
 
 
 async def audit_actions(app, resource_id) -> list[str]:

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
 
-from tests.control.conftest import bearer
+from tests.fixtures.control import bearer
 from vigil.api.v1 import alert_pb2, alert_pb2_grpc, camera_pb2, camera_pb2_grpc, common_pb2, person_pb2
 from vigil.api.v1 import person_pb2_grpc, rule_pb2, rule_pb2_grpc, watchlist_pb2, watchlist_pb2_grpc
 from vigil.control.alerting import AlertingHook

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PORT_OFFSET, REPO_ROOT, TEST_PORTS, make_state_dir
+from tests.fixtures.stack import PORT_OFFSET, REPO_ROOT, TEST_PORTS, make_state_dir
 
 DEMO_PORT_SHIFT = 700  # apart from the session stack of this run (TEST_PORTS) and from the defaults
 MEDIA_CACHE = REPO_ROOT / ".vigil" / "media"  # the sample videos other suites use, built once

@@ -1,21 +1,17 @@
-"""Fixtures of the ingest and feed suites: stubs on the real control plane, cameras, a model version
-of the test's own, and real face embeddings computed by the served face models from real photos."""
+"""Fixtures of the ingest and feed suites (the control plane, its stubs and keys, cameras:
+tests/fixtures/control.py): the node their batches come from, a model version of the test's own, and
+real face embeddings computed by the served face models from real photos."""
 
 from __future__ import annotations
 
 import uuid
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import cv2
 import pytest
 
-from tests.control.conftest import api_keys, as_role, channel, control, face_models  # noqa: F401 - shared fixtures
 from tests.ingest.builders import NODE_ID
 from tests.nodes.builders import register_node
-from tests.storage.builders import make_camera
-from vigil.api.v1 import event_pb2_grpc, ingest_pb2_grpc
-from vigil.storage.db import acting_as
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,45 +20,6 @@ async def registered_node(channel, as_role):
     (IngestService ends the stream of an unregistered node). It never heartbeats, so it soon goes
     OFFLINE: still registered, which is all ingest asks."""
     return await register_node(channel, as_role("api_client"), NODE_ID, name="ingest-test-node", capacity=1)
-
-
-@pytest.fixture(scope="module")
-def ingest(channel):
-    return ingest_pb2_grpc.IngestServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
-def events(channel):
-    return event_pb2_grpc.EventServiceStub(channel)
-
-
-@pytest.fixture(scope="module")
-def app(control):
-    return control[1]
-
-
-@pytest.fixture(scope="module")
-def node(as_role):
-    """A pipeline node's key (role api_client: ingest:write and reads)."""
-    return as_role("api_client")
-
-
-@pytest.fixture(scope="module")
-def admin(as_role):
-    return as_role("admin")
-
-
-@asynccontextmanager
-async def database(app):
-    """A committed transaction as a fleet-wide service, for what the API cannot set up or show."""
-    async with acting_as(app.pool, user_id=None, role="super_admin") as conn:
-        yield conn
-
-
-@pytest.fixture
-async def camera(app):
-    async with database(app) as conn:
-        return await make_camera(conn, app.secrets)
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import uuid
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.fixtures.control import database
 from tests.ingest.builders import accepted, batch, face_track, person
-from tests.ingest.conftest import database
 from tests.notifications.receivers import HttpReceiver
 from vigil.api.v1 import common_pb2, event_pb2, event_pb2_grpc, person_pb2, person_pb2_grpc
 from vigil.api.v1 import ingest_pb2 as pb

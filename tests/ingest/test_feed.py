@@ -11,19 +11,16 @@ import grpc
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.fixtures.control import control_replica, database
 from tests.ingest.builders import accepted, batch, best_face, face_track, person, quiet, read_events
-from tests.ingest.conftest import database
 from tests.storage.builders import count
 from vigil.api.v1 import common_pb2, event_pb2_grpc, ingest_pb2_grpc, person_pb2, person_pb2_grpc
 from vigil.api.v1 import event_pb2 as event_pb
 from vigil.api.v1 import ingest_pb2 as pb
 from vigil.api.v1 import watchlist_pb2, watchlist_pb2_grpc
-from vigil.control.app import ControlApp
 from vigil.control.ingest.feed import FeedFilter, FeedItem
 from vigil.control.ingest.relay import FeedRelay
-from vigil.control.ingest.runtime import ingest_runtime
 from vigil.control.ingest.subscription import FeedSubscription, SubscriberTooSlow, start_position
-from vigil.control.server import build_server
 from vigil.storage.bus import EventBus
 
 
@@ -41,16 +38,9 @@ async def subscribed(events, metadata, camera, **filters):
 
 @pytest.fixture(scope="module")
 async def replica(stack, settings):
-    """A second control plane on the same stack."""
-    app = ControlApp(settings, stack.endpoints)
-    await app.start()
-    server, port, _ = await build_server(app, "127.0.0.1:0")
-    await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    """A second control plane on the same stack; a channel to it."""
+    async with control_replica(stack, settings) as (channel, _):
         yield channel
-    await server.stop(grace=None)
-    await ingest_runtime(app).stop()
-    await app.close()
 
 
 async def test_a_subscriber_that_disconnects_and_resumes_gets_every_event_exactly_once(

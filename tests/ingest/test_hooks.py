@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fixtures.control import database
 from tests.ingest.builders import accepted, batch, best_face, face_track, person, publish
-from tests.ingest.conftest import database
 from tests.storage.builders import count
 from vigil.api.v1 import ingest_pb2 as pb
 from vigil.control.analytics.model import ObjectClass, TrackKind

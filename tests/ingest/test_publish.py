@@ -9,8 +9,8 @@ import grpc
 import psycopg
 import pytest
 
+from tests.fixtures.control import database
 from tests.ingest.builders import accepted, batch, best_face, face_track, person, publish
-from tests.ingest.conftest import database
 from tests.storage.builders import count
 from vigil.api.v1 import common_pb2
 from vigil.api.v1 import event_pb2 as event_pb

@@ -9,8 +9,8 @@ import re
 import pytest
 import uuid
 
+from tests.fixtures.control import database
 from tests.ingest.builders import accepted, batch, best_face, face_track, person
-from tests.ingest.conftest import database
 from vigil.api.v1 import common_pb2
 from vigil.api.v1 import event_pb2 as event_pb
 from vigil.api.v1 import person_pb2, person_pb2_grpc

@@ -11,8 +11,8 @@ from psycopg.types.json import Jsonb
 
 from datetime import timedelta
 
+from tests.fixtures.control import database
 from tests.ingest.builders import T0, accepted, batch, face_track, person
-from tests.ingest.conftest import database
 from vigil.api.v1 import common_pb2
 from vigil.api.v1 import ingest_pb2 as pb
 from vigil.storage.repositories.alerts import AnalyticsConfigRepository

@@ -7,7 +7,7 @@ import shutil
 import psycopg
 from typer.testing import CliRunner
 
-from tests.conftest import TEST_PORTS
+from tests.fixtures.stack import TEST_PORTS
 from vigil.models.cli import models_app
 from vigil.models.registry import register_model_version, registered_versions
 

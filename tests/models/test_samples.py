@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vigil.models.samples import face_photos
-from tests.conftest import MEDIA_CACHE
+from tests.fixtures.stack import MEDIA_CACHE
 
 
 def test_photos_are_cached(photos):

@@ -10,6 +10,9 @@ from vigil.api.v1 import node_pb2 as pb
 from vigil.api.v1 import node_pb2_grpc
 
 MODEL_VERSION = "sface-2021dec-int8"
+# the lease and heartbeat interval of the node suite's short-lease replica
+SHORT_LEASE_S = 2.0
+SHORT_HEARTBEAT_S = 0.5
 
 
 def node_message(node_id: str | None = None, *, name: str | None = None, capacity: int = 8,
@@ -70,3 +73,9 @@ async def heartbeats(stub, metadata, node_id: str, interval_s: float) -> None:
     while True:
         await stub.Heartbeat(pb.HeartbeatRequest(node_id=node_id), metadata=metadata)
         await asyncio.sleep(interval_s)
+
+
+def assignable_count(db) -> int:
+    """Cameras any node should run now (other suites' included)."""
+    return db.execute("SELECT count(*) FROM cameras WHERE is_active AND rtsp_url IS NOT NULL"
+                      " AND btrim(rtsp_url) <> ''").fetchone()[0]

@@ -13,8 +13,16 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from tests.ingest.builders import batch, person
-from tests.nodes.builders import Watch, heartbeats, node_message, register_node
-from tests.nodes.conftest import SHORT_HEARTBEAT_S, SHORT_LEASE_S, assignable_count, replica, stream_camera
+from tests.fixtures.control import replica, stream_camera
+from tests.nodes.builders import (
+    SHORT_HEARTBEAT_S,
+    SHORT_LEASE_S,
+    Watch,
+    assignable_count,
+    heartbeats,
+    node_message,
+    register_node,
+)
 from tests.storage.builders import unique
 from vigil.api.v1 import camera_pb2 as cam
 from vigil.api.v1 import ingest_pb2 as ingest_pb

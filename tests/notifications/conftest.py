@@ -2,7 +2,9 @@
 
 The dispatcher works in its own transactions, so the alerts and channels it delivers are
 committed (and removed again at the end); repository tests that need no dispatcher use `conn`,
-a transaction that is rolled back. Receivers are real servers on 127.0.0.1.
+a transaction that is rolled back. The session control plane's dispatcher would claim these
+modules' attempts from the shared delivery table: it pauses while they run (`paused_notifier`).
+Receivers are real servers on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -27,23 +29,10 @@ from vigil.storage.crypto import SecretBox
 from vigil.storage.db import create_pool
 from vigil.storage.repositories.persons import PersonRepository
 
-@pytest.fixture(scope="module", autouse=True)
-async def only_this_modules_dispatchers():
-    """Control planes that earlier suites started in this session share the delivery table, and
-    their dispatchers would claim this module's attempts; they pause while it runs."""
-    import gc
-
-    others = [d for d in gc.get_objects() if isinstance(d, NotificationDispatcher)
-              and d._session is not None and not d._session.closed]
-    for dispatcher in others:
-        await dispatcher.close()
-    yield
-    for dispatcher in others:
-        await dispatcher.start()
-
 
 @pytest.fixture(scope="module")
-async def pool(endpoints):
+async def pool(endpoints, paused_notifier):
+    """The suites' own pool; the control plane's dispatcher pauses while they deliver with their own."""
     pool = create_pool(endpoints.database_dsn, min_size=2, max_size=20, name="notification-tests")
     await pool.open()
     yield pool

@@ -22,6 +22,8 @@ from vigil.storage.repositories.channel_settings import (
     WhatsAppSettings,
 )
 
+pytestmark = pytest.mark.stack  # HTTP and SMTP receivers of its own
+
 SECRET = "whsec-0123456789abcdef"
 
 

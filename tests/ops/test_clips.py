@@ -16,8 +16,7 @@ import av
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.control.conftest import face_models  # noqa: F401 - shared fixture
-from tests.ops.conftest import database
+from tests.fixtures.control import database
 from tests.pipeline.test_node import MEDIA_CACHE, add_camera, model_version, running_node, site, until, videos  # noqa: F401
 from vigil.api.v1 import media_pb2 as mpb
 from vigil.pipeline.recording import ClipUnavailable, PacketRing

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.ops.conftest import database, stream_camera
+from tests.fixtures.control import database, stream_camera
 from tests.storage.builders import make_camera
 from vigil.api.v1 import node_pb2 as npb
 from vigil.storage.repositories.clusters import ClusterSightingRepository

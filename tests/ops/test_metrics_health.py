@@ -8,6 +8,8 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.fixtures.control import database, stream_camera
+from tests.storage.builders import make_camera
 from vigil.api.v1 import event_pb2 as epb
 from vigil.api.v1 import job_pb2 as jpb
 from vigil.control.jobs.health import log_control_health
@@ -54,20 +56,31 @@ async def test_control_plane_logs_its_health(app, db):
     assert row[1]["requests"] >= 1  # the calls of the other tests of this module
 
 
-async def test_dashboard_stats_show_the_fleet(events, as_role, db):
-    stats = (await events.GetDashboardStats(epb.GetDashboardStatsRequest(), metadata=as_role("admin"))).stats
-    assert stats.HasField("fleet")
-    nodes = db.execute("SELECT count(*) FROM pipeline_nodes").fetchone()[0]
-    assert len(stats.fleet.nodes) == nodes
-    streaming = db.execute("SELECT count(*) FROM cameras WHERE is_active AND rtsp_url IS NOT NULL"
-                           " AND btrim(rtsp_url) <> ''").fetchone()[0]
-    assert stats.fleet.streaming_cameras == streaming
-    offline = db.execute("SELECT count(*) FROM cameras WHERE is_active AND status = 'offline'").fetchone()[0]
-    assert len(stats.fleet.offline_camera_ids) == min(offline, 100)
-    # a viewer reads the dashboard but not the fleet (nodes:read)
-    viewer = (await events.GetDashboardStats(epb.GetDashboardStatsRequest(), metadata=as_role("viewer"))).stats
-    roles = db.execute("SELECT permissions->'nodes'->>'read' FROM roles WHERE name = 'viewer'").fetchone()[0]
-    assert viewer.HasField("fleet") == (roles == "true")
+async def test_dashboard_stats_show_the_fleet(app, events, as_role, db):
+    async def fleet(role: str = "admin"):
+        return (await events.GetDashboardStats(epb.GetDashboardStatsRequest(), metadata=as_role(role))).stats
+
+    before = (await fleet()).fleet
+    streaming = await stream_camera(app)  # active with a URL: should stream
+    async with database(app) as conn:
+        no_url = await make_camera(conn, app.secrets)
+        blank_url, inactive = await make_camera(conn, app.secrets), await make_camera(conn, app.secrets)
+        offline = await make_camera(conn, app.secrets, name="0 offline")  # sorts first: listed below the cap
+    db.execute("UPDATE cameras SET rtsp_url = '  ' WHERE id = %s", (blank_url.id,))
+    db.execute("UPDATE cameras SET rtsp_url = 'rtsp://10.0.0.5/off', is_active = false WHERE id = %s", (inactive.id,))
+    db.execute("UPDATE cameras SET status = 'offline' WHERE id = %s", (offline.id,))
+    after = (await fleet()).fleet
+
+    assert after.streaming_cameras == before.streaming_cameras + 1  # of the five, only `streaming`
+    assert str(offline.id) in after.offline_camera_ids and str(offline.id) not in before.offline_camera_ids
+    assert not {str(c.id) for c in (no_url, blank_url, inactive)} & set(after.offline_camera_ids)
+    assert streaming not in after.offline_camera_ids
+    assert len(after.offline_camera_ids) <= 100
+    # every registered node, by name
+    assert [n.id for n in after.nodes] == [str(r[0]) for r in db.execute(
+        "SELECT id FROM pipeline_nodes ORDER BY name, id").fetchall()]
+    # a viewer reads the fleet too (nodes:read, migration 0024)
+    assert (await fleet("viewer")).HasField("fleet")
 
 
 async def test_vigil_status_reports_the_fleet(control, api_keys, db):

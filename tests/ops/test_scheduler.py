@@ -9,7 +9,7 @@ import asyncio
 import grpc
 import pytest
 
-from tests.ops.conftest import replica
+from tests.fixtures.control import replica
 from vigil.api.v1 import job_pb2 as pb
 from vigil.control.jobs.scheduler import Job
 from vigil.settings import JobSchedule

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.control.conftest import face_models  # noqa: F401 - shared fixture
-from tests.pipeline.conftest import database
+from tests.fixtures.control import database
 from vigil.api.v1 import common_pb2, node_pb2
 from vigil.api.v1 import person_pb2, person_pb2_grpc
 from vigil.pipeline.node import build_node

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from google.protobuf import timestamp_pb2
 
-from tests.pipeline.conftest import database
+from tests.fixtures.control import database
 from tests.storage.builders import count, make_camera
 from vigil.api.v1 import common_pb2
 from vigil.api.v1 import ingest_pb2 as pb

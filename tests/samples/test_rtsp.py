@@ -9,6 +9,8 @@ import pytest
 from vigil.samples import RtspServerError, RtspTestServer, encode_h264
 from vigil.samples.rtsp import describe
 
+pytestmark = pytest.mark.stack  # the RTSP server of its own
+
 CLIP_FRAMES = 30  # a 2 s clip at 15 fps: looping shows within seconds
 
 

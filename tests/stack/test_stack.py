@@ -14,9 +14,11 @@ import psutil
 import pytest
 import redis
 
-from tests.conftest import PORT_OFFSET, make_state_dir, settings_for
+from tests.fixtures.stack import PORT_OFFSET, make_state_dir, settings_for
 from vigil.stack import Stack, StackError
 from vigil.storage.objectstore import ObjectStore
+
+pytestmark = pytest.mark.stack  # embedded stacks of its own, besides the session's
 
 
 def test_every_service_is_healthy(stack):
