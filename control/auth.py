@@ -2,8 +2,8 @@
 
 Authentication happens once per RPC in AuthInterceptor; the caller is then available to the
 handler through `current_caller()`. Authorisation is declared on each handler with
-`control.rpc.rpc(resource, action)` and checked against the role's row of permissions_matrix,
-narrowed by the key's scopes.
+`control.rpc.rpc(resource, action)` and checked (`caller_may`) against the role's row of
+permissions_matrix, narrowed by the key's scopes.
 """
 
 from __future__ import annotations
@@ -54,10 +54,16 @@ class Caller:
 
 
 _caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("vigil_caller")
+_permissions: contextvars.ContextVar[PermissionTable] = contextvars.ContextVar("vigil_permissions")
 
 
 def current_caller() -> Caller:
     return _caller.get()
+
+
+async def caller_may(resource: str, action: str) -> bool:
+    """Whether the RPC's caller may do `action` on `resource` (its replica's permission table)."""
+    return await _permissions.get().allows(current_caller(), resource, action)
 
 
 class PermissionTable:
@@ -118,6 +124,7 @@ class AuthInterceptor(aio.ServerInterceptor):
                                     f"API key {result.key.key_prefix} is over its rate limit of "
                                     f"{decision.limit} requests per minute; retry in {decision.retry_after_s:.0f}s")
             _caller.set(Caller(result.key, _client_ip(context.peer())))
+            _permissions.set(self.app.permissions)
 
         return authenticate
 

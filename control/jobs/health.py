@@ -55,7 +55,7 @@ async def record_node_health(conn, node_id, request: pb.HeartbeatRequest, interv
 async def log_control_health(app) -> dict[str, Any]:
     figures = app.metrics.window.figures()
     pool = app.metrics.observe_pool(app.pool)
-    metrics = {"replica": app.jobs.replica, "requests_per_second": round(figures.requests_per_second, 3),
+    metrics = {"replica": app.replica, "requests_per_second": round(figures.requests_per_second, 3),
                "p99_latency_ms": round(figures.p99_latency_ms, 2), "error_rate": round(figures.error_rate, 4),
                "requests": figures.requests, "db_pool": pool,
                "db_pool_use": round((pool["size"] - pool["available"]) / max(pool["max"], 1), 3)}
@@ -66,5 +66,5 @@ async def log_control_health(app) -> dict[str, Any]:
         app.metrics.feed_outbox_depth.set(metrics["feed_outbox_depth"])
         await conn.execute("INSERT INTO system_health_logs (component, status, metrics, message) VALUES"
                            " ('control_plane', %s, %s, %s)",
-                           (status, Jsonb(metrics), f"replica {app.jobs.replica}"))
+                           (status, Jsonb(metrics), f"replica {app.replica}"))
     return metrics

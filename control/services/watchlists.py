@@ -6,6 +6,7 @@ from vigil.api.v1 import watchlist_pb2 as pb
 from vigil.api.v1 import watchlist_pb2_grpc
 from vigil.control.convert import EnumMap, masked_changes, optional, text, timestamp
 from vigil.control.rpc import rpc
+from vigil.control.transactions import CallerDatabase
 from vigil.storage.repositories.watchlists import Watchlist, WatchlistEntry, WatchlistRepository
 
 WATCH_TYPE = EnumMap(pb.WatchlistType, "WATCHLIST_TYPE_", "watch_type")
@@ -23,8 +24,8 @@ def entry_message(e: WatchlistEntry) -> pb.WatchlistEntry:
 
 
 class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, db: CallerDatabase):
+        self.db = db
 
     async def _with_count(self, repo: WatchlistRepository, watchlist: Watchlist) -> pb.Watchlist:
         counts = await repo.entry_counts([watchlist.id])
@@ -32,13 +33,13 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
 
     @rpc("persons", "read")
     async def GetWatchlist(self, request, context):
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = WatchlistRepository(tx.conn)
             return pb.GetWatchlistResponse(watchlist=await self._with_count(repo, await repo.get(request.id)))
 
     @rpc("persons", "read")
     async def ListWatchlists(self, request, context):
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = WatchlistRepository(tx.conn)
             page = await repo.list(
                 watch_types=WATCH_TYPE.labels(request.watch_types) or None,
@@ -52,7 +53,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
     @rpc("persons", "write")
     async def CreateWatchlist(self, request, context):
         w = request.watchlist
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             created = await WatchlistRepository(tx.conn).create(
                 w.name, WATCH_TYPE.label(w.watch_type), tx.caller.user_id, description=optional(w.description),
                 is_active=w.is_active if w.HasField("is_active") else True)
@@ -67,7 +68,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         if w.watch_type:
             values["watch_type"] = WATCH_TYPE.label(w.watch_type)
         changes = masked_changes(w, request.update_mask, values, resource="watchlist")
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = WatchlistRepository(tx.conn)
             updated = await repo.update(w.id, changes)
             await tx.audit("watchlist.update", "watchlist", updated.id, changes)
@@ -75,7 +76,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
 
     @rpc("persons", "delete")
     async def DeleteWatchlist(self, request, context):
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await WatchlistRepository(tx.conn).delete(request.id)
             await tx.audit("watchlist.delete", "watchlist", request.id)
             return pb.DeleteWatchlistResponse()
@@ -83,7 +84,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
     @rpc("persons", "write")
     async def AddWatchlistEntry(self, request, context):
         e = request.entry
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             entry = await WatchlistRepository(tx.conn).add_person(e.watchlist_id, e.person_id, tx.caller.user_id,
                                                                   notes=optional(e.notes))
             await tx.audit("watchlist.add_entry", "watchlist", entry.watchlist_id, {"person_id": str(entry.person_id)})
@@ -91,14 +92,14 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
 
     @rpc("persons", "write")
     async def RemoveWatchlistEntry(self, request, context):
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await WatchlistRepository(tx.conn).remove_entry(request.id)
             await tx.audit("watchlist.remove_entry", "watchlist_entry", request.id)
             return pb.RemoveWatchlistEntryResponse()
 
     @rpc("persons", "read")
     async def ListWatchlistEntries(self, request, context):
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await WatchlistRepository(tx.conn).entries(
                 optional(request.watchlist_id), person_id=optional(request.person_id),
                 page_size=request.page_size, page_token=request.page_token or None)
