@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from google.protobuf import field_mask_pb2
 
 from vigil.api.v1 import alert_pb2 as pb
 from vigil.api.v1 import alert_pb2_grpc
 from vigil.control.auth import Caller
 from vigil.control.convert import EnumMap, text, timestamp
+from vigil.control.field_mask import apply_mask, split_secrets
 from vigil.control.notifications.models import (
     Channel,
     ChannelSettings,
@@ -31,7 +31,6 @@ from vigil.control.notifications.repository import ChannelRepository, DeliveryRe
 from vigil.control.rpc import rpc
 from vigil.control.rules.alert_api import SEVERITY, STATUS, alert_message
 from vigil.control.rules.api_values import duration_message, duration_value
-from vigil.control.rules.field_mask import apply_mask
 from vigil.control.request_checks import (
     api_token,
     checked_text,
@@ -261,8 +260,7 @@ class AlertService(alert_pb2_grpc.AlertServiceServicer):
         channel = request.notification_channel
         channel_id = required_id(f"{CHANNEL}.id", channel.id)
         paths = list(request.update_mask.paths)
-        secrets = [path for path in paths if path in SECRET_PATHS.values()]
-        others = field_mask_pb2.FieldMask(paths=[path for path in paths if path not in secrets])
+        others, secrets = split_secrets(request.update_mask, SECRET_PATHS.values())
         async with self.db.transaction() as tx:
             repo = self._channels(tx)
             stored = await repo.get(channel_id)

@@ -14,7 +14,8 @@ from google.protobuf.message import Message
 
 from vigil.api.v1 import camera_pb2 as pb
 from vigil.api.v1 import camera_pb2_grpc, common_pb2
-from vigil.control.convert import EnumMap, masked_changes, text, timestamp
+from vigil.control.convert import EnumMap, text, timestamp
+from vigil.control.field_mask import masked_changes, split_secrets
 from vigil.control.request_checks import api_token, checked_text, fields_of, is_active, repository_token
 from vigil.control.rpc import rpc
 from vigil.control.transactions import CallerDatabase
@@ -98,14 +99,11 @@ def masked(message: Message, mask: field_mask_pb2.FieldMask, fields: Fields, *, 
 
     "*" means every top-level field, never a secret: secrets change only when named.
     """
-    named_secrets = {path for path in mask.paths if path in secrets}
-    rest = field_mask_pb2.FieldMask(paths=[path for path in mask.paths if path not in secrets])
+    rest, named_secrets = split_secrets(mask, secrets)
     if named_secrets and not rest.paths:
-        return {}, named_secrets
-    chosen = masked_changes(message, rest, fields, resource=resource, immutable=("id", *output_only))
-    if list(rest.paths) == ["*"]:
-        chosen = {path: read for path, read in chosen.items() if "." not in path}
-    return {path: read() for path, read in chosen.items()}, named_secrets
+        return {}, set(named_secrets)
+    chosen = masked_changes(rest, fields, resource=resource, immutable=output_only)
+    return {path: read() for path, read in chosen.items()}, set(named_secrets)
 
 
 def merged(stored: Mapping[str, Any] | None, changes: Mapping[str, Any], field: str) -> dict[str, Any] | None:

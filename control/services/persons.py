@@ -15,7 +15,8 @@ from vigil.api.v1 import common_pb2
 from vigil.api.v1 import person_pb2 as pb
 from vigil.api.v1 import person_pb2_grpc
 from vigil.control.gallery import Box, ImageOutcome, SearchFilters, nearest_persons, resolve_model
-from vigil.control.convert import EnumMap, masked_changes, text, timestamp
+from vigil.control.convert import EnumMap, text, timestamp
+from vigil.control.field_mask import masked_changes
 from vigil.control.gallery import FaceGallery
 from vigil.control.request_checks import (
     checked_text,
@@ -259,7 +260,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
     async def UpdatePerson(self, request, context):
         person = required_message(request, "person")
         person_id = required_id("person.id", person.id)
-        paths = list(masked_changes(person, request.update_mask, dict.fromkeys(UPDATABLE), resource="person",
+        paths = list(masked_changes(request.update_mask, dict.fromkeys(UPDATABLE), resource="person",
                                     immutable=OUTPUT_ONLY))
         changes = person_columns(person, "person", [p for p in paths if p != "primary_face_id"])
         face_id = primary_face_change(person, paths, list(request.update_mask.paths) == ["*"])

@@ -17,10 +17,10 @@ from vigil.api.v1 import common_pb2
 from vigil.api.v1 import rule_pb2 as pb
 from vigil.api.v1 import rule_pb2_grpc
 from vigil.control.convert import EnumMap
+from vigil.control.field_mask import apply_mask
 from vigil.control.rpc import rpc
 from vigil.control.rules import analytics_api, rule_api
 from vigil.control.rules.analytics_api import config_message, config_values
-from vigil.control.rules.field_mask import apply_mask
 from vigil.control.rules.rule_api import rule_message, rule_values
 from vigil.control.request_checks import api_token, id_list, repository_token, required_id
 from vigil.control.transactions import CallerDatabase

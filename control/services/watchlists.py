@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from vigil.api.v1 import watchlist_pb2 as pb
 from vigil.api.v1 import watchlist_pb2_grpc
-from vigil.control.convert import EnumMap, masked_changes, optional, text, timestamp
+from vigil.control.convert import EnumMap, optional, text, timestamp
+from vigil.control.field_mask import masked_changes
 from vigil.control.rpc import rpc
 from vigil.control.transactions import CallerDatabase
 from vigil.storage.repositories.watchlists import Watchlist, WatchlistEntry, WatchlistRepository
@@ -67,7 +68,7 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         values = {"name": w.name, "description": optional(w.description), "is_active": w.is_active}
         if w.watch_type:
             values["watch_type"] = WATCH_TYPE.label(w.watch_type)
-        changes = masked_changes(w, request.update_mask, values, resource="watchlist")
+        changes = masked_changes(request.update_mask, values, resource="watchlist")
         async with self.db.transaction() as tx:
             repo = WatchlistRepository(tx.conn)
             updated = await repo.update(w.id, changes)
