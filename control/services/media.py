@@ -14,11 +14,18 @@ from vigil.api.v1 import media_pb2 as pb
 from vigil.api.v1 import media_pb2_grpc
 from vigil.control.convert import EnumMap, text, timestamp
 from vigil.control.rpc import rpc
-from vigil.control.request_checks import enum_label, id_list, instant, page_request, required_id, time_bounds
+from vigil.control.request_checks import (
+    api_token,
+    enum_label,
+    id_list,
+    instant,
+    page_request,
+    required_id,
+    time_bounds,
+)
 from vigil.control.transactions import CallerDatabase
 from vigil.settings import ControlSettings
-from vigil.storage.objectstore import ObjectNotFound, StoredObject
-from vigil.storage.objectstore import ObjectStore
+from vigil.storage.objectstore import ObjectNotFound, ObjectStore, StoredObject
 from vigil.storage.repositories.alerts import AlertRepository
 from vigil.storage.repositories.base import InvalidArgument, NotFound
 from vigil.storage.repositories.clips import ClipRepository, ClipRequest
@@ -72,7 +79,7 @@ class MediaService(media_pb2_grpc.MediaServiceServicer):
         async with self.db.transaction() as tx:
             page = await MediaFileRepository(tx.conn).list(**filters, **page_request(request))
             return pb.ListMediaResponse(media=[media_message(m) for m in page.items],
-                                        next_page_token=page.next_page_token or "")
+                                        next_page_token=api_token(request, page.next_page_token))
 
     @rpc("media", "read")
     async def GetMediaUrl(self, request, context):

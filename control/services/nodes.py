@@ -23,7 +23,14 @@ from vigil.control.jobs.health import record_node_health
 from vigil.control.nodes.runtime import WATCH_POLL_S
 from vigil.control.nodes.runtime import NodeRuntime
 from vigil.control.nodes.streams import AssignmentTracker
-from vigil.control.request_checks import checked_text, instant, required_id, required_message
+from vigil.control.request_checks import (
+    api_token,
+    checked_text,
+    instant,
+    repository_token,
+    required_id,
+    required_message,
+)
 from vigil.control.rpc import rpc
 from vigil.control.transactions import CallerDatabase
 from vigil.logs import get_logger
@@ -294,9 +301,9 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
         backends = BACKEND_FILTER.labels(request.backends)
         async with self.db.transaction() as tx:
             page = await NodeRepository(tx.conn).list(states=states, backends=backends, page_size=request.page_size,
-                                                      page_token=request.page_token or None)
+                                                      page_token=repository_token(request))
         return pb.ListNodesResponse(nodes=[node_message(n) for n in page.items],
-                                    next_page_token=page.next_page_token or "")
+                                    next_page_token=api_token(request, page.next_page_token))
 
     @rpc("nodes", "read")
     async def GetNode(self, request, context):

@@ -19,6 +19,7 @@ from vigil.control.convert import EnumMap, text, timestamp
 from vigil.control.field_mask import masked_changes
 from vigil.control.gallery import FaceGallery
 from vigil.control.request_checks import (
+    api_token,
     checked_text,
     enum_label,
     id_list,
@@ -247,7 +248,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
             repo = PersonRepository(tx.conn)
             page = await repo.list_by_name(**filters, **page_request(request))
             return pb.ListPersonsResponse(persons=await self._messages(repo, page.items),
-                                          next_page_token=page.next_page_token or "")
+                                          next_page_token=api_token(request, page.next_page_token))
 
     @rpc("persons", "write")
     async def CreatePerson(self, request, context):
@@ -335,7 +336,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
             await repo.get(person_id)
             page = await repo.labels_page(person_id, **page_request(request))
             return pb.ListPersonLabelsResponse(label_entries=[label_entry_message(e) for e in page.items],
-                                               next_page_token=page.next_page_token or "")
+                                               next_page_token=api_token(request, page.next_page_token))
 
     # ----------------------------------------------------------------------- aliases
 
@@ -370,7 +371,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
             await repo.get(person_id)
             page = await repo.aliases_page(person_id, **page_request(request))
             return pb.ListPersonAliasesResponse(aliases=[alias_message(a) for a in page.items],
-                                                next_page_token=page.next_page_token or "")
+                                                next_page_token=api_token(request, page.next_page_token))
 
     # ----------------------------------------------------------------------- faces
 
@@ -384,7 +385,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
             page = await FaceEmbeddingRepository(tx.conn).page_for_person(
                 person_id, model_versions=model_versions, **page_request(request))
             return pb.ListFacesResponse(faces=[face_message(f) for f in page.items],
-                                        next_page_token=page.next_page_token or "")
+                                        next_page_token=api_token(request, page.next_page_token))
 
     @rpc("persons", "write")  # like labels and aliases, faces are edited by those who may enrol them
     async def DeleteFace(self, request, context):
@@ -404,7 +405,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
         async with self.db.transaction() as tx:
             page = await ModelVersionRepository(tx.conn).list_page(**page_request(request))
             return pb.ListModelVersionsResponse(model_versions=[model_version_message(m) for m in page.items],
-                                                next_page_token=page.next_page_token or "")
+                                                next_page_token=api_token(request, page.next_page_token))
 
     # ----------------------------------------------------------------------- unknown clusters
 
@@ -424,7 +425,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
         async with self.db.transaction() as tx:
             page = await ClusterRepository(tx.conn).list(**filters, **page_request(request))
             return pb.ListUnknownClustersResponse(clusters=[cluster_message(c) for c in page.items],
-                                                  next_page_token=page.next_page_token or "")
+                                                  next_page_token=api_token(request, page.next_page_token))
 
     @rpc("persons", "read")
     async def GetUnknownCluster(self, request, context):

@@ -6,6 +6,7 @@ from vigil.api.v1 import watchlist_pb2 as pb
 from vigil.api.v1 import watchlist_pb2_grpc
 from vigil.control.convert import EnumMap, optional, text, timestamp
 from vigil.control.field_mask import masked_changes
+from vigil.control.request_checks import api_token, repository_token
 from vigil.control.rpc import rpc
 from vigil.control.transactions import CallerDatabase
 from vigil.storage.repositories.watchlists import Watchlist, WatchlistEntry, WatchlistRepository
@@ -45,11 +46,11 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
             page = await repo.list(
                 watch_types=WATCH_TYPE.labels(request.watch_types) or None,
                 is_active=request.is_active if request.HasField("is_active") else None,
-                page_size=request.page_size, page_token=request.page_token or None)
+                page_size=request.page_size, page_token=repository_token(request))
             counts = await repo.entry_counts([w.id for w in page.items])
             return pb.ListWatchlistsResponse(
                 watchlists=[watchlist_message(w, counts.get(w.id, 0)) for w in page.items],
-                next_page_token=page.next_page_token or "")
+                next_page_token=api_token(request, page.next_page_token))
 
     @rpc("persons", "write")
     async def CreateWatchlist(self, request, context):
@@ -103,9 +104,9 @@ class WatchlistService(watchlist_pb2_grpc.WatchlistServiceServicer):
         async with self.db.transaction() as tx:
             page = await WatchlistRepository(tx.conn).entries(
                 optional(request.watchlist_id), person_id=optional(request.person_id),
-                page_size=request.page_size, page_token=request.page_token or None)
+                page_size=request.page_size, page_token=repository_token(request))
             return pb.ListWatchlistEntriesResponse(entries=[entry_message(e) for e in page.items],
-                                                   next_page_token=page.next_page_token or "")
+                                                   next_page_token=api_token(request, page.next_page_token))
 
 
 SERVICE = (WatchlistService, watchlist_pb2_grpc.add_WatchlistServiceServicer_to_server, "vigil.v1.WatchlistService")
