@@ -11,7 +11,6 @@ Each part takes only what it uses; the servicers are built from them in control/
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import redis.asyncio as aioredis
@@ -44,10 +43,10 @@ class ControlApp:
         self.settings = settings
         self.endpoints = endpoints or resolve(settings)
         self.metrics = ControlMetrics()  # a registry per replica (tests run several in one process)
-        db = settings.database
+        database = settings.database
         self.pool: AsyncConnectionPool = create_pool(
-            self.endpoints.database_dsn, min_size=db.pool_min, max_size=db.pool_max,
-            statement_timeout_ms=db.statement_timeout_ms, name="control")
+            self.endpoints.database_dsn, min_size=database.pool_min, max_size=database.pool_max,
+            statement_timeout_ms=database.statement_timeout_ms, name="control")
         self.redis = aioredis.Redis.from_url(self.endpoints.redis_url, decode_responses=True)
         self.rate_limiter = RateLimiter(self.redis)
         self.objects = ObjectStore.from_endpoints(self.endpoints)
@@ -109,7 +108,3 @@ class ControlApp:
             if result.ok:
                 await keys.touch_last_used(result.key.id)
             return result
-
-    def transaction(self) -> AsyncIterator[Transaction]:
-        """A transaction as the RPC's caller (self.db.transaction(), for callers holding the app)."""
-        return self.db.transaction()

@@ -35,8 +35,9 @@ async def build_server(app: ControlApp, address: str) -> tuple[aio.Server, int, 
         ("grpc.max_send_message_length", app.settings.control.max_message_bytes),
     ]
     _load_api_modules()
+    auth = AuthInterceptor(app.authenticate, app.rate_limiter, app.permissions)
     # metrics outermost: refused calls (unauthenticated, rate-limited) are counted too
-    server = aio.server(interceptors=[MetricsInterceptor(app.metrics), AuthInterceptor(app)], options=options)
+    server = aio.server(interceptors=[MetricsInterceptor(app.metrics), auth], options=options)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     from vigil.control.services import servicers

@@ -21,7 +21,6 @@ from vigil.api.v1 import watchlist_pb2, watchlist_pb2_grpc
 from vigil.control.app import ControlApp
 from vigil.control.ingest.feed import FeedFilter, FeedItem
 from vigil.control.ingest.relay import FeedRelay
-from vigil.control.ingest.runtime import ingest_runtime
 from vigil.control.ingest.subscription import FeedSubscription, SubscriberTooSlow, start_position
 from vigil.control.server import build_server
 from vigil.storage.bus import EventBus
@@ -49,8 +48,7 @@ async def replica(stack, settings):
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield channel
     await server.stop(grace=None)
-    await ingest_runtime(app).stop()
-    await app.close()
+    await app.stop()
 
 
 async def test_a_subscriber_that_disconnects_and_resumes_gets_every_event_exactly_once(
