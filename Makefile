@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test install stack-down clean
+.PHONY: run test install api stack-down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Vigil needs Python 3.11 (set PYTHON=...)")'
@@ -19,12 +19,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The generated gRPC code, brought up to date with proto/ (a no-op when current; servers only check it).
+api: $(STAMP)
+	@$(BIN)/python -m vigil.api_build
+
 # The main job on the embedded defaults.
-run: $(STAMP)
+run: api
 	$(BIN)/vigil demo
 
-# The whole test suite against real embedded services.
-test: $(STAMP)
+# Lint (ruff, configured in pyproject.toml), then the whole test suite against real embedded services.
+test: api
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 stack-down: $(STAMP)

@@ -2,23 +2,24 @@
 
 Authentication happens once per RPC in AuthInterceptor; the caller is then available to the
 handler through `current_caller()`. Authorisation is declared on each handler with
-`control.rpc.rpc(resource, action)` and checked against the role's row of permissions_matrix,
-narrowed by the key's scopes.
+`control.rpc.rpc(resource, action)` and checked (`caller_may`) against the role's row of
+permissions_matrix, narrowed by the key's scopes.
 """
 
 from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from uuid import UUID
 
 import grpc
 from grpc import aio
 
+from vigil.control.ratelimit import RateLimiter
 from vigil.logs import get_logger
-from vigil.storage.repositories.api_keys import ApiKey, AuthStatus
+from vigil.storage.repositories.api_keys import ApiKey, AuthResult, AuthStatus
 
 log = get_logger("vigil.control.auth")
 
@@ -54,10 +55,16 @@ class Caller:
 
 
 _caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("vigil_caller")
+_permissions: contextvars.ContextVar[PermissionTable] = contextvars.ContextVar("vigil_permissions")
 
 
 def current_caller() -> Caller:
     return _caller.get()
+
+
+async def caller_may(resource: str, action: str) -> bool:
+    """Whether the RPC's caller may do `action` on `resource` (its replica's permission table)."""
+    return await _permissions.get().allows(current_caller(), resource, action)
 
 
 class PermissionTable:
@@ -90,8 +97,11 @@ def _client_ip(peer: str) -> str | None:
 
 
 class AuthInterceptor(aio.ServerInterceptor):
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, authenticate: Callable[[str], Awaitable[AuthResult]], rate_limiter: RateLimiter,
+                 permissions: PermissionTable):
+        self.authenticate = authenticate  # plaintext key → AuthResult (ControlApp.authenticate)
+        self.rate_limiter = rate_limiter
+        self.permissions = permissions
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
         handler = await continuation(details)
@@ -107,17 +117,18 @@ class AuthInterceptor(aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                     "missing API key: send the metadata 'authorization: Bearer <key>' "
                                     "(create one with `vigil keys create --role ...`)")
-            result = await self.app.authenticate(header[7:].strip())
+            result = await self.authenticate(header[7:].strip())
             if not result.ok:
                 prefix = result.key.key_prefix if result.key else ""
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, _REFUSALS[result.status].format(prefix=prefix))
-            decision = await self.app.rate_limiter.hit(str(result.key.id), result.key.rate_limit_per_minute)
+            decision = await self.rate_limiter.hit(str(result.key.id), result.key.rate_limit_per_minute)
             if not decision.allowed:
                 context.set_trailing_metadata((("retry-after", str(int(decision.retry_after_s) + 1)),))
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                     f"API key {result.key.key_prefix} is over its rate limit of "
                                     f"{decision.limit} requests per minute; retry in {decision.retry_after_s:.0f}s")
             _caller.set(Caller(result.key, _client_ip(context.peer())))
+            _permissions.set(self.permissions)
 
         return authenticate
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from uuid import UUID
 
-from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
 from vigil.errors import InvalidArgument
@@ -59,26 +59,3 @@ class EnumMap:
 
     def number(self, label: str | None) -> int:
         return self._to_number.get(label, 0) if label else 0
-
-
-def masked_changes(message: Message, mask: field_mask_pb2.FieldMask, values: Mapping[str, object],
-                   *, resource: str, immutable: Iterable[str] = ("id",)) -> dict[str, object]:
-    """The changes an update_mask names, taken from `values` (proto field name → repository value).
-
-    "*" means every field in `values`. Unknown or immutable paths are INVALID_ARGUMENT naming
-    update_mask, so a typo never silently updates nothing.
-    """
-    paths = list(mask.paths)
-    if not paths:
-        raise InvalidArgument("update_mask", f"name the {resource} fields to update (or \"*\")")
-    if paths == ["*"]:
-        return dict(values)
-    changes = {}
-    for path in paths:
-        if path in immutable:
-            raise InvalidArgument("update_mask", f"{path} cannot be changed")
-        if path not in values:
-            raise InvalidArgument("update_mask", f"unknown {resource} field {path!r}; "
-                                                 f"updatable: {', '.join(sorted(values))}")
-        changes[path] = values[path]
-    return changes

@@ -41,7 +41,8 @@ def required_message(request: Message, field: str) -> Message:
 
 
 def page_request(request: Message) -> dict[str, object]:
-    return {"page_size": request.page_size, "page_token": request.page_token or None}
+    """A list request's page as the repositories take it (the token checked: repository_token)."""
+    return {"page_size": request.page_size, "page_token": repository_token(request)}
 
 
 def time_bounds(request: Message, field: str) -> tuple[datetime | None, datetime | None]:
@@ -87,6 +88,13 @@ def fields_of(message_path: str) -> Iterator[None]:
         raise InvalidArgument(f"{message_path}.{exc.field}", exc.message) from exc
 
 
+# --------------------------------------------------------------------------- page tokens
+# Every List RPC that pages hands out api_token(request, repository's token) and reads the next
+# request's with repository_token(request): the token carries a fingerprint of the filters it was
+# made under, so a token reused with other filters is INVALID_ARGUMENT naming page_token rather
+# than a silently wrong page. The keyset inside is the repository's (storage/repositories/base.py).
+
+
 def _query_fingerprint(request: Message) -> str:
     """Identifies a list request's filters (everything but page_size and page_token)."""
     query = type(request)()
@@ -107,4 +115,5 @@ def repository_token(request: Message) -> str | None:
 
 
 def api_token(request: Message, token: str | None) -> str:
+    """The next_page_token of a response: the repository's token under the request's fingerprint."""
     return f"{_query_fingerprint(request)}.{token}" if token else ""

@@ -10,7 +10,7 @@ import uuid
 
 import grpc
 
-from vigil.control.auth import current_caller
+from vigil.control.auth import caller_may, current_caller
 from vigil.logs import get_logger
 from vigil.models.errors import InferenceError
 from vigil.storage.crypto import SecretError
@@ -56,7 +56,7 @@ def rpc(resource: str, action: str):
 
         async def authorise(self, context):
             caller = current_caller()
-            if not await self.app.permissions.allows(caller, resource, action):
+            if not await caller_may(resource, action):
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                     f"role {caller.role!r} of key {caller.key.key_prefix} may not {action} {resource}")
 

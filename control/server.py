@@ -9,7 +9,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from vigil.api_build import build as build_api
+from vigil.api_build import ensure_current as ensure_api_current
 from vigil.control.app import ControlApp
 from vigil.control.auth import AuthInterceptor
 from vigil.control.metrics import MetricsInterceptor
@@ -29,25 +29,21 @@ def _load_api_modules() -> None:
         importlib.import_module(f"vigil.api.v1.{name}_pb2")
 
 
-def _servicers(app: ControlApp):
-    """(servicer, add-function, full service name) of every implemented service."""
-    from vigil.control.services import SERVICES
-
-    return [(factory(app), add, name) for factory, add, name in SERVICES]
-
-
 async def build_server(app: ControlApp, address: str) -> tuple[aio.Server, int, health.aio.HealthServicer]:
     options = [
         ("grpc.max_receive_message_length", app.settings.control.max_message_bytes),
         ("grpc.max_send_message_length", app.settings.control.max_message_bytes),
     ]
     _load_api_modules()
+    auth = AuthInterceptor(app.authenticate, app.rate_limiter, app.permissions)
     # metrics outermost: refused calls (unauthenticated, rate-limited) are counted too
-    server = aio.server(interceptors=[MetricsInterceptor(app.metrics), AuthInterceptor(app)], options=options)
+    server = aio.server(interceptors=[MetricsInterceptor(app.metrics), auth], options=options)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    from vigil.control.services import servicers
+
     names = []
-    for servicer, add, name in _servicers(app):
+    for servicer, add, name in servicers(app):
         add(servicer, server)
         names.append(name)
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -60,7 +56,7 @@ async def build_server(app: ControlApp, address: str) -> tuple[aio.Server, int, 
 
 
 async def serve(settings: VigilSettings) -> None:
-    build_api()
+    ensure_api_current()  # generated at build time (make install, python -m vigil.api_build), never here
     app = ControlApp(settings)
     await app.start()
     address = f"{settings.control.host}:{settings.control.port}"
@@ -83,4 +79,4 @@ async def serve(settings: VigilSettings) -> None:
     await health_servicer.enter_graceful_shutdown()  # load balancers stop sending new calls
     await app.nodes.stop()  # WatchAssignments streams end (OK); their nodes reconnect to another replica
     await server.stop(grace=10)
-    await app.close()
+    await app.stop()

@@ -42,3 +42,26 @@ def test_logs_and_config_hide_secrets(run, endpoints):
     assert shown.exit_code == 0
     for secret in (endpoints.s3_secret_key, endpoints.encryption_key, endpoints.database_dsn.split(":")[2].split("@")[0]):
         assert secret not in shown.stdout
+
+
+@pytest.mark.parametrize("command", [("config", "show"), ("db", "status"), ("models", "list"), ("stack", "status"),
+                                     ("loadtest", "control"), ("samples", "build"), ("control", "serve")])
+def test_every_group_refuses_an_invalid_configuration_naming_the_setting(command, monkeypatch):
+    monkeypatch.setenv("VIGIL_CONTROL__PORT", "not-a-port")
+    result = CliRunner().invoke(app, list(command))
+    assert result.exit_code == 2, result.output
+    assert "invalid configuration" in result.output and "port" in result.output
+
+
+def test_control_serve_refuses_stale_generated_code(tmp_path, monkeypatch):
+    import shutil
+
+    from vigil import api_build
+
+    shutil.copytree(api_build.PROTO_ROOT / "vigil", tmp_path / "vigil")
+    changed = tmp_path / "vigil" / "v1" / "camera.proto"
+    changed.write_text(changed.read_text() + "\n// not yet generated\n")
+    monkeypatch.setattr(api_build, "PROTO_ROOT", tmp_path)
+    result = CliRunner().invoke(app, ["control", "serve"])
+    assert result.exit_code == 2, result.output
+    assert "python -m vigil.api_build" in " ".join(result.output.split())  # rich wraps at 80

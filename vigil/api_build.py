@@ -20,8 +20,9 @@ Outputs (all generated, ignored by git through vigil/api/.gitignore):
 - ``vigil/api/.stamp``: the hash of the inputs the code was generated from.
 
 ``build()`` regenerates only when that hash changed (the .proto files, the grpcio-tools and
-protobuf versions, or this generator). Concurrent builds (test workers, several replicas)
-serialise on a file lock, and each file is replaced atomically.
+protobuf versions, or this generator). Concurrent builds (test workers) serialise on a file
+lock, and each file is replaced atomically. Generation is a build step only: a server calls
+``ensure_current()``, which refuses to start on code older than the .proto files.
 
 Run ``python -m vigil.api_build`` (``--force`` to regenerate, ``--check`` to only report).
 """
@@ -63,8 +64,15 @@ do not edit. Import the modules from vigil.api.v1, e.g. `from vigil.api.v1 impor
 '''
 
 
+BUILD_COMMAND = "python -m vigil.api_build"  # (make install runs it)
+
+
 class ApiBuildError(RuntimeError):
     """protoc failed or produced unexpected output."""
+
+
+class ApiOutOfDate(RuntimeError):
+    """The generated code is missing or older than the .proto files: run BUILD_COMMAND."""
 
 
 def proto_files(root: Path | None = None) -> list[Path]:
@@ -117,6 +125,14 @@ def is_current(root: Path | None = None) -> bool:
     except OSError:
         return False
     return stamp == source_hash(root) and all(p.is_file() for p in expected_outputs(root))
+
+
+def ensure_current(root: Path | None = None) -> None:
+    """Raise ApiOutOfDate, naming the command to run, unless the generated code is current."""
+    if not is_current(root):
+        raise ApiOutOfDate(
+            f"the generated gRPC code in {OUT_DIR} is missing or older than the .proto files under "
+            f"{root or PROTO_ROOT}: run `{BUILD_COMMAND}` (or `make install`) and start again")
 
 
 @contextlib.contextmanager
@@ -263,7 +279,7 @@ def build(force: bool = False, root: Path | None = None) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vigil.api_build", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=BUILD_COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="regenerate even if the code is current")
     parser.add_argument("--check", action="store_true", help="only report; exit 1 if the code is not current")
     args = parser.parse_args(argv)

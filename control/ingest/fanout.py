@@ -15,17 +15,20 @@ dropped and the subscriber leaves, catches up further and joins again. Once live
 whose inbox is full when the hub has something for it is cut off (SubscriberTooSlow): the others
 never wait for it.
 
-The hub runs while it has subscribers and stops with the last one; a Redis error (or entries
-trimmed under it) ends every subscription it serves with that error.
+The hub runs while it has subscribers and stops with the last one, or with its replica (stop());
+a Redis error (or entries trimmed under it) ends every subscription it serves with that error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from vigil.control.ingest.feed import FeedFilter, response_of
 from vigil.storage.bus import EVENTS_STREAM, BusMessage, EventBus
@@ -123,7 +126,6 @@ class FeedHub:
         self.reads = 0  # XREADs done (tests, benchmarks)
         self._task: asyncio.Task | None = None
         self._starting = asyncio.Lock()
-        self.loop = asyncio.get_running_loop()
 
     @property
     def subscribers(self) -> int:
@@ -143,6 +145,16 @@ class FeedHub:
         subscriber.attached = True
         self.groups.setdefault(subscriber.filter, []).append(subscriber)
         return self.position
+
+    async def stop(self) -> None:
+        """Stop reading (the replica stops); subscriptions still attached end as if Redis were gone
+        (UNAVAILABLE: the client subscribes again, with its last token, to another replica)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._fail(RedisConnectionError("this control-plane replica stopped"))
 
     def leave(self, subscriber: Subscriber) -> None:
         if not subscriber.attached:
@@ -212,10 +224,12 @@ _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def hub_of(bus: EventBus, stream: str = EVENTS_STREAM) -> FeedHub:
-    """The hub of this Redis client (one per replica: its ControlApp's client) and stream."""
+    """A hub of this Redis client and stream for a subscription made without the replica's own
+    (IngestRuntime.hub): tests and tools."""
     loop = asyncio.get_running_loop()
     hubs = _hubs.setdefault(bus.client, {})
-    hub = hubs.get(stream)
-    if hub is None or hub.loop is not loop:
-        hub = hubs[stream] = FeedHub(EventBus(bus.client), stream)
+    hub_loop, hub = hubs.get(stream, (None, None))
+    if hub is None or hub_loop is not loop:
+        hub = FeedHub(EventBus(bus.client), stream)
+        hubs[stream] = (loop, hub)
     return hub

@@ -10,14 +10,14 @@ from vigil.control.jobs.clusters import consolidate_clusters
 from vigil.control.jobs.devices import check_devices
 from vigil.control.jobs.media import purge_expired_media
 from vigil.control.jobs.partitions import maintain_partitions, purge_ingest_state
-from vigil.control.jobs.scheduler import Job, JobRunner, RunOutcome
+from vigil.control.jobs.scheduler import Job, JobContext, JobRunner, RunOutcome
 
-__all__ = ["Job", "JobRunner", "RunOutcome", "build_jobs"]
+__all__ = ["Job", "JobContext", "JobRunner", "RunOutcome", "build_jobs"]
 
 
-def build_jobs(app) -> JobRunner:
-    s = app.settings.jobs
-    return JobRunner(app, [
+def build_jobs(context: JobContext) -> JobRunner:
+    s = context.settings.jobs
+    return JobRunner(context, [
         Job("partitions", "Create upcoming monthly partitions and drop those past retention.",
             maintain_partitions, s.partitions),
         Job("media_retention", "Delete media past retention: objects first, then rows, in batches.",

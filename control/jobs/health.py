@@ -49,7 +49,7 @@ async def record_node_health(conn, node_id, request: pb.HeartbeatRequest, interv
 async def log_control_health(app) -> dict[str, Any]:
     figures = app.metrics.window.figures()
     pool = app.metrics.observe_pool(app.pool)
-    metrics = {"replica": app.jobs.replica, "requests_per_second": round(figures.requests_per_second, 3),
+    metrics = {"replica": app.replica, "requests_per_second": round(figures.requests_per_second, 3),
                "p99_latency_ms": round(figures.p99_latency_ms, 2), "error_rate": round(figures.error_rate, 4),
                "requests": figures.requests, "db_pool": pool,
                "db_pool_use": round((pool["size"] - pool["available"]) / max(pool["max"], 1), 3)}
@@ -57,5 +57,5 @@ async def log_control_health(app) -> dict[str, Any]:
     async with app.pool.connection() as conn:
         metrics["feed_outbox_depth"] = await FeedOutboxRepository(conn).depth()
         app.metrics.feed_outbox_depth.set(metrics["feed_outbox_depth"])
-        await HealthLogRepository(conn).record_control_plane(status, metrics, f"replica {app.jobs.replica}")
+        await HealthLogRepository(conn).record_control_plane(status, metrics, f"replica {app.replica}")
     return metrics

@@ -11,7 +11,7 @@ Each run, on the replica that wins the lock:
     commit in batches (media retention) keep it across their transactions, and a replica that dies
     mid-run releases it with its connection.
 
-    runner = JobRunner(app)            # app.jobs
+    runner = JobRunner(JobContext(pool, objects, settings, metrics, replica), jobs)   # app.jobs
     runner.start()                     # schedules from settings.jobs
     await runner.run("partitions")     # now, on this replica (JobService.RunJob)
 """
@@ -30,10 +30,13 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from psycopg_pool import AsyncConnectionPool
 
+from vigil.control.metrics import ControlMetrics
 from vigil.logs import get_logger
-from vigil.settings import JobSchedule
+from vigil.settings import JobSchedule, VigilSettings
 from vigil.storage.locks import try_session_lock, unlock_session_lock
+from vigil.storage.objectstore import ObjectStore
 from vigil.storage.repositories.jobs import JobRun, JobRunRepository
 
 log = get_logger("vigil.control.jobs")
@@ -50,6 +53,17 @@ class Job:
     description: str
     function: JobFunction
     schedule: JobSchedule
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What the jobs (and the runner) use of their replica; each job function takes one."""
+
+    pool: AsyncConnectionPool
+    objects: ObjectStore
+    settings: VigilSettings
+    metrics: ControlMetrics
+    replica: str  # this replica's name in scheduled_job_runs and the health log
 
 
 @dataclass(frozen=True)
@@ -85,15 +99,15 @@ def period_of(schedule: JobSchedule) -> timedelta:
 
 
 class JobRunner:
-    def __init__(self, app, jobs: list[Job]):
-        self.app = app
+    def __init__(self, context: JobContext, jobs: list[Job]):
+        self.context = context
         self.jobs = {job.name: job for job in jobs}
-        self.replica = f"{replica_name()}:{id(app):x}"  # two apps in one process are two replicas
+        self.replica = context.replica
         self._scheduler: AsyncIOScheduler | None = None
         self._running: set[asyncio.Task] = set()
 
     def start(self) -> None:
-        if not self.app.settings.jobs.enabled or self._scheduler is not None:
+        if not self.context.settings.jobs.enabled or self._scheduler is not None:
             return
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         for job in self.jobs.values():
@@ -101,7 +115,7 @@ class JobRunner:
                 self._scheduler.add_job(self._scheduled, trigger_of(job.schedule), args=[job.name], id=job.name,
                                         name=job.name, max_instances=1, coalesce=True, misfire_grace_time=60)
         # every replica logs its own figures: no lock, not a run of the fleet
-        self._scheduler.add_job(self._log_health, IntervalTrigger(seconds=self.app.settings.jobs.health_log_interval_s),
+        self._scheduler.add_job(self._log_health, IntervalTrigger(seconds=self.context.settings.jobs.health_log_interval_s),
                                 id="control_health", max_instances=1, coalesce=True)
         self._scheduler.start()
         log.info("job scheduler started", jobs=[j.name for j in self.jobs.values() if j.schedule.enabled])
@@ -124,7 +138,7 @@ class JobRunner:
         from vigil.control.jobs.health import log_control_health
 
         try:
-            await log_control_health(self.app)
+            await log_control_health(self.context)
         except Exception as exc:  # noqa: BLE001 - the database may be down; the next interval tries again
             log.warning("control-plane health not logged", error=str(exc))
 
@@ -142,8 +156,8 @@ class JobRunner:
         """Run the job now if this replica gets its lock. `forced` (an operator's RunJob) ignores
         whether this slot already ran; a scheduled firing does not."""
         job = self.jobs[name]
-        metrics = self.app.metrics
-        async with self.app.pool.connection() as lock_conn:
+        metrics = self.context.metrics
+        async with self.context.pool.connection() as lock_conn:
             await lock_conn.set_autocommit(True)
             try:
                 if not await try_session_lock(lock_conn, f"vigil.job.{name}"):
@@ -169,7 +183,7 @@ class JobRunner:
         started = time.perf_counter()
         bound = log.bind(job=job.name, run_id=run_id)
         try:
-            detail = await job.function(self.app) or {}
+            detail = await job.function(self.context) or {}
             outcome, error = "succeeded", None
         except asyncio.CancelledError:
             await runs.cancel(run_id)
@@ -179,7 +193,7 @@ class JobRunner:
             bound.exception("job failed")
         seconds = time.perf_counter() - started
         await runs.finish(run_id, outcome, detail, error)
-        metrics = self.app.metrics
+        metrics = self.context.metrics
         metrics.job_runs.labels(job=job.name, outcome=outcome).inc()
         metrics.job_seconds.labels(job=job.name).observe(seconds)
         if outcome == "succeeded":
@@ -190,5 +204,5 @@ class JobRunner:
 
     async def last_runs(self) -> dict[str, JobRun]:
         """The latest run of every job (any replica)."""
-        async with self.app.pool.connection() as conn:
+        async with self.context.pool.connection() as conn:
             return await JobRunRepository(conn).latest()

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+
 from vigil.control.nodes.reconciler import AssignmentReconciler
 from vigil.control.nodes.signal import AssignmentSignal
 
@@ -18,9 +21,9 @@ WATCH_POLL_S = 0.5  # a watcher re-reads its assignments at least this often (ca
 
 
 class NodeRuntime:
-    def __init__(self, app):
-        self.signal = AssignmentSignal(app.redis)
-        self.reconciler = AssignmentReconciler(app.pool, self.signal, interval_s=RECONCILE_INTERVAL_S)
+    def __init__(self, pool: AsyncConnectionPool, redis: aioredis.Redis):
+        self.signal = AssignmentSignal(redis)
+        self.reconciler = AssignmentReconciler(pool, self.signal, interval_s=RECONCILE_INTERVAL_S)
         self.closing = asyncio.Event()
 
     def start(self) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from google.protobuf import field_mask_pb2
 
 from vigil.api.v1 import alert_pb2 as pb
 from vigil.api.v1 import alert_pb2_grpc
 from vigil.control.auth import Caller
 from vigil.control.convert import EnumMap, text, timestamp
+from vigil.control.field_mask import apply_mask, split_secrets
 from vigil.storage.repositories.notifications import Channel, ChannelRepository, Delivery, DeliveryRepository
 from vigil.storage.repositories.channel_settings import (
     ChannelSettings,
@@ -29,7 +29,6 @@ from vigil.storage.repositories.channel_settings import (
 from vigil.control.rpc import rpc
 from vigil.control.rules.alert_api import SEVERITY, STATUS, alert_message
 from vigil.control.rules.api_values import duration_message, duration_value
-from vigil.control.rules.field_mask import apply_mask
 from vigil.control.request_checks import (
     api_token,
     checked_text,
@@ -41,6 +40,8 @@ from vigil.control.request_checks import (
     time_bounds,
 )
 from vigil.control.services.rules import any_of
+from vigil.control.transactions import CallerDatabase
+from vigil.storage.crypto import SecretBox
 from vigil.storage.repositories.alerts import Alert, AlertRepository
 from vigil.errors import FailedPrecondition, InvalidArgument
 
@@ -161,8 +162,9 @@ def delivery_statuses(numbers) -> list[str]:
 
 
 class AlertService(alert_pb2_grpc.AlertServiceServicer):
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, db: CallerDatabase, secrets: SecretBox):
+        self.db = db
+        self.secrets = secrets
 
     # ----------------------------------------------------------------------- alerts
 
@@ -179,7 +181,7 @@ class AlertService(alert_pb2_grpc.AlertServiceServicer):
             "since": since, "until": until,
         }
         token = repository_token(request)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await AlertRepository(tx.conn).list(**filters, page_size=request.page_size, page_token=token)
             return pb.ListAlertsResponse(alerts=[alert_message(a) for a in page.items],
                                          next_page_token=api_token(request, page.next_page_token))
@@ -187,7 +189,7 @@ class AlertService(alert_pb2_grpc.AlertServiceServicer):
     @rpc("alerts", "read")
     async def GetAlert(self, request, context):
         alert_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = AlertRepository(tx.conn)
             alert = await repo.get(alert_id)
             return pb.GetAlertResponse(alert=alert_message(alert, await repo.history(alert_id)))
@@ -195,7 +197,7 @@ class AlertService(alert_pb2_grpc.AlertServiceServicer):
     async def _change(self, request, target: str) -> Alert:
         alert_id = required_id("id", request.id)
         note = checked_text("note", request.note, NOTE_LIMIT)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             alert, moved = await change_status(AlertRepository(tx.conn), alert_id, target, tx.caller, note)
             if moved:
                 await tx.audit(f"alert.{target}", "alert", alert_id, {"status": target, "note": note})
@@ -216,12 +218,12 @@ class AlertService(alert_pb2_grpc.AlertServiceServicer):
     # ----------------------------------------------------------------------- notification channels
 
     def _channels(self, tx) -> ChannelRepository:
-        return ChannelRepository(tx.conn, self.app.secrets)
+        return ChannelRepository(tx.conn, self.secrets)
 
     @rpc("alerts", "configure")
     async def GetNotificationChannel(self, request, context):
         channel_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             channel = await self._channels(tx).get(channel_id)
             return pb.GetNotificationChannelResponse(notification_channel=channel_message(channel))
 
@@ -229,7 +231,7 @@ class AlertService(alert_pb2_grpc.AlertServiceServicer):
     async def ListNotificationChannels(self, request, context):
         channel_types = CHANNEL_TYPE.labels(request.channel_types) or None  # UNSPECIFIED is invalid here
         token = repository_token(request)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await self._channels(tx).list(
                 channel_types=channel_types, is_active=request.is_active if request.HasField("is_active") else None,
                 page_size=request.page_size, page_token=token)
@@ -242,7 +244,7 @@ class AlertService(alert_pb2_grpc.AlertServiceServicer):
         channel = request.notification_channel
         settings = channel_settings(channel)
         policy = delivery_policy(channel.delivery)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             with fields_of(CHANNEL):
                 created = await self._channels(tx).create(
                     channel.name, settings, secret=channel_secret(channel, settings.channel_type), delivery=policy,
@@ -256,9 +258,8 @@ class AlertService(alert_pb2_grpc.AlertServiceServicer):
         channel = request.notification_channel
         channel_id = required_id(f"{CHANNEL}.id", channel.id)
         paths = list(request.update_mask.paths)
-        secrets = [path for path in paths if path in SECRET_PATHS.values()]
-        others = field_mask_pb2.FieldMask(paths=[path for path in paths if path not in secrets])
-        async with self.app.transaction() as tx:
+        others, secrets = split_secrets(request.update_mask, SECRET_PATHS.values())
+        async with self.db.transaction() as tx:
             repo = self._channels(tx)
             stored = await repo.get(channel_id)
             changes = {}
@@ -280,7 +281,7 @@ class AlertService(alert_pb2_grpc.AlertServiceServicer):
     @rpc("alerts", "configure")
     async def DeleteNotificationChannel(self, request, context):
         channel_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await self._channels(tx).delete(channel_id)  # alert_rule_channels rows go with it
             await tx.audit("notification_channel.delete", "notification_channel", channel_id)
             return pb.DeleteNotificationChannelResponse()
@@ -294,7 +295,7 @@ class AlertService(alert_pb2_grpc.AlertServiceServicer):
             "statuses": delivery_statuses(list(request.statuses)), "since": since, "until": until,
         }
         token = repository_token(request)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await DeliveryRepository(tx.conn).list(**filters, page_size=request.page_size, page_token=token)
             return pb.ListNotificationDeliveriesResponse(
                 notification_deliveries=[delivery_message(d) for d in page.items],

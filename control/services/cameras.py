@@ -15,11 +15,14 @@ from google.protobuf.message import Message
 from vigil.api.v1 import camera_pb2 as pb
 from vigil.api.v1 import camera_pb2_grpc, common_pb2
 from vigil.control.analytics import REGISTRY, ParameterError
-from vigil.control.convert import EnumMap, masked_changes, text, timestamp
+from vigil.control.convert import EnumMap, text, timestamp
+from vigil.control.field_mask import masked_changes, split_secrets
 from vigil.control.request_checks import api_token, checked_text, fields_of, is_active, repository_token
 from vigil.control.rpc import rpc
 from vigil.control.rules.api_values import duration_seconds
+from vigil.control.transactions import CallerDatabase
 from vigil.errors import InvalidArgument
+from vigil.storage.crypto import SecretBox
 from vigil.storage.repositories.base import as_uuid
 from vigil.storage.repositories.sites import (
     VPN_CLIENT_CONFIG,
@@ -101,14 +104,11 @@ def masked(message: Message, mask: field_mask_pb2.FieldMask, fields: Fields, *, 
 
     "*" means every top-level field, never a secret: secrets change only when named.
     """
-    named_secrets = {path for path in mask.paths if path in secrets}
-    rest = field_mask_pb2.FieldMask(paths=[path for path in mask.paths if path not in secrets])
+    rest, named_secrets = split_secrets(mask, secrets)
     if named_secrets and not rest.paths:
-        return {}, named_secrets
-    chosen = masked_changes(message, rest, fields, resource=resource, immutable=("id", *output_only))
-    if list(rest.paths) == ["*"]:
-        chosen = {path: read for path, read in chosen.items() if "." not in path}
-    return {path: read() for path, read in chosen.items()}, named_secrets
+        return {}, set(named_secrets)
+    chosen = masked_changes(rest, fields, resource=resource, immutable=output_only)
+    return {path: read() for path, read in chosen.items()}, set(named_secrets)
 
 
 def merged(stored: Mapping[str, Any] | None, changes: Mapping[str, Any], field: str) -> dict[str, Any] | None:
@@ -403,21 +403,22 @@ def zone_message(zone: Zone) -> pb.Zone:
 
 
 class CameraService(camera_pb2_grpc.CameraServiceServicer):
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, db: CallerDatabase, secrets: SecretBox):
+        self.db = db
+        self.secrets = secrets
 
     # ----------------------------------------------------------------------- sites
 
     @rpc("sites", "read")
     async def GetSite(self, request, context):
         site_id = as_uuid("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             return pb.GetSiteResponse(site=site_message(await SiteRepository(tx.conn).get(site_id)))
 
     @rpc("sites", "read")
     async def ListSites(self, request, context):
         name_contains = checked_text("name_contains", request.name_contains, 100)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await SiteRepository(tx.conn).list(name_contains=name_contains, page_size=request.page_size,
                                                       page_token=repository_token(request))
             return pb.ListSitesResponse(sites=[site_message(s) for s in page.items],
@@ -428,9 +429,9 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
         values = top_level(site_fields(request.site))
         client_config = vpn_client_config(request.site.vpn)
         vpn = values.pop("vpn")
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             with fields_of("site"):
-                created = await SiteRepository(tx.conn, self.app.secrets).create(
+                created = await SiteRepository(tx.conn, self.secrets).create(
                     **values, vpn_config=None if vpn is None else {**vpn, VPN_CLIENT_CONFIG: client_config})
             await tx.audit("site.create", "site", created.id,
                            audited({**values, "vpn": vpn}, ["vpn.config"] if client_config else []))
@@ -443,8 +444,8 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
         changes, secrets = masked(site, request.update_mask, site_fields(site), resource="site",
                                   output_only=SITE_OUTPUT_ONLY, secrets=["vpn.config"])
         client_config = vpn_client_config(site.vpn) if secrets else None
-        async with self.app.transaction() as tx:
-            repo = SiteRepository(tx.conn, self.app.secrets)
+        async with self.db.transaction() as tx:
+            repo = SiteRepository(tx.conn, self.secrets)
             stored = await repo.get(site_id)
             columns = {path: value for path, value in changes.items() if not path.startswith("vpn")}
             if secrets or names_part_of(changes, "vpn"):
@@ -458,7 +459,7 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
     @rpc("sites", "delete")
     async def DeleteSite(self, request, context):
         site_id = as_uuid("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await SiteRepository(tx.conn).delete(site_id, force=request.force)
             await tx.audit("site.delete", "site", site_id, {"force": request.force})
             return pb.DeleteSiteResponse()
@@ -468,14 +469,14 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
     @rpc("cameras", "read")
     async def GetDvr(self, request, context):
         dvr_id = as_uuid("id", request.id)
-        async with self.app.transaction() as tx:
-            return pb.GetDvrResponse(dvr=dvr_message(await DvrRepository(tx.conn, self.app.secrets).get(dvr_id)))
+        async with self.db.transaction() as tx:
+            return pb.GetDvrResponse(dvr=dvr_message(await DvrRepository(tx.conn, self.secrets).get(dvr_id)))
 
     @rpc("cameras", "read")
     async def ListDvrs(self, request, context):
         statuses = DEVICE_STATUS.labels(request.statuses) or None
-        async with self.app.transaction() as tx:
-            page = await DvrRepository(tx.conn, self.app.secrets).list(
+        async with self.db.transaction() as tx:
+            page = await DvrRepository(tx.conn, self.secrets).list(
                 site_ids=list(request.site_ids) or None, statuses=statuses, page_size=request.page_size,
                 page_token=repository_token(request))
             return pb.ListDvrsResponse(dvrs=[dvr_message(d) for d in page.items],
@@ -486,10 +487,10 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
         values = top_level(dvr_fields(request.dvr))
         values["status"] = values["status"] or "unknown"
         username, password = dvr_credentials(request.dvr)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await SiteRepository(tx.conn).get(values["site_id"])  # NOT_FOUND names the missing site
             with fields_of("dvr"):
-                created = await DvrRepository(tx.conn, self.app.secrets).create(
+                created = await DvrRepository(tx.conn, self.secrets).create(
                     **values, username=username, password=password)
             await tx.audit("dvr.create", "dvr", created.id,
                            audited(values, ["credentials"] if created.has_credentials else []))
@@ -502,8 +503,8 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
         changes, secrets = masked(dvr, request.update_mask, dvr_fields(dvr, request.update_mask.paths),
                                   resource="dvr", output_only=DVR_OUTPUT_ONLY, secrets=["credentials"])
         credentials = dvr_credentials(dvr) if secrets else None
-        async with self.app.transaction() as tx:
-            repo = DvrRepository(tx.conn, self.app.secrets)
+        async with self.db.transaction() as tx:
+            repo = DvrRepository(tx.conn, self.secrets)
             stored = await repo.get(dvr_id)
             if "site_id" in changes:
                 await SiteRepository(tx.conn).get(changes["site_id"])
@@ -518,8 +519,8 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
     @rpc("cameras", "delete")
     async def DeleteDvr(self, request, context):
         dvr_id = as_uuid("id", request.id)
-        async with self.app.transaction() as tx:
-            await DvrRepository(tx.conn, self.app.secrets).delete(dvr_id, force=request.force)
+        async with self.db.transaction() as tx:
+            await DvrRepository(tx.conn, self.secrets).delete(dvr_id, force=request.force)
             await tx.audit("dvr.delete", "dvr", dvr_id, {"force": request.force})
             return pb.DeleteDvrResponse()
 
@@ -528,13 +529,13 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
     @rpc("cameras", "read")
     async def GetCamera(self, request, context):
         camera_id = as_uuid("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             return pb.GetCameraResponse(camera=camera_message(await CameraRepository(tx.conn).get(camera_id)))
 
     @rpc("cameras", "read")
     async def ListCameras(self, request, context):
         statuses = DEVICE_STATUS.labels(request.statuses) or None
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await CameraRepository(tx.conn).list(
                 site_ids=list(request.site_ids) or None, dvr_ids=list(request.dvr_ids) or None, statuses=statuses,
                 is_active=request.is_active if request.HasField("is_active") else None,
@@ -549,8 +550,8 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
         dvr_id = uuid_text("camera.dvr_id", camera.dvr_id)
         values = top_level(camera_fields(camera))
         values["status"] = values["status"] or "unknown"
-        async with self.app.transaction() as tx:
-            await DvrRepository(tx.conn, self.app.secrets).get(dvr_id)  # NOT_FOUND names the missing DVR
+        async with self.db.transaction() as tx:
+            await DvrRepository(tx.conn, self.secrets).get(dvr_id)  # NOT_FOUND names the missing DVR
             with fields_of("camera"):
                 created = await CameraRepository(tx.conn).create(dvr_id, **values)
             await tx.audit("camera.create", "camera", created.id, {"dvr_id": dvr_id, **values})
@@ -562,7 +563,7 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
         camera_id = as_uuid("camera.id", camera.id)
         changes, _ = masked(camera, request.update_mask, camera_fields(camera, request.update_mask.paths),
                             resource="camera", output_only=CAMERA_OUTPUT_ONLY)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = CameraRepository(tx.conn)
             stored = await repo.get(camera_id)
             with fields_of("camera"):
@@ -573,7 +574,7 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
     @rpc("cameras", "delete")
     async def DeleteCamera(self, request, context):
         camera_id = as_uuid("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await CameraRepository(tx.conn).delete(camera_id, force=request.force)
             await tx.audit("camera.delete", "camera", camera_id, {"force": request.force})
             return pb.DeleteCameraResponse()
@@ -583,13 +584,13 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
     @rpc("cameras", "read")
     async def GetZone(self, request, context):
         zone_id = as_uuid("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             return pb.GetZoneResponse(zone=zone_message(await ZoneRepository(tx.conn).get(zone_id)))
 
     @rpc("cameras", "read")
     async def ListZones(self, request, context):
         zone_types = ZONE_TYPE_FILTER.labels(request.zone_types) or None
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await ZoneRepository(tx.conn).list(
                 camera_ids=list(request.camera_ids) or None, zone_types=zone_types,
                 is_active=request.is_active if request.HasField("is_active") else None,
@@ -602,7 +603,7 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
         zone = request.zone
         camera_id = uuid_text("zone.camera_id", zone.camera_id)
         values = top_level(zone_fields(zone))
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await CameraRepository(tx.conn).get(camera_id)  # NOT_FOUND names the missing camera
             with fields_of("zone"):
                 created = await ZoneRepository(tx.conn).create(camera_id, **values)
@@ -616,7 +617,7 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
         changes, _ = masked(zone, request.update_mask, zone_fields(zone), resource="zone",
                             output_only=ZONE_OUTPUT_ONLY)
         changes = threshold_columns(changes)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             with fields_of("zone"):
                 updated = await ZoneRepository(tx.conn).update(zone_id, changes)
             await tx.audit("zone.update", "zone", zone_id, changes)
@@ -625,7 +626,7 @@ class CameraService(camera_pb2_grpc.CameraServiceServicer):
     @rpc("cameras", "delete")
     async def DeleteZone(self, request, context):
         zone_id = as_uuid("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await ZoneRepository(tx.conn).delete(zone_id)
             await tx.audit("zone.delete", "zone", zone_id)
             return pb.DeleteZoneResponse()

@@ -8,7 +8,6 @@ subscriber; it mirrors the same site limits, filters server-side and resumes fro
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from uuid import UUID
 
@@ -17,8 +16,9 @@ import redis.asyncio as aioredis
 
 from vigil.api.v1 import event_pb2 as pb
 from vigil.api.v1 import event_pb2_grpc
-from vigil.control.auth import current_caller
+from vigil.control.auth import caller_may
 from vigil.control.convert import EnumMap, timestamp
+from vigil.control.ingest.fanout import FeedHub
 from vigil.control.ingest.feed import FeedFilter
 from vigil.control.ingest.messages import (
     ACTIVITY_TYPE,
@@ -28,9 +28,9 @@ from vigil.control.ingest.messages import (
     event_message,
     suspicious_activity_message,
 )
-from vigil.control.ingest.runtime import ingest_runtime
 from vigil.control.ingest.subscription import FeedSubscription, ResumeTokenExpired, SubscriberTooSlow, start_position
 from vigil.control.fleet import fleet_stats
+from vigil.control.metrics import ControlMetrics
 from vigil.control.rpc import rpc
 from vigil.control.request_checks import (
     api_token,
@@ -41,6 +41,7 @@ from vigil.control.request_checks import (
     required_id,
     time_bounds,
 )
+from vigil.control.transactions import CallerDatabase
 from vigil.storage.bus import EventBus
 from vigil.errors import InvalidArgument, PermissionDenied
 from vigil.storage.repositories.events import (
@@ -68,10 +69,11 @@ def ids_or_none(field: str, values: Sequence[str]) -> list[UUID] | None:
 
 
 class EventService(event_pb2_grpc.EventServiceServicer):
-    def __init__(self, app):
-        self.app = app
-        with contextlib.suppress(RuntimeError):  # no running loop: built only to be inspected
-            ingest_runtime(app).start()
+    def __init__(self, db: CallerDatabase, redis: aioredis.Redis, hub: FeedHub, metrics: ControlMetrics):
+        self.db = db
+        self.redis = redis
+        self.hub = hub  # the replica's one reader of the feed stream (IngestRuntime's)
+        self.metrics = metrics
 
     # ----------------------------------------------------------------------- events
 
@@ -87,7 +89,7 @@ class EventService(event_pb2_grpc.EventServiceServicer):
             "reviewed": request.reviewed if request.HasField("reviewed") else None,
             "since": since, "until": until,
         }
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await EventRepository(tx.conn).list(**filters, page_size=request.page_size,
                                                        page_token=repository_token(request))
             return pb.ListEventsResponse(events=[event_message(e) for e in page.items],
@@ -96,7 +98,7 @@ class EventService(event_pb2_grpc.EventServiceServicer):
     @rpc("events", "read")
     async def GetEvent(self, request, context):
         event_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             return pb.GetEventResponse(event=event_message(await EventRepository(tx.conn).get(event_id)))
 
     @rpc("events", "acknowledge")
@@ -112,8 +114,8 @@ class EventService(event_pb2_grpc.EventServiceServicer):
         else:
             person_id = None
         note = checked_text("note", request.note, MAX_NOTE)
-        async with self.app.transaction() as tx:
-            if action == "delete" and not await self.app.permissions.allows(tx.caller, "events", "delete"):
+        async with self.db.transaction() as tx:
+            if action == "delete" and not await caller_may("events", "delete"):
                 raise PermissionDenied(f"role {tx.caller.role!r} may review events but not delete them")
             if person_id is not None:
                 await PersonRepository(tx.conn).get(person_id)  # NOT_FOUND names the person
@@ -136,7 +138,7 @@ class EventService(event_pb2_grpc.EventServiceServicer):
             "severities": any_of(SEVERITY, request.severities, "severities"),
             "since": since, "until": until,
         }
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await SuspiciousActivityRepository(tx.conn).list(**filters, page_size=request.page_size,
                                                                     page_token=repository_token(request))
             return pb.ListSuspiciousActivitiesResponse(
@@ -146,7 +148,7 @@ class EventService(event_pb2_grpc.EventServiceServicer):
     @rpc("events", "read")
     async def GetSuspiciousActivity(self, request, context):
         activity_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             activity = await SuspiciousActivityRepository(tx.conn).get(activity_id)
             return pb.GetSuspiciousActivityResponse(suspicious_activity=suspicious_activity_message(activity))
 
@@ -154,13 +156,13 @@ class EventService(event_pb2_grpc.EventServiceServicer):
 
     @rpc("events", "read")
     async def Subscribe(self, request, context):
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             feed_filter = await self._filter(tx, request)
         try:
-            position = await start_position(self.app.redis, request.resume_token)
-            subscription = FeedSubscription(EventBus(self.app.redis), feed_filter, position,
-                                            self._watched(feed_filter.watchlist_ids))
-            metrics = self.app.metrics
+            position = await start_position(self.redis, request.resume_token)
+            subscription = FeedSubscription(EventBus(self.redis), feed_filter, position,
+                                            self._watched(feed_filter.watchlist_ids), hub=self.hub)
+            metrics = self.metrics
             metrics.feed_subscribers.inc()
             try:
                 async for response in subscription.responses():
@@ -195,7 +197,7 @@ class EventService(event_pb2_grpc.EventServiceServicer):
 
     def _watched(self, watchlist_ids: tuple[UUID, ...]):
         async def watched(person_ids: set[str]) -> set[str]:
-            async with self.app.transaction() as tx:
+            async with self.db.transaction() as tx:
                 return {str(p) for p in await FeedAudienceRepository(tx.conn).watched(watchlist_ids, person_ids)}
         return watched
 
@@ -203,8 +205,8 @@ class EventService(event_pb2_grpc.EventServiceServicer):
 
     @rpc("events", "read")
     async def GetDashboardStats(self, request, context):
-        sees_fleet = await self.app.permissions.allows(current_caller(), "nodes", "read")
-        async with self.app.transaction() as tx:
+        sees_fleet = await caller_may("nodes", "read")
+        async with self.db.transaction() as tx:
             stats = await dashboard_stats(tx.conn)
             fleet = await fleet_stats(tx.conn) if sees_fleet else None
         figures = {k: v for k, v in vars(stats).items() if k != "computed_at" and v is not None}

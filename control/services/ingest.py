@@ -10,15 +10,16 @@ The work itself is control.ingest.pipeline's.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 
 import grpc
 
 from vigil.api.v1 import ingest_pb2 as pb
 from vigil.api.v1 import ingest_pb2_grpc
-from vigil.control.ingest.runtime import ingest_runtime
+from vigil.control.ingest.runtime import IngestRuntime
+from vigil.control.metrics import ControlMetrics
 from vigil.control.rpc import rpc
+from vigil.control.transactions import CallerDatabase
 from vigil.logs import get_logger
 from vigil.errors import RepositoryError
 from vigil.storage.repositories.nodes import NodeRepository
@@ -27,11 +28,10 @@ log = get_logger("vigil.control.ingest")
 
 
 class IngestService(ingest_pb2_grpc.IngestServiceServicer):
-    def __init__(self, app):
-        self.app = app
-        self.runtime = ingest_runtime(app)
-        with contextlib.suppress(RuntimeError):  # no running loop: built only to be inspected
-            self.runtime.start()
+    def __init__(self, db: CallerDatabase, runtime: IngestRuntime, metrics: ControlMetrics):
+        self.db = db
+        self.runtime = runtime  # its pipeline stores the batches, its relay is woken after each commit
+        self.metrics = metrics
 
     @rpc("ingest", "write")
     async def Publish(self, request_iterator, context):
@@ -58,7 +58,7 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):
         except ValueError:
             return None
         try:
-            async with self.app.transaction() as tx:
+            async with self.db.transaction() as tx:
                 return await NodeRepository(tx.conn).exists(node_uuid)
         except Exception as exc:  # noqa: BLE001 - the database is unreachable: the batch's ack says RETRY
             log.warning("node registration not checked; the batch decides", node_id=node_id, error=str(exc))
@@ -67,20 +67,20 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):
     async def _acknowledge(self, request: pb.PublishRequest) -> pb.PublishResponse:
         sequence = request.batch.sequence
         try:
-            async with self.app.transaction() as tx:
+            async with self.db.transaction() as tx:
                 result = await self.runtime.pipeline.process(tx, request)
         except RepositoryError as exc:  # invalid, unknown camera or model version, refused by row security
-            self.app.metrics.ingest_batches.labels(outcome="rejected").inc()
+            self.metrics.ingest_batches.labels(outcome="rejected").inc()
             return pb.PublishResponse(sequence=sequence, status=pb.PUBLISH_STATUS_REJECTED, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - the batch was not stored; the node keeps it and resends
             incident = uuid.uuid4().hex[:12]
             log.exception("ingest batch not stored; the node will resend it", sequence=sequence, incident=incident)
-            self.app.metrics.ingest_batches.labels(outcome="retry").inc()
+            self.metrics.ingest_batches.labels(outcome="retry").inc()
             return pb.PublishResponse(sequence=sequence, status=pb.PUBLISH_STATUS_RETRY,
                                       error=f"not stored ({type(exc).__name__}, incident {incident}); resend later")
-        self.app.metrics.ingest_batches.labels(outcome="duplicate" if result.duplicate else "accepted").inc()
+        self.metrics.ingest_batches.labels(outcome="duplicate" if result.duplicate else "accepted").inc()
         if not result.duplicate:
-            self.app.metrics.ingest_updates.inc(len(request.batch.updates))
+            self.metrics.ingest_updates.inc(len(request.batch.updates))
             self.runtime.relay.wake()
         return pb.PublishResponse(sequence=sequence, status=pb.PUBLISH_STATUS_ACCEPTED, duplicate=result.duplicate)
 

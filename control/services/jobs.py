@@ -10,10 +10,11 @@ from google.protobuf import duration_pb2, struct_pb2
 from vigil.api.v1 import job_pb2 as pb
 from vigil.api.v1 import job_pb2_grpc
 from vigil.control.convert import timestamp
-from vigil.control.jobs.scheduler import RunOutcome
-from vigil.storage.repositories.jobs import JobRun
+from vigil.control.jobs.scheduler import JobRunner, RunOutcome
 from vigil.control.rpc import rpc
 from vigil.errors import InvalidArgument, NotFound
+from vigil.settings import JobsSettings
+from vigil.storage.repositories.jobs import JobRun
 
 OUTCOME = {"running": pb.JOB_OUTCOME_RUNNING, "succeeded": pb.JOB_OUTCOME_SUCCEEDED,
            "failed": pb.JOB_OUTCOME_FAILED, "skipped": pb.JOB_OUTCOME_SKIPPED}
@@ -41,17 +42,18 @@ def run_message(run: JobRun) -> pb.JobRun:
 
 
 class JobService(job_pb2_grpc.JobServiceServicer):
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, jobs: JobRunner, settings: JobsSettings):
+        self.jobs = jobs
+        self.settings = settings
 
     @rpc("system", "read")
     async def ListJobs(self, request, context):
-        runner = self.app.jobs
+        runner = self.jobs
         last = await runner.last_runs()
         jobs = []
         for job in sorted(runner.jobs.values(), key=lambda j: j.name):
             message = pb.Job(name=job.name, description=job.description, cron=job.schedule.cron or "",
-                             enabled=self.app.settings.jobs.enabled and job.schedule.enabled,
+                             enabled=self.settings.enabled and job.schedule.enabled,
                              next_run_time=timestamp(runner.next_run_time(job.name)))
             if not job.schedule.cron:
                 message.interval.CopyFrom(_duration(timedelta(seconds=job.schedule.interval_s)))
@@ -63,14 +65,14 @@ class JobService(job_pb2_grpc.JobServiceServicer):
     @rpc("system", "configure")
     async def RunJob(self, request, context):
         if not request.name:
-            raise InvalidArgument("name", f"is required: one of {', '.join(sorted(self.app.jobs.jobs))}")
-        if request.name not in self.app.jobs.jobs:
+            raise InvalidArgument("name", f"is required: one of {', '.join(sorted(self.jobs.jobs))}")
+        if request.name not in self.jobs.jobs:
             raise NotFound("job", request.name)
-        outcome: RunOutcome = await self.app.jobs.run(request.name)
+        outcome: RunOutcome = await self.jobs.run(request.name)
         if not outcome.ran:
-            return pb.RunJobResponse(run=pb.JobRun(job_name=request.name, replica=self.app.jobs.replica,
+            return pb.RunJobResponse(run=pb.JobRun(job_name=request.name, replica=self.jobs.replica,
                                                    outcome=pb.JOB_OUTCOME_SKIPPED), skip_reason=outcome.reason)
-        run = (await self.app.jobs.last_runs())[request.name]
+        run = (await self.jobs.last_runs())[request.name]
         return pb.RunJobResponse(run=run_message(run))
 
 

@@ -14,8 +14,18 @@ from vigil.api.v1 import media_pb2 as pb
 from vigil.api.v1 import media_pb2_grpc
 from vigil.control.convert import EnumMap, text, timestamp
 from vigil.control.rpc import rpc
-from vigil.control.request_checks import enum_label, id_list, instant, page_request, required_id, time_bounds
-from vigil.storage.objectstore import ObjectNotFound, StoredObject
+from vigil.control.request_checks import (
+    api_token,
+    enum_label,
+    id_list,
+    instant,
+    page_request,
+    required_id,
+    time_bounds,
+)
+from vigil.control.transactions import CallerDatabase
+from vigil.settings import ControlSettings
+from vigil.storage.objectstore import ObjectNotFound, ObjectStore, StoredObject
 from vigil.storage.repositories.alerts import AlertRepository
 from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.clips import ClipRepository, ClipRequest
@@ -46,13 +56,15 @@ def media_message(m: MediaFile) -> pb.Media:
 
 
 class MediaService(media_pb2_grpc.MediaServiceServicer):
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, db: CallerDatabase, objects: ObjectStore, settings: ControlSettings):
+        self.db = db
+        self.objects = objects
+        self.settings = settings
 
     @rpc("media", "read")
     async def GetMedia(self, request, context):
         media_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             return pb.GetMediaResponse(media=media_message(await MediaFileRepository(tx.conn).get(media_id)))
 
     @rpc("media", "read")
@@ -64,10 +76,10 @@ class MediaService(media_pb2_grpc.MediaServiceServicer):
             "file_types": [enum_label(MEDIA_TYPE, t, f"media_types[{i}]") for i, t in enumerate(request.media_types)],
             "since": since, "until": until,
         }
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await MediaFileRepository(tx.conn).list(**filters, **page_request(request))
             return pb.ListMediaResponse(media=[media_message(m) for m in page.items],
-                                        next_page_token=page.next_page_token or "")
+                                        next_page_token=api_token(request, page.next_page_token))
 
     @rpc("media", "read")
     async def GetMediaUrl(self, request, context):
@@ -76,19 +88,19 @@ class MediaService(media_pb2_grpc.MediaServiceServicer):
             raise InvalidArgument("target", "set media_id or face_id")
         target_id = required_id(target, getattr(request, target))
         lifetime = self._url_lifetime(request)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             if target == "media_id":
                 key = (await MediaFileRepository(tx.conn).get(target_id)).storage_path
             else:
                 key = (await FaceEmbeddingRepository(tx.conn).get(target_id)).source_image_path
         stored = await self._stat(key)
         expire_time = datetime.now(timezone.utc) + lifetime  # taken before signing: the URL lives at least this long
-        url = await asyncio.to_thread(self.app.objects.presigned_get, key, lifetime)
+        url = await asyncio.to_thread(self.objects.presigned_get, key, lifetime)
         return pb.GetMediaUrlResponse(url=url, expire_time=timestamp(expire_time), content_type=stored.content_type)
 
     def _url_lifetime(self, request) -> timedelta:
         if not request.HasField("expires_in"):
-            return timedelta(seconds=self.app.settings.control.presigned_url_ttl_s)
+            return timedelta(seconds=self.settings.presigned_url_ttl_s)
         seconds = request.expires_in.seconds + request.expires_in.nanos / 1e9
         shortest, longest = URL_LIFETIMES_S
         if not shortest <= seconds <= longest:
@@ -98,7 +110,7 @@ class MediaService(media_pb2_grpc.MediaServiceServicer):
     async def _stat(self, key: str) -> StoredObject:
         """The object's metadata; a URL to an object that is gone would only answer 404."""
         try:
-            return await asyncio.to_thread(self.app.objects.stat, key)
+            return await asyncio.to_thread(self.objects.stat, key)
         except ObjectNotFound:
             raise NotFound("media object", key) from None
 
@@ -114,7 +126,7 @@ class MediaService(media_pb2_grpc.MediaServiceServicer):
             raise InvalidArgument("end_time", "must not be in the future")
         event_id = required_id("event_id", request.event_id) if request.event_id else None
         alert_id = required_id("alert_id", request.alert_id) if request.alert_id else None
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await CameraRepository(tx.conn).get(camera_id)
             if alert_id is not None and (await AlertRepository(tx.conn).get(alert_id)).camera_id != camera_id:
                 raise InvalidArgument("alert_id", f"alert {alert_id} is not of camera {camera_id}")
@@ -127,7 +139,7 @@ class MediaService(media_pb2_grpc.MediaServiceServicer):
     @rpc("media", "read")
     async def GetClip(self, request, context):
         clip_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             clip = await ClipRepository(tx.conn).get(clip_id)
             await CameraRepository(tx.conn).get(clip.camera_id)
         return pb.GetClipResponse(clip=clip_message(clip))

@@ -21,11 +21,22 @@ from vigil.api.v1 import node_pb2_grpc
 from vigil.control.convert import EnumMap, timestamp
 from vigil.control.jobs.health import record_node_health
 from vigil.control.nodes.runtime import WATCH_POLL_S
+from vigil.control.nodes.runtime import NodeRuntime
 from vigil.control.nodes.streams import AssignmentTracker
-from vigil.control.request_checks import checked_text, instant, required_id, required_message
+from vigil.control.request_checks import (
+    api_token,
+    checked_text,
+    instant,
+    repository_token,
+    required_id,
+    required_message,
+)
 from vigil.control.rpc import rpc
+from vigil.control.transactions import CallerDatabase
 from vigil.logs import get_logger
 from vigil.errors import InvalidArgument
+from vigil.settings import ControlSettings
+from vigil.storage.crypto import SecretBox
 from vigil.storage.repositories.clips import ClipRepository
 from vigil.storage.repositories.nodes import MAX_CAPACITY, Node, NodeRegistration, NodeRepository
 
@@ -195,27 +206,32 @@ def node_message(node: Node) -> pb.Node:
 
 
 class NodeService(node_pb2_grpc.NodeServiceServicer):
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, db: CallerDatabase, secrets: SecretBox, nodes: NodeRuntime, settings: ControlSettings,
+                 health_log_interval: timedelta):
+        self.db = db
+        self.secrets = secrets
+        self.nodes = nodes
+        self.settings = settings
+        self.health_log_interval = health_log_interval  # a node's health is logged at most this often
 
     @property
     def _heartbeat_interval(self) -> duration_pb2.Duration:
-        return seconds(self.app.settings.control.node_heartbeat_interval_s)
+        return seconds(self.settings.node_heartbeat_interval_s)
 
     @rpc("nodes", "write")
     async def RegisterNode(self, request, context):
         node = registration(request)
-        lease = timedelta(seconds=self.app.settings.control.node_lease_s)
-        async with self.app.transaction() as tx:
+        lease = timedelta(seconds=self.settings.node_lease_s)
+        async with self.db.transaction() as tx:
             registered = await NodeRepository(tx.conn).register(node, lease)
             await tx.audit("node.register", "node", node.id,
                            {"name": node.name, "backend": node.backend, "capacity_streams": node.capacity_streams,
                             "state": registered.state})
         log.info("node registered", node_id=str(node.id), name=node.name, backend=node.backend,
                  capacity_streams=node.capacity_streams, state=registered.state)
-        self.app.nodes.reconciler.wake()  # its streams (or an OFFLINE node's return) now, not within a second
+        self.nodes.reconciler.wake()  # its streams (or an OFFLINE node's return) now, not within a second
         return pb.RegisterNodeResponse(node=node_message(registered), heartbeat_interval=self._heartbeat_interval,
-                                       lease_duration=seconds(self.app.settings.control.node_lease_s))
+                                       lease_duration=seconds(self.settings.node_lease_s))
 
     @rpc("nodes", "write")
     async def Heartbeat(self, request, context):
@@ -224,10 +240,9 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
             checked_stats(request.stats)
         checked_streams(request.streams)
         stats = as_json(request.stats) if request.HasField("stats") else None
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             node = await NodeRepository(tx.conn).heartbeat(node_id, stats, [as_json(s) for s in request.streams])
-            await record_node_health(tx.conn, node_id, request,
-                                     timedelta(seconds=self.app.settings.jobs.health_log_interval_s))
+            await record_node_health(tx.conn, node_id, request, self.health_log_interval)
             clips = await ClipRepository(tx.conn).claim(node_id) if node.state != "offline" else []
         return pb.HeartbeatResponse(state=STATE.number(node.state), heartbeat_interval=self._heartbeat_interval,
                                     clip_jobs=[pb.ClipJob(clip_id=str(c.id), camera_id=str(c.camera_id),
@@ -246,7 +261,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
                 raise InvalidArgument("start_time", "is required unless error is set")
             if end is None:
                 raise InvalidArgument("end_time", "is required unless error is set")
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await NodeRepository(tx.conn).get(node_id)  # NOT_FOUND for an unregistered node
             clips = ClipRepository(tx.conn)
             if error:
@@ -261,11 +276,11 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
     @rpc("nodes", "write")
     async def WatchAssignments(self, request, context):
         node_id = required_id("node_id", request.node_id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await NodeRepository(tx.conn).get(node_id)  # NOT_FOUND before the stream starts
-        tracker = AssignmentTracker(node_id, self.app.secrets)
-        runtime = self.app.nodes
-        async with self.app.transaction() as tx:
+        tracker = AssignmentTracker(node_id, self.secrets)
+        runtime = self.nodes
+        async with self.db.transaction() as tx:
             snapshot = await tracker.changes(tx.conn)
         log.info("node watching its assignments", node_id=str(node_id), streams=len(snapshot))
         yield pb.WatchAssignmentsResponse(snapshot=True, changes=snapshot)
@@ -274,7 +289,7 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
             await runtime.signal.wait(WATCH_POLL_S)
             if runtime.closing.is_set():
                 break
-            async with self.app.transaction() as tx:
+            async with self.db.transaction() as tx:
                 changes = await tracker.changes(tx.conn)
             if changes:
                 yield pb.WatchAssignmentsResponse(changes=changes)
@@ -284,40 +299,40 @@ class NodeService(node_pb2_grpc.NodeServiceServicer):
     async def ListNodes(self, request, context):
         states = STATE_FILTER.labels(request.states)
         backends = BACKEND_FILTER.labels(request.backends)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await NodeRepository(tx.conn).list(states=states, backends=backends, page_size=request.page_size,
-                                                      page_token=request.page_token or None)
+                                                      page_token=repository_token(request))
         return pb.ListNodesResponse(nodes=[node_message(n) for n in page.items],
-                                    next_page_token=page.next_page_token or "")
+                                    next_page_token=api_token(request, page.next_page_token))
 
     @rpc("nodes", "read")
     async def GetNode(self, request, context):
         node_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             return pb.GetNodeResponse(node=node_message(await NodeRepository(tx.conn).get(node_id)))
 
     @rpc("nodes", "configure")
     async def DrainNode(self, request, context):
         node_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             node = await NodeRepository(tx.conn).drain(node_id)
             await tx.audit("node.drain", "node", node_id, {"state": node.state})
-        self.app.nodes.reconciler.wake()  # move its streams now
+        self.nodes.reconciler.wake()  # move its streams now
         return pb.DrainNodeResponse(node=node_message(node))
 
     @rpc("nodes", "configure")
     async def ResumeNode(self, request, context):
         node_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             node = await NodeRepository(tx.conn).resume(node_id)
             await tx.audit("node.resume", "node", node_id, {"state": node.state})
-        self.app.nodes.reconciler.wake()
+        self.nodes.reconciler.wake()
         return pb.ResumeNodeResponse(node=node_message(node))
 
     @rpc("nodes", "configure")
     async def DeleteNode(self, request, context):
         node_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await NodeRepository(tx.conn).delete(node_id)
             await tx.audit("node.delete", "node", node_id)
         return pb.DeleteNodeResponse()

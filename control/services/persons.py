@@ -15,8 +15,11 @@ from vigil.api.v1 import common_pb2
 from vigil.api.v1 import person_pb2 as pb
 from vigil.api.v1 import person_pb2_grpc
 from vigil.control.gallery import Box, ImageOutcome, SearchFilters, nearest_persons, resolve_model
-from vigil.control.convert import EnumMap, masked_changes, text, timestamp
+from vigil.control.convert import EnumMap, text, timestamp
+from vigil.control.field_mask import masked_changes
+from vigil.control.gallery import FaceGallery
 from vigil.control.request_checks import (
+    api_token,
     checked_text,
     enum_label,
     id_list,
@@ -27,6 +30,7 @@ from vigil.control.request_checks import (
 )
 from vigil.control.rpc import rpc
 from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from vigil.control.transactions import CallerDatabase
 from vigil.storage.repositories.faces import (
     ClusterRepository,
     FaceEmbedding,
@@ -199,8 +203,9 @@ def embedding_values(values: Sequence[float], dim: int) -> list[float]:
 
 
 class PersonService(person_pb2_grpc.PersonServiceServicer):
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, db: CallerDatabase, gallery: FaceGallery):
+        self.db = db
+        self.gallery = gallery
 
     async def _messages(self, repo: PersonRepository, persons: list[Person]) -> list[pb.Person]:
         details = await repo.details([p.id for p in persons])
@@ -224,7 +229,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
     @rpc("persons", "read")
     async def GetPerson(self, request, context):
         person_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = PersonRepository(tx.conn)
             return pb.GetPersonResponse(person=await self._message(repo, await repo.get(person_id)))
 
@@ -239,16 +244,16 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
                       for i, r in enumerate(request.roles)],
             "search": checked_text("query", request.query, TEXT_LIMITS["name"]),
         }
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = PersonRepository(tx.conn)
             page = await repo.list_by_name(**filters, **page_request(request))
             return pb.ListPersonsResponse(persons=await self._messages(repo, page.items),
-                                          next_page_token=page.next_page_token or "")
+                                          next_page_token=api_token(request, page.next_page_token))
 
     @rpc("persons", "write")
     async def CreatePerson(self, request, context):
         new = NewPerson.from_message(required_message(request, "person"), "person")
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = PersonRepository(tx.conn)
             return pb.CreatePersonResponse(person=await self._message(repo, await self._create(tx, repo, new)))
 
@@ -256,11 +261,11 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
     async def UpdatePerson(self, request, context):
         person = required_message(request, "person")
         person_id = required_id("person.id", person.id)
-        paths = list(masked_changes(person, request.update_mask, dict.fromkeys(UPDATABLE), resource="person",
+        paths = list(masked_changes(request.update_mask, dict.fromkeys(UPDATABLE), resource="person",
                                     immutable=OUTPUT_ONLY))
         changes = person_columns(person, "person", [p for p in paths if p != "primary_face_id"])
         face_id = primary_face_change(person, paths, list(request.update_mask.paths) == ["*"])
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = PersonRepository(tx.conn)
             updated = await repo.update(person_id, changes)
             if face_id is not None:
@@ -283,7 +288,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
     @rpc("persons", "delete")
     async def DeletePerson(self, request, context):
         person_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = PersonRepository(tx.conn)
             rules = await repo.alert_rules_naming(person_id)
             if rules:  # deleting the person would silently delete these rules (ON DELETE CASCADE)
@@ -299,7 +304,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
     async def AddPersonLabel(self, request, context):
         person_id = required_id("person_id", request.person_id)
         label = enum_label(LABEL, request.label, "label")
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = PersonRepository(tx.conn)
             try:
                 entry = await repo.add_label(person_id, label, created_by=tx.caller.user_id)
@@ -313,7 +318,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
     async def RemovePersonLabel(self, request, context):
         person_id = required_id("person_id", request.person_id)
         label = enum_label(LABEL, request.label, "label")
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = PersonRepository(tx.conn)
             await repo.get(person_id)  # a missing person is NOT_FOUND, a missing label is not
             try:
@@ -326,12 +331,12 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
     @rpc("persons", "read")
     async def ListPersonLabels(self, request, context):
         person_id = required_id("person_id", request.person_id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = PersonRepository(tx.conn)
             await repo.get(person_id)
             page = await repo.labels_page(person_id, **page_request(request))
             return pb.ListPersonLabelsResponse(label_entries=[label_entry_message(e) for e in page.items],
-                                               next_page_token=page.next_page_token or "")
+                                               next_page_token=api_token(request, page.next_page_token))
 
     # ----------------------------------------------------------------------- aliases
 
@@ -339,7 +344,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
     async def AddPersonAlias(self, request, context):
         person_id = required_id("person_id", request.person_id)
         alias_name = checked_text("alias_name", request.alias_name, TEXT_LIMITS["name"], required=True)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = PersonRepository(tx.conn)
             try:
                 alias = await repo.add_alias(person_id, alias_name)
@@ -352,7 +357,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
     @rpc("persons", "write")
     async def RemovePersonAlias(self, request, context):
         alias_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             removed = await PersonRepository(tx.conn).delete_alias(alias_id)
             await tx.audit("person.remove_alias", "person", removed.person_id,
                            {"alias_id": str(removed.id), "alias_name": removed.alias_name})
@@ -361,12 +366,12 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
     @rpc("persons", "read")
     async def ListPersonAliases(self, request, context):
         person_id = required_id("person_id", request.person_id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = PersonRepository(tx.conn)
             await repo.get(person_id)
             page = await repo.aliases_page(person_id, **page_request(request))
             return pb.ListPersonAliasesResponse(aliases=[alias_message(a) for a in page.items],
-                                                next_page_token=page.next_page_token or "")
+                                                next_page_token=api_token(request, page.next_page_token))
 
     # ----------------------------------------------------------------------- faces
 
@@ -375,17 +380,17 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
         person_id = required_id("person_id", request.person_id)
         model_versions = [checked_text(f"model_versions[{i}]", v, 100, required=True)
                           for i, v in enumerate(request.model_versions)]
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await PersonRepository(tx.conn).get(person_id)
             page = await FaceEmbeddingRepository(tx.conn).page_for_person(
                 person_id, model_versions=model_versions, **page_request(request))
             return pb.ListFacesResponse(faces=[face_message(f) for f in page.items],
-                                        next_page_token=page.next_page_token or "")
+                                        next_page_token=api_token(request, page.next_page_token))
 
     @rpc("persons", "write")  # like labels and aliases, faces are edited by those who may enrol them
     async def DeleteFace(self, request, context):
         face_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             faces = FaceEmbeddingRepository(tx.conn)
             face = await faces.get(face_id)
             await faces.delete(face_id)
@@ -397,10 +402,10 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
 
     @rpc("persons", "read")
     async def ListModelVersions(self, request, context):
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await ModelVersionRepository(tx.conn).list_page(**page_request(request))
             return pb.ListModelVersionsResponse(model_versions=[model_version_message(m) for m in page.items],
-                                                next_page_token=page.next_page_token or "")
+                                                next_page_token=api_token(request, page.next_page_token))
 
     # ----------------------------------------------------------------------- unknown clusters
 
@@ -417,15 +422,15 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
             "site_ids": id_list("site_ids", request.site_ids),
             "last_seen_since": since, "last_seen_until": until, "min_sample_count": request.min_sample_count,
         }
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await ClusterRepository(tx.conn).list(**filters, **page_request(request))
             return pb.ListUnknownClustersResponse(clusters=[cluster_message(c) for c in page.items],
-                                                  next_page_token=page.next_page_token or "")
+                                                  next_page_token=api_token(request, page.next_page_token))
 
     @rpc("persons", "read")
     async def GetUnknownCluster(self, request, context):
         cluster_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             cluster = await ClusterRepository(tx.conn).get(cluster_id)
             return pb.GetUnknownClusterResponse(cluster=cluster_message(cluster))
 
@@ -433,7 +438,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
     async def MergeClusters(self, request, context):
         target_id = required_id("target_cluster_id", request.target_cluster_id)
         source_ids = merge_sources(request, "source_cluster_ids", target_id, "target_cluster_id")
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             clusters = ClusterRepository(tx.conn)
             holders = [(await clusters.get(c)).representative_person_id for c in (target_id, *source_ids)]
             await clusters.merge(target_id, source_ids)
@@ -459,7 +464,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
             person_id, new = required_id("person_id", request.person_id), None
         else:
             person_id, new = None, NewPerson.from_message(request.new_person, "new_person")
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             clusters, persons = ClusterRepository(tx.conn), PersonRepository(tx.conn)
             holder = (await clusters.get(cluster_id)).representative_person_id
             person = await persons.get(person_id) if new is None else await self._create(tx, persons, new)
@@ -473,7 +478,7 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
     async def MergePersons(self, request, context):
         target_id = required_id("target_person_id", request.target_person_id)
         source_ids = merge_sources(request, "source_person_ids", target_id, "target_person_id")
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = PersonRepository(tx.conn)
             await repo.merge(target_id, source_ids)
             await tx.audit("person.merge", "person", target_id, {"source_person_ids": [str(s) for s in source_ids]})
@@ -485,8 +490,8 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
     @rpc("persons", "write")
     async def EnrollFace(self, request, context):
         images = [(image.image, face_box(image, "face_box")) for image in request.images]
-        async with self.app.transaction() as tx:
-            outcomes = await self.app.gallery.enroll(
+        async with self.db.transaction() as tx:
+            outcomes = await self.gallery.enroll(
                 tx, str(required_id("person_id", request.person_id)), images,
                 model_version=request.model_version or None, replace_primary=request.replace_primary)
         return pb.EnrollFaceResponse(results=[enroll_result(o) for o in outcomes])
@@ -508,14 +513,14 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
         if query == "embedding" and not request.model_version:
             raise InvalidArgument("model_version", "is required with an embedding query")
         box = face_box(request, "face_box")
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             model = await resolve_model(tx.conn, request.model_version or None)
             response = pb.SearchFacesResponse(model_version=model.version_string,
                                               match_threshold=model.match_threshold or 0.0)
             if query == "embedding":
                 vector = embedding_values(request.embedding.values, model.embedding_dim)
             else:
-                vector, used_box, quality = await asyncio.to_thread(self.app.gallery.query_vector,
+                vector, used_box, quality = await asyncio.to_thread(self.gallery.query_vector,
                                                                     request.image, box)
                 response.query_face_box.CopyFrom(box_message(used_box))
                 response.query_face_quality = quality

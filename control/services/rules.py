@@ -19,12 +19,13 @@ from vigil.api.v1 import rule_pb2 as pb
 from vigil.api.v1 import rule_pb2_grpc
 from vigil.control.analytics import REGISTRY
 from vigil.control.convert import EnumMap
+from vigil.control.field_mask import apply_mask
 from vigil.control.rpc import rpc
 from vigil.control.rules import analytics_api, rule_api
 from vigil.control.rules.analytics_api import analytic_message, config_message, config_values
-from vigil.control.rules.field_mask import apply_mask
 from vigil.control.rules.rule_api import rule_message, rule_values
 from vigil.control.request_checks import api_token, id_list, repository_token, required_id
+from vigil.control.transactions import CallerDatabase
 from vigil.storage.repositories.alerts import AlertRuleRepository, AnalyticsConfigRepository
 from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.persons import PersonRepository
@@ -101,15 +102,15 @@ def changed(stored: object, values: dict[str, Any], columns: tuple[str, ...]) ->
 
 
 class RuleService(rule_pb2_grpc.RuleServiceServicer):
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, db: CallerDatabase):
+        self.db = db
 
     # ----------------------------------------------------------------------- alert rules
 
     @rpc("alerts", "read")
     async def GetAlertRule(self, request, context):
         rule_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             return pb.GetAlertRuleResponse(alert_rule=rule_message(await AlertRuleRepository(tx.conn).get(rule_id)))
 
     @rpc("alerts", "read")
@@ -123,7 +124,7 @@ class RuleService(rule_pb2_grpc.RuleServiceServicer):
             "is_active": request.is_active if request.HasField("is_active") else None,
         }
         token = repository_token(request)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await AlertRuleRepository(tx.conn).list(**filters, page_size=request.page_size, page_token=token)
             return pb.ListAlertRulesResponse(alert_rules=[rule_message(r) for r in page.items],
                                              next_page_token=api_token(request, page.next_page_token))
@@ -131,7 +132,7 @@ class RuleService(rule_pb2_grpc.RuleServiceServicer):
     @rpc("alerts", "configure")
     async def CreateAlertRule(self, request, context):
         values = rule_values(request.alert_rule)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await check_rule_references(tx.conn, values)
             created = await AlertRuleRepository(tx.conn).create(created_by=tx.caller.user_id, **values)
             await tx.audit("alert_rule.create", "alert_rule", created.id, jsonable(values))
@@ -140,7 +141,7 @@ class RuleService(rule_pb2_grpc.RuleServiceServicer):
     @rpc("alerts", "configure")
     async def UpdateAlertRule(self, request, context):
         rule_id = required_id("alert_rule.id", request.alert_rule.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = AlertRuleRepository(tx.conn)
             stored = await repo.get(rule_id)
             merged = rule_message(stored)
@@ -156,7 +157,7 @@ class RuleService(rule_pb2_grpc.RuleServiceServicer):
     @rpc("alerts", "configure")
     async def DeleteAlertRule(self, request, context):
         rule_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await AlertRuleRepository(tx.conn).delete(rule_id)
             await tx.audit("alert_rule.delete", "alert_rule", rule_id)
             return pb.DeleteAlertRuleResponse()
@@ -166,7 +167,7 @@ class RuleService(rule_pb2_grpc.RuleServiceServicer):
     @rpc("alerts", "read")
     async def GetAnalyticsConfig(self, request, context):
         config_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             config = await AnalyticsConfigRepository(tx.conn).get(config_id)
             return pb.GetAnalyticsConfigResponse(analytics_config=config_message(config))
 
@@ -179,7 +180,7 @@ class RuleService(rule_pb2_grpc.RuleServiceServicer):
             "is_active": request.is_active if request.HasField("is_active") else None,
         }
         token = repository_token(request)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             page = await AnalyticsConfigRepository(tx.conn).list(**filters, page_size=request.page_size,
                                                                  page_token=token)
             return pb.ListAnalyticsConfigsResponse(analytics_configs=[config_message(c) for c in page.items],
@@ -188,7 +189,7 @@ class RuleService(rule_pb2_grpc.RuleServiceServicer):
     @rpc("alerts", "configure")
     async def CreateAnalyticsConfig(self, request, context):
         values = config_values(request.analytics_config)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await check_config_references(tx.conn, values)
             created = await AnalyticsConfigRepository(tx.conn).create(
                 values["name"], values["camera_id"], values["activity_type"], tx.caller.user_id,
@@ -203,7 +204,7 @@ class RuleService(rule_pb2_grpc.RuleServiceServicer):
         # "parameter_values.<name>" names a key of a Struct, which apply_mask cannot copy: applied below
         value_paths = [p for p in request.update_mask.paths if p.startswith(f"{analytics_api.VALUES}.")]
         other_paths = [p for p in request.update_mask.paths if p not in value_paths]
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             repo = AnalyticsConfigRepository(tx.conn)
             stored = await repo.get(config_id)
             merged = config_message(stored)
@@ -231,7 +232,7 @@ class RuleService(rule_pb2_grpc.RuleServiceServicer):
     @rpc("alerts", "configure")
     async def DeleteAnalyticsConfig(self, request, context):
         config_id = required_id("id", request.id)
-        async with self.app.transaction() as tx:
+        async with self.db.transaction() as tx:
             await AnalyticsConfigRepository(tx.conn).delete(config_id)
             await tx.audit("analytics_config.delete", "analytics_config", config_id)
             return pb.DeleteAnalyticsConfigResponse()

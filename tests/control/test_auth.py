@@ -10,15 +10,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.control.rpcs import WRITE_ACTIONS, implemented_rpcs
 from tests.fixtures.control import bearer
-from vigil.control.services import SERVICES
+from vigil.control.services import servicers
 from vigil.storage.db import create_pool
 from vigil.storage.repositories.api_keys import ApiKeyRepository
 
 
 def test_every_handler_declares_its_permission(control):
     _, app = control
-    for factory, _, name in SERVICES:
-        servicer = factory(app)
+    for servicer, _, name in servicers(app):
         for method in implemented_rpcs(name):
             handler = getattr(servicer, method.name)
             assert hasattr(handler, "permission"), f"{name}/{method.name} has no @rpc permission"

@@ -47,7 +47,7 @@ async def test_control_metrics_endpoint_parses(app, jobs, events, as_role):
 
 
 async def test_control_plane_logs_its_health(app, db):
-    metrics = await log_control_health(app)
+    metrics = await log_control_health(app.jobs.context)
     row = db.execute("SELECT status::text, metrics FROM system_health_logs WHERE component = 'control_plane'"
                      " ORDER BY timestamp DESC LIMIT 1").fetchone()
     assert row[1]["replica"] == app.jobs.replica == metrics["replica"]

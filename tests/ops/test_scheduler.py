@@ -16,8 +16,8 @@ from vigil.settings import JobSchedule
 
 
 def sleeper(counter: list, seconds: float):
-    async def run(app):
-        counter.append(app.jobs.replica)
+    async def run(context):
+        counter.append(context.replica)
         await asyncio.sleep(seconds)
         return {"slept_s": seconds}
     return run

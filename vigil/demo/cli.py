@@ -27,15 +27,11 @@ def demo(
     """Run the main job: start the embedded stack, a control plane and a pipeline node, replay two
     recorded cameras through detection, recognition and alerts, and show the live feed until the
     videos end (or Ctrl+C); then print a summary. The stack keeps running afterwards."""
+    from vigil.commands.common import cli_settings
     from vigil.demo.runner import Options, run
-    from vigil.settings import load_settings
 
     # piped (a CI log, a test): one line per feed item, however long, rather than wrapped at 80
     console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
-    try:
-        settings = load_settings()
-    except Exception as exc:  # pydantic ValidationError: name the setting
-        console.print(f"[red]invalid configuration:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    settings = cli_settings(configure_logs=False, out=console)  # the runner logs to <state_dir>/logs/demo.log
     code = run(settings, Options(loop=loop, speed=speed.value, media_dir=media_dir), console)
     raise typer.Exit(code)

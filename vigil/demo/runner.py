@@ -26,7 +26,7 @@ from rich.table import Table
 
 from vigil.api.v1 import common_pb2, event_pb2, node_pb2
 from vigil.demo.feed import Feed, StreamTally, enum_name, footer
-from vigil.demo.processes import Child, ChildError, child_env, free_port, port_is_free, vigil_argv
+from vigil.stack.process import Child, ChildError, child_env, free_port, port_is_free, vigil_argv
 from vigil.demo.scenario import SITE, WATCHLIST, Api, Scenario, configure
 from vigil.demo.setup import SetupError, create_keys, sample_videos, serve_models, start_stack
 from vigil.logs import get_logger

@@ -11,18 +11,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from vigil.commands.common import cli_settings
+
 loadtest_app = typer.Typer(help="Load tests: synthetic cameras against a real control plane (and pipeline node).",
                            no_args_is_help=True)
 console = Console()
-
-
-def _settings():
-    from vigil.logs import configure_logging
-    from vigil.settings import load_settings
-
-    settings = load_settings()
-    configure_logging("warning", settings.log_format)
-    return settings
 
 
 def _stack(settings) -> None:
@@ -77,7 +70,7 @@ def control(
     from vigil.loadtest.common import write_json
     from vigil.loadtest.control import ControlOptions, run_control
 
-    settings = _settings()
+    settings = cli_settings(log_level="warning")
     _stack(settings)
     o = ControlOptions(cameras=cameras, fps=fps, objects=objects, duration_s=duration, warmup_s=warmup,
                        track_seconds=track_seconds, face_every=face_every, gallery=gallery, window=window)
@@ -126,7 +119,7 @@ def pipeline(
 
     if rate not in ("native", "max"):
         raise typer.BadParameter("--rate must be native or max")
-    settings = _settings()
+    settings = cli_settings(log_level="warning")
     _stack(settings)
     o = PipelineOptions(streams=streams, duration_s=duration, warmup_s=warmup, rtsp=rtsp, rate=rate)
     console.print(f"loadtest pipeline: {streams} stream(s) of people_walk.mp4 "

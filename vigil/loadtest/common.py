@@ -20,7 +20,7 @@ import psutil
 import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from vigil.demo.processes import Child, ChildError, child_env, free_port, vigil_argv
+from vigil.stack.process import Child, ChildError, child_env, free_port, vigil_argv
 from vigil.logs import get_logger
 from vigil.settings import VigilSettings
 

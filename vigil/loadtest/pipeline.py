@@ -22,9 +22,9 @@ from typing import Callable
 import grpc
 
 from vigil.api.v1 import event_pb2, event_pb2_grpc, node_pb2, node_pb2_grpc
-from vigil.demo.processes import child_env, vigil_argv
 from vigil.loadtest.common import ControlPlane, ProcessSampler, create_fixtures, percentiles, settings_env
 from vigil.settings import VigilSettings
+from vigil.stack.process import Child, child_env, vigil_argv
 
 
 @dataclass
@@ -38,60 +38,50 @@ class PipelineOptions:
 
 
 class NodeChild:
+    """vigil.loadtest.nodeproc as a Child whose stdout (one JSON line a second) is read as it comes."""
+
     def __init__(self, settings: VigilSettings, config: dict, log_file: Path, control_target: str):
-        self.settings, self.config, self.log_file = settings, config, log_file
-        self.control_target = control_target  # the load test's own control plane, not the settings' default
-        self.proc: asyncio.subprocess.Process | None = None
+        self.log_file = log_file
+        # control_target: the load test's own control plane, not the settings' default
+        self.child = Child("pipeline node", vigil_argv()[:2] + ["vigil.loadtest.nodeproc", json.dumps(config)],
+                           child_env(**settings_env(settings), VIGIL_NODE__CONTROL_URL=control_target,
+                                     VIGIL_LOG_LEVEL="warning"), log_file, capture_stdout=True)
         self.latest: dict = {}
         self.node_id: str | None = None
         self.registered = asyncio.Event()
         self._reader: asyncio.Task | None = None
 
-    async def start(self) -> None:
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        err = open(self.log_file, "ab")  # noqa: SIM115 - closed in stop()
-        self._err = err
-        argv = vigil_argv()[:2] + ["vigil.loadtest.nodeproc", json.dumps(self.config)]
-        self.proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=err, stdin=asyncio.subprocess.DEVNULL,
-            env=child_env(**settings_env(self.settings), VIGIL_NODE__CONTROL_URL=self.control_target,
-                          VIGIL_LOG_LEVEL="warning"), start_new_session=True)
-        self._reader = asyncio.create_task(self._read())
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid
 
-    async def _read(self) -> None:
-        assert self.proc and self.proc.stdout
-        async for line in self.proc.stdout:
+    async def start(self) -> None:
+        self.child.start()
+        self._reader = asyncio.create_task(asyncio.to_thread(self._read, asyncio.get_running_loop()))
+
+    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On a thread: the child's stdout until it closes."""
+        for line in self.child.stdout:
             try:
                 message = json.loads(line)
             except ValueError:
                 continue
             if message.get("type") == "registered":
                 self.node_id = message["node_id"]
-                self.registered.set()
+                loop.call_soon_threadsafe(self.registered.set)
             else:
                 self.latest = message
 
     def exited(self) -> int | None:
-        return None if self.proc is None else self.proc.returncode
+        return self.child.exited()
 
     async def stop(self) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.send_signal(2)
-        try:
-            await asyncio.wait_for(self.proc.wait(), 30)
-        except asyncio.TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+        await asyncio.to_thread(self.child.stop, 30.0)
         if self._reader:
             await asyncio.wait([self._reader], timeout=5)
-        self._err.close()
 
     def tail(self, lines: int = 15) -> str:
-        try:
-            return "".join(self.log_file.read_text(errors="replace").splitlines(True)[-lines:])
-        except OSError:
-            return ""
+        return self.child.log_tail(lines)
 
 
 def _totals(stats: dict) -> dict[str, dict]:
@@ -157,7 +147,7 @@ async def run_pipeline(settings: VigilSettings, o: PipelineOptions, *, log_dir: 
                     node_pb2.DrainNodeRequest(id=node.node_id), metadata=admin_md, timeout=10)
             except grpc.aio.AioRpcError:
                 pass
-            node_sampler = ProcessSampler(node.proc.pid)
+            node_sampler = ProcessSampler(node.pid)
             warm_until = time.monotonic() + o.warmup_s
             while time.monotonic() < warm_until:
                 if node.exited() is not None:

@@ -6,33 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from vigil.logs import configure_logging
-from vigil.settings import VigilSettings, load_settings
+from vigil.commands.common import cli_settings, console, err, fail
 
 models_app = typer.Typer(help="Face models: prepare the Triton model repository, register model versions.",
                          no_args_is_help=True)
-
-console = Console()
-err = Console(stderr=True)
-
-
-def _settings() -> VigilSettings:
-    try:
-        settings = load_settings()
-    except Exception as exc:  # pydantic ValidationError: name the setting
-        err.print(f"[red]invalid configuration:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    configure_logging(settings.log_level, settings.log_format)
-    return settings
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
-    return typer.Exit(1)
-
 
 def _megabytes(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else "-"
@@ -53,14 +32,14 @@ def prepare(
     from vigil.models.errors import InvalidImageError, PreparationError, SampleMediaError
     from vigil.models.prepare import prepare_repository
 
-    settings = _settings()
+    settings = cli_settings()
     repo = settings.triton.model_repository.expanduser().resolve()
     try:
         prepared = prepare_repository(repo, reference_image=reference_image, force=force)
     except SampleMediaError as exc:
-        raise _fail(f"{exc}. Pass --reference-image with a photo of a face.") from exc
+        raise fail(f"{exc}. Pass --reference-image with a photo of a face.") from exc
     except (PreparationError, InvalidImageError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
     table = Table(title=f"Model repository {repo}", title_justify="left",
                   caption="Δ: largest |onnxruntime - OpenCV| output difference on the reference photo")
@@ -85,7 +64,7 @@ def prepare(
                 for p in prepared:
                     register_model_version(conn, p)
         except psycopg.Error as exc:
-            raise _fail(f"registering the model versions failed: {exc}. Is the database up? Try `vigil stack up`, "
+            raise fail(f"registering the model versions failed: {exc}. Is the database up? Try `vigil stack up`, "
                         "or pass --no-register.") from exc
         console.print(f"registered {len(prepared)} model version(s) in model_versions")
     if any(p.status == "prepared" for p in prepared) and settings.triton.url is None:
@@ -105,12 +84,12 @@ def list_models() -> None:
     from vigil.models.repository import list_models as repository_models
     from vigil.endpoints import resolve
 
-    settings = _settings()
+    settings = cli_settings()
     repo = settings.triton.model_repository.expanduser().resolve()
     try:
         models = repository_models(repo)
     except PreparationError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     try:
         with psycopg.connect(resolve(settings).database_dsn, connect_timeout=3) as conn:
             registered = registered_versions(conn)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vigil.logs import configure_logging
+from vigil.commands.common import cli_settings
 
 samples_app = typer.Typer(help="Sample media: recorded test video with ground truth, and an RTSP test server.",
                           no_args_is_help=True)
@@ -27,14 +27,8 @@ def build(
     and write a ground-truth manifest beside each video. Idempotent."""
     from vigil.models.errors import SampleMediaError
     from vigil.samples.videos import build_sample_videos, default_cache_dir
-    from vigil.settings import load_settings
 
-    try:
-        settings = load_settings()
-    except Exception as exc:  # pydantic ValidationError: name the setting
-        err.print(f"[red]invalid configuration:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    configure_logging(settings.log_level, settings.log_format)
+    cli_settings()  # an invalid configuration exits 2; logging configured
     started = time.monotonic()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
