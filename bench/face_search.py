@@ -34,9 +34,8 @@ import time
 
 import numpy as np
 import psycopg
-from pgvector.psycopg import register_vector
-
 from benchenv import bench_settings, bench_stack
+from pgvector.psycopg import register_vector
 
 EF = (40, 64, 100, 200, 400)
 K = 10

@@ -22,18 +22,17 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
-from psycopg.types.json import Jsonb
-
 from benchenv import bench_settings, bench_stack
+from psycopg.types.json import Jsonb
 
 
 async def copy_baseline(dsn: str, camera_id: str, batches: int, events: int, updates_per_batch: int) -> float:
     """Seconds to COPY `batches` ingest_batches rows and `events` events + track_events +
     feed_outbox rows (the shapes ingest writes), rolled back."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     node = uuid.uuid4()
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         started = time.perf_counter()
@@ -55,7 +54,7 @@ async def copy_baseline(dsn: str, camera_id: str, batches: int, events: int, upd
                 for i, eid in enumerate(ids):
                     await copy.write_row((camera_id, f"copy-{node}-{i}", "human", eid, now))
             async with conn.cursor().copy("COPY feed_outbox (payload) FROM STDIN") as copy:
-                for i, eid in enumerate(ids):
+                for _ in ids:
                     await copy.write_row((Jsonb({"kind": "event", "camera_id": camera_id, "message": "x" * 300}),))
             elapsed = time.perf_counter() - started
     return elapsed
@@ -97,9 +96,11 @@ def main() -> None:
           f"{result['events_per_s']:>9,.1f} {result['ack_latency_ms']['p50']:>7} / {result['ack_latency_ms']['p99']}")
     print(f"{'COPY of the same rows (baseline)':<44} {copy_rate:>10,.0f} {events / copy_s:>9,.0f}   "
           f"({batches} batches, {events} events in {copy_s:.2f} s)")
-    print(f"ratio ingest / COPY: {result['track_updates_per_s'] / copy_rate:.3f}; control plane CPU "
-          f"{cp['cpu_percent_avg']:.0f} % avg, RSS {cp['rss_mb_max']:.0f} MB; feed latency p50/p99 "
-          f"{result['feed_latency_ms']['p50']} / {result['feed_latency_ms']['p99']} ms; lag {result['max_lag_s']:.1f} s")
+    print(
+        f"ratio ingest / COPY: {result['track_updates_per_s'] / copy_rate:.3f}; control plane CPU "
+        f"{cp['cpu_percent_avg']:.0f} % avg, RSS {cp['rss_mb_max']:.0f} MB; feed latency p50/p99 "
+        f"{result['feed_latency_ms']['p50']} / {result['feed_latency_ms']['p99']} ms; lag {result['max_lag_s']:.1f} s"
+    )
     met = result["track_updates_per_s"] >= 20_000
     print(f"target >= 20,000 track updates/s with recognition: {'met' if met else 'MISSED'}")
     if result["errors"]:

@@ -20,7 +20,6 @@ import time
 import uuid
 
 import av
-
 from benchenv import bench_settings, bench_stack
 
 from vigil.models.faces import FaceAnalyzer
@@ -68,9 +67,14 @@ async def pipeline_fps(path: str, streams: int, seconds: float, endpoints, node)
 
     analyzer = FaceAnalyzer(endpoints, score_threshold=FACE_DETECTOR_FLOOR, canvas_size=node.face_detector_canvas)
     analyzer.wait_until_ready(60)
-    backend = PortableBackend(node_id=uuid.uuid4(), analyzer=analyzer, publish=publish, model_version=node.embedding_model_version,
-                              person_every=node.person_detect_every,
-                              snapshots=SnapshotWriter(ObjectStore.from_endpoints(endpoints)))
+    backend = PortableBackend(
+        node_id=uuid.uuid4(),
+        analyzer=analyzer,
+        publish=publish,
+        model_version=node.embedding_model_version,
+        person_every=node.person_detect_every,
+        snapshots=SnapshotWriter(ObjectStore.from_endpoints(endpoints)),
+    )
     await backend.start()
     for _ in range(streams):
         await backend.add_stream(StreamSpec(uuid.uuid4(), None, f"file://{path}?loop=true&rate=max", 15))

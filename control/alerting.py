@@ -20,7 +20,13 @@ from uuid import UUID
 from vigil.control.analytics.engine import AnalyticsConfig as EngineConfig
 from vigil.control.analytics.engine import AnalyticsEngine
 from vigil.control.analytics.model import (
-    ActivityType, Detection, Severity, TrackObservation, ZoneGeometry, ZoneThresholds, ZoneType,
+    ActivityType,
+    Detection,
+    Severity,
+    TrackObservation,
+    ZoneGeometry,
+    ZoneThresholds,
+    ZoneType,
 )
 from vigil.control.ingest import feed
 from vigil.control.ingest.events import RecordedEvent

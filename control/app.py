@@ -27,9 +27,9 @@ from vigil.control.nodes.runtime import NodeRuntime
 from vigil.control.notifications.dispatcher import NotificationDispatcher
 from vigil.control.ratelimit import RateLimiter
 from vigil.control.transactions import CallerDatabase, Transaction
+from vigil.endpoints import Endpoints, resolve
 from vigil.models.faces import FaceAnalyzer
 from vigil.settings import VigilSettings
-from vigil.endpoints import Endpoints, resolve
 from vigil.storage.crypto import SecretBox
 from vigil.storage.db import create_pool
 from vigil.storage.objectstore import ObjectStore

@@ -10,18 +10,18 @@ no row ever points at a missing crop.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from uuid import UUID, uuid4
 
 import cv2
 import numpy as np
 
+from vigil.errors import FailedPrecondition, InvalidArgument
 from vigil.models.detection import DetectedFace
 from vigil.models.faces import FaceAnalyzer
 from vigil.models.quality import FaceQuality
 from vigil.storage.objectstore import ObjectStore
-from vigil.errors import FailedPrecondition, InvalidArgument
 from vigil.storage.repositories.faces import (
     FaceEmbedding,
     FaceEmbeddingRepository,
@@ -46,7 +46,7 @@ class Box:
     w: float
     h: float
 
-    def covers(self, face: "Box") -> float:
+    def covers(self, face: Box) -> float:
         """The share of `face` inside this box: a loose box drawn around a face still picks it."""
         ix = max(0.0, min(self.x + self.w, face.x + face.w) - max(self.x, face.x))
         iy = max(0.0, min(self.y + self.h, face.y + face.h) - max(self.y, face.y))

@@ -110,7 +110,7 @@ class MetricsInterceptor(aio.ServerInterceptor):
     def __init__(self, metrics: ControlMetrics):
         self.metrics = metrics
 
-    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):  # noqa: C901
         handler = await continuation(details)
         if handler is None:
             return handler

@@ -12,8 +12,8 @@ from uuid import UUID
 from google.protobuf.message import Message
 
 from vigil.control.convert import EnumMap, from_timestamp
-from vigil.storage.repositories.base import as_uuid
 from vigil.errors import InvalidArgument
+from vigil.storage.repositories.base import as_uuid
 
 
 def required_id(field: str, value: str) -> UUID:

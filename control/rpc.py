@@ -11,10 +11,10 @@ import uuid
 import grpc
 
 from vigil.control.auth import caller_may, current_caller
+from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, RepositoryError
 from vigil.logs import get_logger
 from vigil.models.errors import InferenceError
 from vigil.storage.crypto import SecretError
-from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, RepositoryError
 
 log = get_logger("vigil.control.rpc")
 

@@ -21,7 +21,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import av
@@ -208,7 +208,7 @@ class NodeAgent:
     async def _clip(self, job: pb.ClipJob) -> None:
         """Cut the clip from the stream's buffer (stream copy), upload it, report it. A clip that
         cannot be cut is reported as failed; one whose report is lost is handed out again."""
-        start, end = job.start_time.ToDatetime(timezone.utc), job.end_time.ToDatetime(timezone.utc)
+        start, end = job.start_time.ToDatetime(UTC), job.end_time.ToDatetime(UTC)
         done = pb.CompleteClipRequest(node_id=str(self.identity.id), clip_id=job.clip_id)
         try:
             if self.uploads is None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from vigil.api.v1 import common_pb2, ingest_pb2 as pb
+from vigil.api.v1 import common_pb2
+from vigil.api.v1 import ingest_pb2 as pb
 
 Box = tuple[float, float, float, float]  # x, y, width, height, normalised to [0, 1]
 
@@ -94,7 +95,7 @@ def batch_key(node_id: UUID, camera_id: UUID, epoch: str, number: int) -> str:
 
 def new_epoch() -> str:
     """Distinguishes a stream's runs: track ids and batch keys never collide after a restart."""
-    return f"{int(datetime.now(timezone.utc).timestamp() * 1000):x}"
+    return f"{int(datetime.now(UTC).timestamp() * 1000):x}"
 
 
 def track_batches(node_id: UUID, camera_id: UUID, epoch: str, sent: int, frame_size: tuple[int, int],

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import grpc
 
+from vigil.endpoints import Endpoints, resolve
 from vigil.logs import get_logger
 from vigil.models.faces import FaceAnalyzer
 from vigil.pipeline.agent import NodeAgent, NodeIdentity
@@ -20,7 +21,6 @@ from vigil.pipeline.backend import Backend, choose_backend
 from vigil.pipeline.publisher import Publisher
 from vigil.pipeline.snapshots import SnapshotWriter
 from vigil.settings import VigilSettings
-from vigil.endpoints import Endpoints, resolve
 from vigil.storage.objectstore import ObjectStore
 
 log = get_logger("vigil.pipeline.node")

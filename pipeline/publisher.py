@@ -427,7 +427,7 @@ class Publisher:
                 entry = _Entry(row.sequence, row.camera_id, row.data, True)
             else:
                 await self._changed.wait_for(lambda: self._queue or self._stopping or self._hold
-                                             or self._spool.max_sequence > cursor)
+                                             or self._spool.max_sequence > cursor)  # noqa: B023
                 if not self._queue or self._stopping or self._hold:
                     continue
                 entry = self._queue.popleft()

@@ -7,7 +7,7 @@ so the control plane never registers media whose object does not exist.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 import cv2
@@ -21,7 +21,7 @@ CROP_MARGIN = 0.25  # context around the object, as a fraction of its box
 
 
 def snapshot_key(camera_id: UUID, capture_time: datetime, track_id: str, frame_number: int, kind: str) -> str:
-    day = capture_time.astimezone(timezone.utc)
+    day = capture_time.astimezone(UTC)
     return f"{camera_id}/{day:%Y/%m/%d}/{track_id}-{frame_number}-{kind}.jpg"
 
 

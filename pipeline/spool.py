@@ -176,7 +176,7 @@ class Spool:
         return total
 
 
-class _transaction:
+class _transaction:  # noqa: N801
     """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error (the connection runs in autocommit mode)."""
 
     def __init__(self, conn: sqlite3.Connection):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit, urlunsplit
 from uuid import UUID
 
@@ -110,7 +110,7 @@ class StreamCounters:
             self._inference_sum += inference_s
 
     def published(self, capture_time: datetime) -> None:
-        latency = (datetime.now(timezone.utc) - capture_time).total_seconds()
+        latency = (datetime.now(UTC) - capture_time).total_seconds()
         with self._lock:
             self._latency_sum += max(latency, 0.0)
             self._latency_count += 1

@@ -28,7 +28,7 @@ class EventBus:
         self.max_len = max_len  # approximate trimming keeps memory bounded
 
     @classmethod
-    def from_url(cls, url: str, **kwargs) -> "EventBus":
+    def from_url(cls, url: str, **kwargs) -> EventBus:
         return cls(aioredis.Redis.from_url(url, decode_responses=True), **kwargs)
 
     async def publish(self, payload: dict[str, Any], stream: str = EVENTS_STREAM) -> str:

@@ -47,12 +47,11 @@ async def acting_as(pool: AsyncConnectionPool, *, user_id: UUID | None, role: st
     The settings are transaction-local (set_config(..., true)), so nothing leaks to the next
     borrower of the pooled connection.
     """
-    async with pool.connection() as conn:
-        async with conn.transaction():
-            await conn.execute(f"SET LOCAL ROLE {APP_ROLE}")
-            await conn.execute(
-                "SELECT set_config('app.current_user_id', %s, true), set_config('app.user_role', %s, true),"
-                " set_config('app.client_ip', %s, true)",
-                (str(user_id) if user_id else "", role, client_ip or ""),
-            )
-            yield conn
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(f"SET LOCAL ROLE {APP_ROLE}")
+        await conn.execute(
+            "SELECT set_config('app.current_user_id', %s, true), set_config('app.user_role', %s, true),"
+            " set_config('app.client_ip', %s, true)",
+            (str(user_id) if user_id else "", role, client_ip or ""),
+        )
+        yield conn

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from minio import Minio
 from minio.commonconfig import Tags
@@ -43,7 +43,7 @@ class ObjectStore:
         self.bucket = bucket
 
     @classmethod
-    def from_endpoints(cls, ep: Endpoints) -> "ObjectStore":
+    def from_endpoints(cls, ep: Endpoints) -> ObjectStore:
         client = Minio(ep.s3_endpoint, access_key=ep.s3_access_key, secret_key=ep.s3_secret_key,
                        secure=ep.s3_secure, region=ep.s3_region)
         return cls(client, ep.s3_bucket)
@@ -58,7 +58,7 @@ class ObjectStore:
         metadata = {"sha256": digest}
         tags = None
         if retention_until is not None:
-            retention_until = retention_until.astimezone(timezone.utc)
+            retention_until = retention_until.astimezone(UTC)
             metadata["retention-until"] = retention_until.isoformat()
             tags = Tags.new_object_tags()
             tags["retention-until"] = retention_until.strftime("%Y-%m-%d")

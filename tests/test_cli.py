@@ -40,7 +40,11 @@ def test_logs_and_config_hide_secrets(run, endpoints):
     assert run("stack", "logs", "nope").exit_code == 2
     shown = run("config", "show")
     assert shown.exit_code == 0
-    for secret in (endpoints.s3_secret_key, endpoints.encryption_key, endpoints.database_dsn.split(":")[2].split("@")[0]):
+    for secret in (
+        endpoints.s3_secret_key,
+        endpoints.encryption_key,
+        endpoints.database_dsn.split(":")[2].split("@")[0],
+    ):
         assert secret not in shown.stdout
 
 

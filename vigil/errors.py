@@ -15,7 +15,7 @@ class RepositoryError(Exception):
 
 
 class NotFound(RepositoryError):
-    def __init__(self, resource: str, id: Any):
+    def __init__(self, resource: str, id: Any):  # noqa: A002
         super().__init__(f"{resource} {id} not found")
         self.resource, self.id = resource, id
 

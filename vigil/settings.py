@@ -105,7 +105,7 @@ class ControlSettings(BaseModel):
         5.0, ge=0, le=300, description="An alert's clip ends this long after the alert's capture time.")
 
     @model_validator(mode="after")
-    def _lease_outlasts_heartbeats(self) -> "ControlSettings":
+    def _lease_outlasts_heartbeats(self) -> ControlSettings:
         if self.node_lease_s <= self.node_heartbeat_interval_s:
             raise ValueError("control.node_lease_s must be longer than control.node_heartbeat_interval_s")
         return self
@@ -173,7 +173,7 @@ class JobSchedule(BaseModel):
     enabled: bool = Field(True, description="False: the job is not scheduled on this replica.")
 
     @model_validator(mode="after")
-    def _has_schedule(self) -> "JobSchedule":
+    def _has_schedule(self) -> JobSchedule:
         if self.cron is None and self.interval_s is None:
             raise ValueError("a job schedule needs cron or interval_s")
         if self.cron is not None:

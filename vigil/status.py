@@ -3,7 +3,7 @@ alert figures, NodeService.ListNodes for each node's streams)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -38,7 +38,7 @@ async def fetch_status(target: str, key: str) -> dict[str, Any]:
             node_pb2.ListNodesRequest(page_size=1000), metadata=metadata, timeout=10)).nodes
         names = await camera_names(channel, metadata)
     fleet = stats.fleet
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     streams = {n.id: [json_format.MessageToDict(s, preserving_proto_field_name=True) for s in n.streams]
                for n in nodes}
     return {
@@ -46,7 +46,7 @@ async def fetch_status(target: str, key: str) -> dict[str, Any]:
             "id": n.id, "name": n.name, "state": node_pb2.NodeState.Name(n.state).removeprefix("NODE_STATE_").lower(),
             "streams": n.streams, "capacity": n.capacity_streams, "running": n.running_streams,
             "processed_fps": round(n.processed_fps, 1), "dropped_frames": n.dropped_frames,
-            "heartbeat_age_s": round((now - n.last_heartbeat_time.ToDatetime(timezone.utc)).total_seconds(), 1)
+            "heartbeat_age_s": round((now - n.last_heartbeat_time.ToDatetime(UTC)).total_seconds(), 1)
             if n.HasField("last_heartbeat_time") else None,
             "stream_stats": [{"camera_id": s.get("camera_id"), "camera": names.get(s.get("camera_id"), ""),
                               "state": s.get("state", "").removeprefix("STREAM_STATE_").lower(),
@@ -77,7 +77,9 @@ def render(status: dict[str, Any], console) -> None:
                           str(s["dropped_frames"]), "")
     console.print(table)
     cams, alerts = status["cameras"], status["alerts"]
-    console.print(f"streams: {status['streaming_cameras']} cameras to run, {status['unassigned_streams']} without a node")
+    console.print(
+        f"streams: {status['streaming_cameras']} cameras to run, {status['unassigned_streams']} without a node"
+    )
     console.print(f"cameras: {cams['total']} active, {cams['online']} online, {cams['offline']} offline"
                   + (f" ({', '.join(status['offline_cameras'][:10])})" if status["offline_cameras"] else ""))
     console.print(f"alerts: {alerts['open']} open, {alerts['today']} today "

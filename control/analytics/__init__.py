@@ -9,8 +9,16 @@ AnalyticsEngine runs the ones configured for each camera.
 from vigil.control.analytics.base import Analytic
 from vigil.control.analytics.engine import AnalyticsConfig, AnalyticsEngine
 from vigil.control.analytics.model import (
-    ActivityType, Box, Detection, ObjectClass, Severity, TrackKind, TrackObservation, ZoneGeometry,
-    ZoneThresholds, ZoneType,
+    ActivityType,
+    Box,
+    Detection,
+    ObjectClass,
+    Severity,
+    TrackKind,
+    TrackObservation,
+    ZoneGeometry,
+    ZoneThresholds,
+    ZoneType,
 )
 from vigil.control.analytics.parameters import ParameterError, ParameterSpec, ParameterType
 from vigil.control.analytics.registry import REGISTRY, AnalyticsRegistry

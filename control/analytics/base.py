@@ -14,7 +14,13 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from vigil.control.analytics.model import (
-    ActivityType, Detection, Point, Severity, TrackObservation, ZoneGeometry, ZoneType,
+    ActivityType,
+    Detection,
+    Point,
+    Severity,
+    TrackObservation,
+    ZoneGeometry,
+    ZoneType,
 )
 from vigil.control.analytics.parameters import ParameterSpec, resolve_parameters
 

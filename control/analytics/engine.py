@@ -16,7 +16,13 @@ from typing import Any
 
 from vigil.control.analytics.base import Analytic
 from vigil.control.analytics.model import (
-    ActivityType, Detection, ObjectClass, Severity, TrackKind, TrackObservation, ZoneGeometry,
+    ActivityType,
+    Detection,
+    ObjectClass,
+    Severity,
+    TrackKind,
+    TrackObservation,
+    ZoneGeometry,
 )
 from vigil.control.analytics.parameters import MAX_GAP
 from vigil.control.analytics.registry import REGISTRY, AnalyticsRegistry

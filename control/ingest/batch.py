@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 import numpy as np
@@ -139,7 +139,7 @@ def _time(message: Message, path: str) -> datetime:
     if not message.HasField(field):
         raise InvalidArgument(path, "is required")
     try:
-        return getattr(message, field).ToDatetime(tzinfo=timezone.utc)
+        return getattr(message, field).ToDatetime(tzinfo=UTC)
     except (ValueError, OverflowError):
         raise InvalidArgument(path, "is not a valid timestamp") from None
 

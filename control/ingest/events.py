@@ -11,7 +11,7 @@ operator reviewed (or deleted) is left as they left it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -44,7 +44,7 @@ class _FaceChange:
 
 
 def _milliseconds_since(moment: datetime) -> int:
-    return round((datetime.now(timezone.utc) - moment).total_seconds() * 1000)
+    return round((datetime.now(UTC) - moment).total_seconds() * 1000)
 
 
 class TrackEventWriter:

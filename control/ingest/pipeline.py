@@ -25,11 +25,11 @@ from vigil.control.ingest.batch import TrackBatch, parse_request
 from vigil.control.ingest.events import RecordedEvent, TrackEventWriter
 from vigil.control.ingest.recognition import Recognizer
 from vigil.control.ingest.tracks import summarise
-from vigil.logs import get_logger
 from vigil.errors import InvalidArgument, NotFound
+from vigil.logs import get_logger
+from vigil.storage.locks import transaction_lock
 from vigil.storage.repositories.events import IngestBatchRepository, TrackEventRepository
 from vigil.storage.repositories.sites import CameraRepository
-from vigil.storage.locks import transaction_lock
 
 if TYPE_CHECKING:
     from vigil.control.app import Transaction
@@ -93,6 +93,6 @@ class IngestPipeline:
         try:
             async with tx.conn.transaction():
                 await hook(tx, recorded, observations)
-        except Exception:  # noqa: BLE001 - isolated: the batch's events are stored regardless
+        except Exception:
             log.exception("ingest hook failed; its writes were rolled back", hook=getattr(hook, "__qualname__", hook),
                           incident=uuid.uuid4().hex[:12])

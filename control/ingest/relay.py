@@ -25,8 +25,8 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed
 from vigil.control.background import BackgroundTask
 from vigil.logs import get_logger
 from vigil.storage.bus import EVENTS_STREAM
-from vigil.storage.repositories.events import FeedOutboxRepository
 from vigil.storage.locks import try_transaction_lock
+from vigil.storage.repositories.events import FeedOutboxRepository
 
 log = get_logger("vigil.control.ingest.relay")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
@@ -24,8 +24,8 @@ from vigil.api.v1 import event_pb2 as pb
 from vigil.control.convert import timestamp
 from vigil.control.ingest.fanout import FeedEntry, FeedHub, Subscriber, Watched, entry_key, hub_of
 from vigil.control.ingest.feed import FeedFilter
-from vigil.storage.bus import EVENTS_STREAM, EventBus
 from vigil.errors import InvalidArgument
+from vigil.storage.bus import EVENTS_STREAM, EventBus
 
 BUFFER = 10_000  # undelivered messages (event.proto)
 KEEPALIVE_S = 15.0
@@ -134,7 +134,7 @@ class FeedSubscription:
                 self.position = f"{dispatched[0]}-{dispatched[1]}"
         self.delivered = self.position
         return pb.SubscribeResponse(resume_token=self.position, keepalive=pb.FeedKeepalive(
-            server_time=timestamp(datetime.now(timezone.utc))))
+            server_time=timestamp(datetime.now(UTC))))
 
     async def _catch_up(self) -> None:
         """Own reads from the position up to where the subscription joined the hub, then live."""

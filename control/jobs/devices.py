@@ -15,7 +15,7 @@ flood audit_logs); cameras.last_frame_time and dvrs.last_seen are updated with t
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -32,7 +32,7 @@ log = get_logger("vigil.control.jobs.devices")
 
 async def check_devices(app) -> dict[str, Any]:
     threshold = timedelta(seconds=app.settings.jobs.device_offline_after_s)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with app.pool.connection() as conn:
         cameras = await DeviceRepository(conn).streaming_cameras()
         nodes = await NodeRepository(conn).count_by_state()
@@ -71,8 +71,19 @@ async def check_devices(app) -> dict[str, Any]:
     return counts
 
 
-async def _transition(app, device_type: str, device_id: UUID, camera_id: UUID, name: str, status: str,
-                      previous: str, last_frame: datetime | None, now: datetime, *, node_id: UUID | None = None) -> None:
+async def _transition(
+    app,
+    device_type: str,
+    device_id: UUID,
+    camera_id: UUID,
+    name: str,
+    status: str,
+    previous: str,
+    last_frame: datetime | None,
+    now: datetime,
+    *,
+    node_id: UUID | None = None,
+) -> None:
     silent = None if last_frame is None else round((now - last_frame).total_seconds(), 1)
     details = {"previous_status": previous, "last_frame_time": last_frame.isoformat() if last_frame else None,
                "silent_seconds": silent, "node_id": str(node_id) if node_id else None, "name": name}

@@ -24,7 +24,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -92,7 +92,7 @@ def period_of(schedule: JobSchedule) -> timedelta:
     if not schedule.cron:
         return timedelta(seconds=schedule.interval_s)
     trigger = trigger_of(schedule)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     first = trigger.get_next_fire_time(None, now)
     second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
     return second - first
@@ -115,8 +115,13 @@ class JobRunner:
                 self._scheduler.add_job(self._scheduled, trigger_of(job.schedule), args=[job.name], id=job.name,
                                         name=job.name, max_instances=1, coalesce=True, misfire_grace_time=60)
         # every replica logs its own figures: no lock, not a run of the fleet
-        self._scheduler.add_job(self._log_health, IntervalTrigger(seconds=self.context.settings.jobs.health_log_interval_s),
-                                id="control_health", max_instances=1, coalesce=True)
+        self._scheduler.add_job(
+            self._log_health,
+            IntervalTrigger(seconds=self.context.settings.jobs.health_log_interval_s),
+            id="control_health",
+            max_instances=1,
+            coalesce=True,
+        )
         self._scheduler.start()
         log.info("job scheduler started", jobs=[j.name for j in self.jobs.values() if j.schedule.enabled])
 
@@ -147,7 +152,7 @@ class JobRunner:
         self._running.add(task)
         try:
             await self.run(name, forced=False)
-        except Exception:  # noqa: BLE001 - the scheduler must keep firing
+        except Exception:
             log.exception("scheduled job crashed", job=name)
         finally:
             self._running.discard(task)

@@ -64,7 +64,7 @@ def plan_assignments(nodes: Sequence[NodeLoad], current: Mapping[UUID, UUID],
 
     moves: dict[UUID, UUID | None] = {}
     wanted = set(assignable)
-    for camera, node_id in current.items():
+    for camera in current:
         if camera not in wanted:
             moves[camera] = None
     for camera in to_place:

@@ -16,12 +16,12 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
+from vigil.control.background import BackgroundTask
 from vigil.control.nodes.planner import plan_assignments
 from vigil.control.nodes.signal import AssignmentSignal
-from vigil.control.background import BackgroundTask
 from vigil.logs import get_logger
-from vigil.storage.repositories.nodes import NodeRepository, StreamAssignmentRepository
 from vigil.storage.locks import try_transaction_lock
+from vigil.storage.repositories.nodes import NodeRepository, StreamAssignmentRepository
 
 log = get_logger("vigil.control.nodes.reconciler")
 
@@ -87,7 +87,7 @@ class AssignmentReconciler(BackgroundTask):
                 log.warning("node reconciler pass failed; retrying", error=str(exc), retry_s=self.retry_s)
                 await asyncio.sleep(self.retry_s)
                 continue
-            except Exception:  # noqa: BLE001 - a bug in one pass must not end reconciliation for good
+            except Exception:
                 log.exception("node reconciler pass failed; retrying", retry_s=self.retry_s)
                 await asyncio.sleep(self.retry_s)
                 continue

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Self
 from uuid import UUID
 
 import aiohttp
@@ -37,6 +38,13 @@ from vigil.control.notifications.channels import Sender, sender_for
 from vigil.control.notifications.channels.redaction import redact
 from vigil.control.notifications.content import load_notification
 from vigil.control.notifications.models import Notification
+from vigil.errors import FailedPrecondition, NotFound
+from vigil.logs import get_logger
+from vigil.storage.crypto import SecretBox
+from vigil.storage.db import acting_as
+from vigil.storage.repositories.alerts import AlertRepository
+from vigil.storage.repositories.base import as_uuid, uuid_list
+from vigil.storage.repositories.channel_settings import DeliveryPolicy
 from vigil.storage.repositories.notifications import (
     Channel,
     ChannelRepository,
@@ -44,13 +52,6 @@ from vigil.storage.repositories.notifications import (
     DeliveryRepository,
     DeliveryResult,
 )
-from vigil.storage.repositories.channel_settings import DeliveryPolicy
-from vigil.logs import get_logger
-from vigil.storage.crypto import SecretBox
-from vigil.storage.db import acting_as
-from vigil.storage.repositories.alerts import AlertRepository
-from vigil.storage.repositories.base import as_uuid, uuid_list
-from vigil.errors import FailedPrecondition, NotFound
 
 log = get_logger("vigil.notifications")
 
@@ -116,7 +117,7 @@ class NotificationDispatcher:
         if self._session is not None:
             await self._session.close()
 
-    async def __aenter__(self) -> NotificationDispatcher:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -208,7 +209,7 @@ class NotificationDispatcher:
                 channel, secret, notification = await self._prepare(delivery)
             except psycopg.OperationalError as exc:  # the database is away
                 result = DeliveryResult.failure(f"could not prepare the notification: {exc}", retryable=True)
-            except Exception as exc:  # e.g. a secret that no longer decrypts (key rotated): permanent
+            except Exception as exc:  # noqa: BLE001 - e.g. a secret that no longer decrypts (key rotated): permanent
                 result = DeliveryResult.failure(f"could not prepare the notification: {type(exc).__name__}: {exc}",
                                                 retryable=False)
             else:

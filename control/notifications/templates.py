@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable
-from datetime import timezone
+from datetime import UTC
 
 from vigil.control.notifications.models import Notification
 from vigil.storage.repositories.channel_settings import TEMPLATE_SLOT
@@ -46,7 +46,7 @@ def _values(notification: Notification) -> dict[str, str]:
         "alert_type": n.alert_type,
         "message": n.message,
         "severity": n.severity,
-        "timestamp": n.created_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "timestamp": n.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "camera_name": n.camera_name,
         "location": n.location or n.camera_name,
         "site_name": n.site_name,

@@ -8,11 +8,11 @@ The ingest path, per stored event or suspicious activity:
     alerts = await write_alerts(conn, firings)      # in the transaction that stored the event
 """
 
-from vigil.control.rules.evaluator import Clause, Firing, RuleEvaluator, default_severity, deciding_clause
+from vigil.control.rules.evaluator import Clause, Firing, RuleEvaluator, deciding_clause, default_severity
 from vigil.control.rules.facts import Fact, PersonFacts
 from vigil.control.rules.lookups import CameraFacts, camera_facts, person_facts
-from vigil.control.schedule import QuietHours, Schedule, ScheduleError
 from vigil.control.rules.writer import write_alerts
+from vigil.control.schedule import QuietHours, Schedule, ScheduleError
 
 __all__ = [
     "CameraFacts", "Clause", "Fact", "Firing", "PersonFacts", "QuietHours", "RuleEvaluator", "Schedule",

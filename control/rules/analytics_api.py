@@ -30,12 +30,12 @@ from vigil.api.v1 import rule_pb2 as pb
 from vigil.control.analytics import REGISTRY, ActivityType, Analytic, AnalyticsRegistry, ParameterError
 from vigil.control.analytics.parameters import ParameterSpec, ParameterType, excerpt, stored_parameters
 from vigil.control.convert import EnumMap, text, timestamp
-from vigil.control.rules.api_values import duration_seconds, optional_id, schedule_document, time_message
 from vigil.control.request_checks import checked_text
+from vigil.control.rules.api_values import duration_seconds, optional_id, schedule_document, time_message
 from vigil.control.schedule import Schedule
+from vigil.errors import FailedPrecondition, InvalidArgument
 from vigil.logs import get_logger
 from vigil.storage.repositories.alerts import AnalyticsConfig
-from vigil.errors import FailedPrecondition, InvalidArgument
 
 log = get_logger("vigil.control.rules")
 

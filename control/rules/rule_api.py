@@ -9,6 +9,7 @@ from uuid import UUID
 from vigil.api.v1 import common_pb2
 from vigil.api.v1 import rule_pb2 as pb
 from vigil.control.convert import EnumMap, text, timestamp
+from vigil.control.request_checks import checked_text
 from vigil.control.rules.api_values import (
     duration_message,
     duration_value,
@@ -19,10 +20,9 @@ from vigil.control.rules.api_values import (
     schedule_message,
     unit_interval,
 )
-from vigil.control.request_checks import checked_text
+from vigil.errors import InvalidArgument
 from vigil.storage.repositories.alerts import ALL_WEEK, DEFAULT_COOLDOWN, AlertRule
 from vigil.storage.repositories.base import as_uuid
-from vigil.errors import InvalidArgument
 
 PATH = "alert_rule"
 EVENT_TYPE = EnumMap(common_pb2.EventType, "EVENT_TYPE_", f"{PATH}.event_type")

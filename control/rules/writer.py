@@ -15,9 +15,9 @@ from typing import Any
 
 import psycopg
 
-from vigil.storage.repositories.notifications import DeliveryRepository
 from vigil.control.rules.evaluator import Firing
 from vigil.storage.repositories.alerts import Alert, AlertRepository
+from vigil.storage.repositories.notifications import DeliveryRepository
 
 
 def trigger_evidence(firing: Firing) -> dict[str, Any]:

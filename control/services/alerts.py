@@ -11,24 +11,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-
 from vigil.api.v1 import alert_pb2 as pb
 from vigil.api.v1 import alert_pb2_grpc
 from vigil.control.auth import Caller
 from vigil.control.convert import EnumMap, text, timestamp
 from vigil.control.field_mask import apply_mask, split_secrets
-from vigil.storage.repositories.notifications import Channel, ChannelRepository, Delivery, DeliveryRepository
-from vigil.storage.repositories.channel_settings import (
-    ChannelSettings,
-    DeliveryPolicy,
-    EmailSettings,
-    TelegramSettings,
-    WebhookSettings,
-    WhatsAppSettings,
-)
-from vigil.control.rpc import rpc
-from vigil.control.rules.alert_api import SEVERITY, STATUS, alert_message
-from vigil.control.rules.api_values import duration_message, duration_value
 from vigil.control.request_checks import (
     api_token,
     checked_text,
@@ -39,11 +26,23 @@ from vigil.control.request_checks import (
     required_id,
     time_bounds,
 )
+from vigil.control.rpc import rpc
+from vigil.control.rules.alert_api import SEVERITY, STATUS, alert_message
+from vigil.control.rules.api_values import duration_message, duration_value
 from vigil.control.services.rules import any_of
 from vigil.control.transactions import CallerDatabase
+from vigil.errors import FailedPrecondition, InvalidArgument
 from vigil.storage.crypto import SecretBox
 from vigil.storage.repositories.alerts import Alert, AlertRepository
-from vigil.errors import FailedPrecondition, InvalidArgument
+from vigil.storage.repositories.channel_settings import (
+    ChannelSettings,
+    DeliveryPolicy,
+    EmailSettings,
+    TelegramSettings,
+    WebhookSettings,
+    WhatsAppSettings,
+)
+from vigil.storage.repositories.notifications import Channel, ChannelRepository, Delivery, DeliveryRepository
 
 NOTE_LIMIT = 2000
 

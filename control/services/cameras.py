@@ -114,7 +114,7 @@ def masked(message: Message, mask: field_mask_pb2.FieldMask, fields: Fields, *, 
 def merged(stored: Mapping[str, Any] | None, changes: Mapping[str, Any], field: str) -> dict[str, Any] | None:
     """A JSON-stored sub-message after an update: replaced when `field` is named, then each named
     part ("field.part") set, or removed when None."""
-    document = changes[field] if field in changes else stored
+    document = changes.get(field, stored)
     parts = {path.split(".", 1)[1]: value for path, value in changes.items() if path.startswith(f"{field}.")}
     if not parts:
         return None if document is None else dict(document)

@@ -18,6 +18,7 @@ from vigil.api.v1 import event_pb2 as pb
 from vigil.api.v1 import event_pb2_grpc
 from vigil.control.auth import caller_may
 from vigil.control.convert import EnumMap, timestamp
+from vigil.control.fleet import fleet_stats
 from vigil.control.ingest.fanout import FeedHub
 from vigil.control.ingest.feed import FeedFilter
 from vigil.control.ingest.messages import (
@@ -29,9 +30,7 @@ from vigil.control.ingest.messages import (
     suspicious_activity_message,
 )
 from vigil.control.ingest.subscription import FeedSubscription, ResumeTokenExpired, SubscriberTooSlow, start_position
-from vigil.control.fleet import fleet_stats
 from vigil.control.metrics import ControlMetrics
-from vigil.control.rpc import rpc
 from vigil.control.request_checks import (
     api_token,
     checked_text,
@@ -41,9 +40,10 @@ from vigil.control.request_checks import (
     required_id,
     time_bounds,
 )
+from vigil.control.rpc import rpc
 from vigil.control.transactions import CallerDatabase
-from vigil.storage.bus import EventBus
 from vigil.errors import InvalidArgument, PermissionDenied
+from vigil.storage.bus import EventBus
 from vigil.storage.repositories.events import (
     EventRepository,
     FeedAudienceRepository,

@@ -20,8 +20,8 @@ from vigil.control.ingest.runtime import IngestRuntime
 from vigil.control.metrics import ControlMetrics
 from vigil.control.rpc import rpc
 from vigil.control.transactions import CallerDatabase
-from vigil.logs import get_logger
 from vigil.errors import RepositoryError
+from vigil.logs import get_logger
 from vigil.storage.repositories.nodes import NodeRepository
 
 log = get_logger("vigil.control.ingest")
@@ -72,7 +72,7 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):
         except RepositoryError as exc:  # invalid, unknown camera or model version, refused by row security
             self.metrics.ingest_batches.labels(outcome="rejected").inc()
             return pb.PublishResponse(sequence=sequence, status=pb.PUBLISH_STATUS_REJECTED, error=str(exc))
-        except Exception as exc:  # noqa: BLE001 - the batch was not stored; the node keeps it and resends
+        except Exception as exc:
             incident = uuid.uuid4().hex[:12]
             log.exception("ingest batch not stored; the node will resend it", sequence=sequence, incident=incident)
             self.metrics.ingest_batches.labels(outcome="retry").inc()

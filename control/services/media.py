@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from datetime import datetime, timedelta, timezone
-
+from datetime import UTC, datetime, timedelta
 
 from vigil.api.v1 import media_pb2 as pb
 from vigil.api.v1 import media_pb2_grpc
 from vigil.control.convert import EnumMap, text, timestamp
-from vigil.control.rpc import rpc
 from vigil.control.request_checks import (
     api_token,
     enum_label,
@@ -23,11 +21,12 @@ from vigil.control.request_checks import (
     required_id,
     time_bounds,
 )
+from vigil.control.rpc import rpc
 from vigil.control.transactions import CallerDatabase
+from vigil.errors import InvalidArgument, NotFound
 from vigil.settings import ControlSettings
 from vigil.storage.objectstore import ObjectNotFound, ObjectStore, StoredObject
 from vigil.storage.repositories.alerts import AlertRepository
-from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.clips import ClipRepository, ClipRequest
 from vigil.storage.repositories.events import EventRepository
 from vigil.storage.repositories.faces import FaceEmbeddingRepository
@@ -94,7 +93,7 @@ class MediaService(media_pb2_grpc.MediaServiceServicer):
             else:
                 key = (await FaceEmbeddingRepository(tx.conn).get(target_id)).source_image_path
         stored = await self._stat(key)
-        expire_time = datetime.now(timezone.utc) + lifetime  # taken before signing: the URL lives at least this long
+        expire_time = datetime.now(UTC) + lifetime  # taken before signing: the URL lives at least this long
         url = await asyncio.to_thread(self.objects.presigned_get, key, lifetime)
         return pb.GetMediaUrlResponse(url=url, expire_time=timestamp(expire_time), content_type=stored.content_type)
 
@@ -122,7 +121,7 @@ class MediaService(media_pb2_grpc.MediaServiceServicer):
             raise InvalidArgument("start_time", "is required")
         if end is None:
             raise InvalidArgument("end_time", "is required")
-        if end > datetime.now(timezone.utc) + CLOCK_SKEW:
+        if end > datetime.now(UTC) + CLOCK_SKEW:
             raise InvalidArgument("end_time", "must not be in the future")
         event_id = required_id("event_id", request.event_id) if request.event_id else None
         alert_id = required_id("alert_id", request.alert_id) if request.alert_id else None

@@ -20,8 +20,7 @@ from vigil.api.v1 import node_pb2 as pb
 from vigil.api.v1 import node_pb2_grpc
 from vigil.control.convert import EnumMap, timestamp
 from vigil.control.jobs.health import record_node_health
-from vigil.control.nodes.runtime import WATCH_POLL_S
-from vigil.control.nodes.runtime import NodeRuntime
+from vigil.control.nodes.runtime import WATCH_POLL_S, NodeRuntime
 from vigil.control.nodes.streams import AssignmentTracker
 from vigil.control.request_checks import (
     api_token,
@@ -33,8 +32,8 @@ from vigil.control.request_checks import (
 )
 from vigil.control.rpc import rpc
 from vigil.control.transactions import CallerDatabase
-from vigil.logs import get_logger
 from vigil.errors import InvalidArgument
+from vigil.logs import get_logger
 from vigil.settings import ControlSettings
 from vigil.storage.crypto import SecretBox
 from vigil.storage.repositories.clips import ClipRepository

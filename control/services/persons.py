@@ -11,13 +11,11 @@ from uuid import UUID
 
 from google.protobuf.message import Message
 
-from vigil.api.v1 import common_pb2
+from vigil.api.v1 import common_pb2, person_pb2_grpc
 from vigil.api.v1 import person_pb2 as pb
-from vigil.api.v1 import person_pb2_grpc
-from vigil.control.gallery import Box, ImageOutcome, SearchFilters, nearest_persons, resolve_model
 from vigil.control.convert import EnumMap, text, timestamp
 from vigil.control.field_mask import masked_changes
-from vigil.control.gallery import FaceGallery
+from vigil.control.gallery import Box, FaceGallery, ImageOutcome, SearchFilters, nearest_persons, resolve_model
 from vigil.control.request_checks import (
     api_token,
     checked_text,
@@ -29,8 +27,8 @@ from vigil.control.request_checks import (
     time_bounds,
 )
 from vigil.control.rpc import rpc
-from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vigil.control.transactions import CallerDatabase
+from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.faces import (
     ClusterRepository,
     FaceEmbedding,

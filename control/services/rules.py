@@ -14,20 +14,19 @@ from uuid import UUID
 import psycopg
 from google.protobuf.field_mask_pb2 import FieldMask
 
-from vigil.api.v1 import common_pb2
+from vigil.api.v1 import common_pb2, rule_pb2_grpc
 from vigil.api.v1 import rule_pb2 as pb
-from vigil.api.v1 import rule_pb2_grpc
 from vigil.control.analytics import REGISTRY
 from vigil.control.convert import EnumMap
 from vigil.control.field_mask import apply_mask
+from vigil.control.request_checks import api_token, id_list, repository_token, required_id
 from vigil.control.rpc import rpc
 from vigil.control.rules import analytics_api, rule_api
 from vigil.control.rules.analytics_api import analytic_message, config_message, config_values
 from vigil.control.rules.rule_api import rule_message, rule_values
-from vigil.control.request_checks import api_token, id_list, repository_token, required_id
 from vigil.control.transactions import CallerDatabase
-from vigil.storage.repositories.alerts import AlertRuleRepository, AnalyticsConfigRepository
 from vigil.errors import InvalidArgument, NotFound
+from vigil.storage.repositories.alerts import AlertRuleRepository, AnalyticsConfigRepository
 from vigil.storage.repositories.persons import PersonRepository
 from vigil.storage.repositories.sites import CameraRepository, Zone, ZoneRepository
 from vigil.storage.repositories.watchlists import WatchlistRepository

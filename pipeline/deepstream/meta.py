@@ -38,7 +38,7 @@ class Meta:
 
     @classmethod
     def load(cls) -> Meta:
-        import pyds  # noqa: PLC0415 - only on a DeepStream node
+        import pyds
 
         return cls(pyds)
 

@@ -55,7 +55,7 @@ class Probes:
     def _guarded(self, name: str, fn) -> object:
         try:
             fn()
-        except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the pipeline
+        except Exception as exc:
             log.exception("probe failed", probe=name, error=str(exc))
         return self._gst.PadProbeReturn.OK
 

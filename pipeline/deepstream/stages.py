@@ -10,15 +10,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 import numpy as np
 
 from vigil.api.v1 import ingest_pb2 as pb
 from vigil.pipeline.deepstream import decode
-from vigil.pipeline.deepstream.graph import (CLASS_FACE, CLASS_FACE_CROP, CLASS_PERSON, EMBEDDER_ID,
-                                             FACE_DETECTOR_ID, PERSON_DETECTOR_ID, SELECTOR_ID, GraphSettings)
+from vigil.pipeline.deepstream.graph import (
+    CLASS_FACE,
+    CLASS_FACE_CROP,
+    CLASS_PERSON,
+    EMBEDDER_ID,
+    FACE_DETECTOR_ID,
+    PERSON_DETECTOR_ID,
+    SELECTOR_ID,
+    GraphSettings,
+)
 from vigil.pipeline.deepstream.meta import Box, Meta
 from vigil.pipeline.messages import FaceSample, SnapshotRef, normalised_box
 from vigil.pipeline.snapshots import snapshot_key
@@ -64,8 +72,8 @@ class FrameRecord:
 def capture_time(ntp_timestamp_ns: int) -> datetime:
     """The muxer's attach-sys-ts (or RTCP) time of the frame; now when the source gave none."""
     if ntp_timestamp_ns > 0:
-        return datetime.fromtimestamp(ntp_timestamp_ns / 1e9, tz=timezone.utc)
-    return datetime.now(timezone.utc)
+        return datetime.fromtimestamp(ntp_timestamp_ns / 1e9, tz=UTC)
+    return datetime.now(UTC)
 
 
 class Stages:

@@ -87,7 +87,7 @@ class FrameAnalysis:
         samples = self._embed(candidates)
         results = []
         share = (time.perf_counter() - started) / max(len(batch), 1)
-        for stream, frame, tracked_faces, faces, persons in per_frame:
+        for stream, frame, tracked_faces, _faces, persons in per_frame:
             sightings = self._person_sightings(stream, frame, persons)
             for t in tracked_faces:
                 sightings.append(Sighting(
@@ -133,7 +133,9 @@ class FrameAnalysis:
             if face.score < settings.min_detection_confidence or face.box[3] < settings.min_face_size:
                 continue
             quality = face_quality(frame.image, face)
-            if quality.score < settings.min_face_quality or quality.score <= stream.book.best_quality(FACE, t.tracker_id):
+            if quality.score < settings.min_face_quality or quality.score <= stream.book.best_quality(
+                FACE, t.tracker_id
+            ):
                 continue
             found.append(_Candidate(stream, frame, t, face, quality.score,
                                     self.analyzer.align(frame.image, face.landmarks)))

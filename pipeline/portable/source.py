@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
@@ -115,7 +115,9 @@ class VideoSource(threading.Thread):
                     delay = self.backoff[0]
                 except (av.FFmpegError, OSError) as exc:
                     if self.options.is_file:  # a missing or corrupt file will not heal by retrying
-                        self.counters.set_state(node_pb2.STREAM_STATE_FAILED, f"cannot read {self.options.location}: {exc}")
+                        self.counters.set_state(
+                            node_pb2.STREAM_STATE_FAILED, f"cannot read {self.options.location}: {exc}"
+                        )
                         log.error("stream failed", camera_id=str(self.spec.camera_id), error=str(exc))
                         return
                     self.counters.set_state(node_pb2.STREAM_STATE_RECONNECTING, f"source lost: {exc}")
@@ -142,7 +144,7 @@ class VideoSource(threading.Thread):
             video.thread_type = "AUTO"  # FFmpeg's frame threads: decoding leaves the GIL
             rate = float(video.average_rate or video.guessed_rate or self.spec.fps or 25)
             started = time.monotonic()
-            wall_start = datetime.now(timezone.utc)
+            wall_start = datetime.now(UTC)
             first_pts = None
             index = 0
             if self.recording is not None:
@@ -157,7 +159,7 @@ class VideoSource(threading.Thread):
                         self.recording.add(packet, wall_start + timedelta(
                             seconds=float((packet.pts - first_pts) * packet.time_base)))
                     else:
-                        self.recording.add(packet, datetime.now(timezone.utc))
+                        self.recording.add(packet, datetime.now(UTC))
                 for decoded in packet.decode():
                     if self._halt.is_set():
                         return False
@@ -172,7 +174,7 @@ class VideoSource(threading.Thread):
                             return False
                         capture = wall_start + timedelta(seconds=offset)
                     else:
-                        capture = datetime.now(timezone.utc)
+                        capture = datetime.now(UTC)
                     index += 1
                     self._push(Frame(self.spec.camera_id, self._number, capture,
                                      decoded.to_ndarray(format="bgr24")))

@@ -23,6 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     BY_NAME,
@@ -43,7 +44,6 @@ from vigil.storage.repositories.base import (
     update_row,
     uuid_list,
 )
-from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.filters import Filters
 from vigil.storage.repositories.sites import BY_CAMERA_THEN_NAME
 

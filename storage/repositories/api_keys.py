@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     Page,
@@ -34,7 +35,6 @@ from vigil.storage.repositories.base import (
     insert_row,
     optional_uuid,
 )
-from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.filters import Filters
 
 KEY_SCHEME = "vgl"
@@ -65,7 +65,7 @@ class ApiKey:
     metadata: dict[str, Any]
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "ApiKey":
+    def from_row(cls, row: dict[str, Any]) -> ApiKey:
         return cls(**{**row, "scopes": tuple(row["scopes"])})
 
 

@@ -12,7 +12,7 @@ import ipaddress
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from vigil.errors import InvalidArgument
 from vigil.storage.repositories.base import (
     Keyset,
     Page,
@@ -31,7 +32,6 @@ from vigil.storage.repositories.base import (
     optional_uuid,
     parse_timestamp,
 )
-from vigil.errors import InvalidArgument
 from vigil.storage.repositories.filters import Filters
 
 REDACTED = "[REDACTED]"
@@ -108,7 +108,7 @@ class AuditLogRepository:
         entry = AuditEntry(
             id=uuid.uuid4(), user_id=optional_uuid("user_id", user_id), action=action, resource_type=resource_type,
             resource_id=optional_uuid("resource_id", resource_id), details=redact(document),
-            ip_address=_client_ip(client_ip), user_agent=user_agent, timestamp=datetime.now(timezone.utc))
+            ip_address=_client_ip(client_ip), user_agent=user_agent, timestamp=datetime.now(UTC))
         values = {**dataclasses.asdict(entry), "details": Jsonb(entry.details)}
         query = sql.SQL("INSERT INTO audit_logs ({}) VALUES ({})").format(
             sql.SQL(", ").join(map(sql.Identifier, values)), sql.SQL(", ").join(sql.Placeholder() * len(values)))
@@ -116,10 +116,19 @@ class AuditLogRepository:
             await self.conn.execute(query, list(values.values()))
         return entry
 
-    async def list(self, *, user_id: UUID | str | None = None, api_key_id: UUID | str | None = None,
-                   action: str | None = None, resource_type: str | None = None,
-                   resource_id: UUID | str | None = None, since: datetime | None = None,
-                   until: datetime | None = None, page_size: int = 0, page_token: str | None = None) -> Page[AuditEntry]:
+    async def list(
+        self,
+        *,
+        user_id: UUID | str | None = None,
+        api_key_id: UUID | str | None = None,
+        action: str | None = None,
+        resource_type: str | None = None,
+        resource_id: UUID | str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 0,
+        page_token: str | None = None,
+    ) -> Page[AuditEntry]:
         """Newest first; `since` is inclusive, `until` exclusive."""
         filters = Filters().eq("user_id", optional_uuid("user_id", user_id)).eq("action", action)
         filters.eq("resource_type", resource_type).eq("resource_id", optional_uuid("resource_id", resource_id))

@@ -156,7 +156,7 @@ def _offending_field(diag, values: Mapping[str, Any]) -> str | None:
                       and abs(v) >= bound)
     for type_name, bound in _INT_RANGES.items():
         if message.startswith(f"{type_name} out of range"):
-            return _first(values, lambda v: isinstance(v, int) and not isinstance(v, bool) and not -bound <= v < bound)
+            return _first(values, lambda v: isinstance(v, int) and not isinstance(v, bool) and not -bound <= v < bound)  # noqa: B023
     return None
 
 
@@ -220,7 +220,9 @@ def check_updatable(resource: str, changes: Mapping[str, Any], allowed: Iterable
     allowed = set(allowed)
     for field in changes:
         if field not in allowed:
-            raise InvalidArgument(field, f"is not an updatable field of {resource} (allowed: {', '.join(sorted(allowed))})")
+            raise InvalidArgument(
+                field, f"is not an updatable field of {resource} (allowed: {', '.join(sorted(allowed))})"
+            )
 
 
 # --------------------------------------------------------------------------- models and SQL
@@ -269,7 +271,7 @@ async def insert_row(conn: psycopg.AsyncConnection, table: str, values: Mapping[
         return await fetch_one(conn, model, query, list(values.values()))
 
 
-async def update_row(conn: psycopg.AsyncConnection, table: str, id: UUID, values: Mapping[str, Any],
+async def update_row(conn: psycopg.AsyncConnection, table: str, id: UUID, values: Mapping[str, Any],  # noqa: A002
                      model: type[T], returning: sql.Composable, resource: str) -> T:
     """Set the given columns of one row; NotFound when there is no such (visible) row."""
     if not values:
@@ -288,7 +290,7 @@ async def update_row(conn: psycopg.AsyncConnection, table: str, id: UUID, values
     return found
 
 
-async def delete_row(conn: psycopg.AsyncConnection, table: str, id: UUID, resource: str) -> None:
+async def delete_row(conn: psycopg.AsyncConnection, table: str, id: UUID, resource: str) -> None:  # noqa: A002
     async with guarded(conn, resource):
         cur = await conn.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(sql.Identifier(table)), (id,))
     if cur.rowcount == 0:

@@ -18,8 +18,8 @@ from uuid import UUID, uuid4
 import psycopg
 from psycopg import sql
 
-from vigil.storage.repositories.base import as_uuid, aware, columns_of, fetch_all, fetch_one, guarded, optional_uuid
 from vigil.errors import InvalidArgument, NotFound
+from vigil.storage.repositories.base import as_uuid, aware, columns_of, fetch_all, fetch_one, guarded, optional_uuid
 from vigil.storage.repositories.media import MediaFileRepository
 
 CLAIM_TIMEOUT = timedelta(seconds=60)

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.base import (
     Keyset,
     Page,
@@ -34,7 +35,6 @@ from vigil.storage.repositories.base import (
     unit_interval,
     uuid_list,
 )
-from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.filters import Filters
 
 REVIEW_ACTIONS = ("confirm", "reject", "correct_name", "delete")  # "merge" is recorded by person merges
@@ -48,8 +48,10 @@ def _site_of(table: str) -> sql.Composed:
 def _media_of(table: str, file_type: str) -> sql.Composed:
     """The latest media file of this kind registered for the row (media_files.event_id): a better
     face re-describes its event and brings a newer snapshot."""
-    return sql.SQL("(SELECT m.id FROM media_files m WHERE m.event_id = {}.id AND m.file_type = {}"
-                   " ORDER BY m.created_at DESC, m.id DESC LIMIT 1)").format(sql.Identifier(table), sql.Literal(file_type))
+    return sql.SQL(
+        "(SELECT m.id FROM media_files m WHERE m.event_id = {}.id AND m.file_type = {}"
+        " ORDER BY m.created_at DESC, m.id DESC LIMIT 1)"
+    ).format(sql.Identifier(table), sql.Literal(file_type))
 
 
 def _in_sites(table: str) -> sql.Composed:

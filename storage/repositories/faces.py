@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     Keyset,
@@ -37,7 +38,6 @@ from vigil.storage.repositories.base import (
     unit_interval,
     uuid_list,
 )
-from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.filters import Filters
 
 MAX_DIM = 2000  # pgvector's HNSW limit for `vector`
@@ -223,8 +223,10 @@ class FaceEmbeddingRepository:
         return row["embedding"].to_numpy()  # pgvector loads a Vector
 
     async def list_for_person(self, person_id: UUID | str, *, model_version: str | None = None) -> list[FaceEmbedding]:
-        query = sql.SQL("SELECT {} FROM face_embeddings WHERE person_id = %s"
-                        " AND (%s::text IS NULL OR model_version = %s) ORDER BY created_at, id").format(_EMBEDDING_COLUMNS)
+        query = sql.SQL(
+            "SELECT {} FROM face_embeddings WHERE person_id = %s"
+            " AND (%s::text IS NULL OR model_version = %s) ORDER BY created_at, id"
+        ).format(_EMBEDDING_COLUMNS)
         return await fetch_all(self.conn, FaceEmbedding, query,
                                (as_uuid("person_id", person_id), model_version, model_version))
 

@@ -15,6 +15,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.base import (
     Keyset,
     Page,
@@ -30,7 +31,6 @@ from vigil.storage.repositories.base import (
     parse_timestamp,
     uuid_list,
 )
-from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.filters import Filters
 
 RETENTION_GRACE = timedelta(days=7)  # as fn_cleanup_expired_media: rows go 7 days after retention_until
@@ -114,9 +114,12 @@ class MediaFileRepository:
 
     async def get(self, media_id: UUID | str) -> MediaFile:
         media_id = as_uuid("media_id", media_id)
-        found = await fetch_one(self.conn, MediaFile,
-                                sql.SQL("SELECT {} FROM media_files WHERE id = %s AND purging_at IS NULL").format(_COLUMNS),
-                                (media_id,))
+        found = await fetch_one(
+            self.conn,
+            MediaFile,
+            sql.SQL("SELECT {} FROM media_files WHERE id = %s AND purging_at IS NULL").format(_COLUMNS),
+            (media_id,),
+        )
         if found is None:
             raise NotFound("media_file", media_id)
         return found

@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.base import (
     BY_NAME,
     Page,
@@ -27,7 +28,6 @@ from vigil.storage.repositories.base import (
     fetch_page,
     guarded,
 )
-from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.filters import Filters
 
 BACKENDS = ("deepstream", "portable")
@@ -61,7 +61,7 @@ class Node:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "Node":
+    def from_row(cls, row: Mapping[str, Any]) -> Node:
         return cls(**{**row, "camera_ids": tuple(row["camera_ids"] or ())})
 
 
@@ -217,8 +217,11 @@ class NodeRepository:
     async def expire_leases(self) -> list[UUID]:
         """Mark ACTIVE nodes whose lease ran out OFFLINE; their ids. DRAINING nodes keep their state
         (they run nothing, and an operator's drain must survive the node's maintenance restart)."""
-        cur = await self.conn.execute(sql.SQL(
-            "UPDATE pipeline_nodes SET state = 'offline' WHERE state = 'active' AND NOT {} RETURNING id").format(_ALIVE))
+        cur = await self.conn.execute(
+            sql.SQL(
+                "UPDATE pipeline_nodes SET state = 'offline' WHERE state = 'active' AND NOT {} RETURNING id"
+            ).format(_ALIVE)
+        )
         return [row["id"] for row in await cur.fetchall()]
 
     async def loads(self) -> list[NodeLoad]:

@@ -187,7 +187,7 @@ class ChannelRepository:
         self.secrets = secrets
 
     async def create(self, name: str, settings: ChannelSettings, *, secret: str | None = None,
-                     delivery: DeliveryPolicy = DeliveryPolicy(), is_active: bool = True,
+                     delivery: DeliveryPolicy = DeliveryPolicy(), is_active: bool = True,  # noqa: B008
                      created_by: UUID | str | None = None) -> Channel:
         """`secret` is the webhook signing secret, SMTP password, bot token or API key."""
         check_name(name)

@@ -11,6 +11,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     Keyset,
@@ -31,7 +32,6 @@ from vigil.storage.repositories.base import (
     update_row,
     uuid_list,
 )
-from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.faces import FaceEmbeddingRepository
 from vigil.storage.repositories.filters import Filters
 
@@ -240,7 +240,9 @@ class PersonRepository:
 
     # ----------------------------------------------------------------------- labels
 
-    async def add_label(self, person_id: UUID | str, label: str, *, created_by: UUID | str | None = None) -> PersonLabel:
+    async def add_label(
+        self, person_id: UUID | str, label: str, *, created_by: UUID | str | None = None
+    ) -> PersonLabel:
         values = {"person_id": as_uuid("person_id", person_id), "label": label,
                   "created_by": optional_uuid("created_by", created_by)}
         return await insert_row(self.conn, "person_labels", values, PersonLabel, _LABEL_COLUMNS, "person_label",

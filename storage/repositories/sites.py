@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.crypto import SecretBox
 from vigil.storage.repositories.base import (
     BY_NAME,
@@ -36,7 +37,6 @@ from vigil.storage.repositories.base import (
     update_row,
     uuid_list,
 )
-from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.filters import Filters
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -114,7 +114,7 @@ class Zone:
     crowd_threshold: int | None = None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Zone":
+    def from_row(cls, row: dict[str, Any]) -> Zone:
         polygon = tuple((float(p["x"]), float(p["y"])) for p in row["polygon"])
         return cls(**{**row, "polygon": polygon})
 
@@ -253,7 +253,9 @@ class SiteRepository:
 
 # --------------------------------------------------------------------------- DVRs
 
-_DVR_COLUMNS = columns_of(Dvr, has_credentials=sql.SQL("password_encrypted IS NOT NULL OR username_encrypted IS NOT NULL"))
+_DVR_COLUMNS = columns_of(
+    Dvr, has_credentials=sql.SQL("password_encrypted IS NOT NULL OR username_encrypted IS NOT NULL")
+)
 _DVR_UPDATABLE = ("site_id", "name", "brand", "model", "ip_address", "ports", "firmware_version", "status",
                   "last_seen")
 _DVR_CAMERAS = sql.SQL("SELECT 1 FROM cameras WHERE dvr_id = %(id)s LIMIT 1")

@@ -10,6 +10,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
+from vigil.errors import NotFound
 from vigil.storage.repositories.base import (
     BY_NAME,
     Keyset,
@@ -27,7 +28,6 @@ from vigil.storage.repositories.base import (
     parse_timestamp,
     update_row,
 )
-from vigil.errors import NotFound
 from vigil.storage.repositories.filters import Filters
 
 

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from vigil.control.analytics import (
-    Analytic, Box, Detection, ObjectClass, TrackKind, TrackObservation, ZoneGeometry, ZoneThresholds,
+    Analytic,
+    Box,
+    Detection,
+    ObjectClass,
+    TrackKind,
+    TrackObservation,
+    ZoneGeometry,
+    ZoneThresholds,
 )
 
-T0 = datetime(2025, 3, 7, 12, 0, tzinfo=timezone.utc)  # a Friday
+T0 = datetime(2025, 3, 7, 12, 0, tzinfo=UTC)  # a Friday
 STEP = 0.2  # seconds between a track's updates (PipelineSettings.track_update_interval)
 CAMERA = "cam-1"
 FRAME = (1920, 1080)
@@ -77,8 +84,8 @@ def feed(analytic: Analytic, observations: Iterable[TrackObservation], state=Non
     fired, clock = [], None
     for obs in observations:
         clock = obs.capture_time if clock is None else max(clock, obs.capture_time)
-        for detection in analytic.observe(obs, state, clock):
-            fired.append(Fired(detection, (detection.detected_at - T0).total_seconds()))
+        fired.extend(Fired(detection, (detection.detected_at - T0).total_seconds())
+                     for detection in analytic.observe(obs, state, clock))
         if obs.kind is TrackKind.END:
             analytic.end_track(obs.track_id, state)
     return fired

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
-from vigil.control.analytics import ActivityType
-from vigil.control.analytics.after_hours import AfterHours
+from datetime import UTC, datetime, timedelta
 
 from tests.analytics.scripts import INSIDE, OUTSIDE, feed, person, zone
+from vigil.control.analytics import ActivityType
+from vigil.control.analytics.after_hours import AfterHours
 
 
 def after_hours(days, start: str, end: str, tz: str = "UTC", **kwargs) -> AfterHours:
@@ -20,7 +19,7 @@ def stay_from(track_id: str, start: datetime, seconds: float, feet=INSIDE):
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 WEEKDAYS = [1, 2, 3, 4, 5]

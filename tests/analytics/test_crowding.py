@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from tests.analytics.scripts import INSIDE, OUTSIDE, at, feed, in_time_order, path, person, stay, zone
 from vigil.control.analytics import ActivityType, TrackKind
 from vigil.control.analytics.crowding import Crowding
-
-from tests.analytics.scripts import INSIDE, OUTSIDE, at, feed, in_time_order, path, person, stay, zone
 
 SPOTS = [(0.5, 0.5), (0.6, 0.6), (0.7, 0.7), (0.5, 0.7)]
 

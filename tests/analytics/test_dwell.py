@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from tests.analytics.scripts import INSIDE, OUTSIDE, at, feed, path, stay, zone
 from vigil.control.analytics import ActivityType
 from vigil.control.analytics.dwell import DwellTime, Loitering
-
-from tests.analytics.scripts import INSIDE, OUTSIDE, at, feed, path, stay, zone
 
 WIDE = [(0.0, 0.3), (1.0, 0.3), (1.0, 1.0), (0.0, 1.0)]
 

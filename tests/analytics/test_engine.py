@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from vigil.control.analytics import (
-    ActivityType, AnalyticsConfig, AnalyticsEngine, ObjectClass, Severity, TrackKind, ZoneThresholds,
-)
-
 from tests.analytics.scripts import CAMERA, INSIDE, OUTSIDE, at, in_time_order, person, stay, zone
+from vigil.control.analytics import (
+    ActivityType,
+    AnalyticsConfig,
+    AnalyticsEngine,
+    ObjectClass,
+    Severity,
+    TrackKind,
+    ZoneThresholds,
+)
 
 
 def engine_with(*configs: AnalyticsConfig, **kwargs) -> AnalyticsEngine:

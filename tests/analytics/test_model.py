@@ -6,9 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from vigil.control.analytics import ActivityType, Box, Detection, Severity, ZoneType
-
 from tests.analytics.scripts import SQUARE, T0, at, person, zone
+from vigil.control.analytics import ActivityType, Box, Detection, Severity, ZoneType
 
 
 def test_zone_from_points_or_stored_mappings():

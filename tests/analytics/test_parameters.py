@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.analytics.scripts import zone
 from vigil.control.analytics import REGISTRY, ActivityType, ParameterError, ZoneThresholds
 from vigil.control.analytics.after_hours import AfterHours
 from vigil.control.analytics.crowding import Crowding
@@ -13,8 +14,6 @@ from vigil.control.analytics.dwell import DwellTime, Loitering
 from vigil.control.analytics.parameters import stored_parameters
 from vigil.control.analytics.running import Running
 from vigil.control.analytics.zone_entry import Intrusion
-
-from tests.analytics.scripts import zone
 
 PARAMETER_KEYS = {"name", "type", "default", "required", "unit", "minimum", "maximum",
                   "exclusive_minimum", "zone_threshold", "description"}

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from vigil.control.analytics import ActivityType, AnalyticsConfig, AnalyticsEngine, AnalyticsRegistry
-from vigil.control.analytics.dwell import DwellTime, Loitering
-
 from tests.analytics.scripts import CAMERA, stay, zone
 from tests.analytics.versions import VERSIONED as REGISTRY
 from tests.analytics.versions import LoiteringV2
+from vigil.control.analytics import ActivityType, AnalyticsConfig, AnalyticsEngine, AnalyticsRegistry
+from vigil.control.analytics.dwell import DwellTime, Loitering
 
 
 def test_two_versions_of_a_unit_coexist_and_the_latest_is_the_default():

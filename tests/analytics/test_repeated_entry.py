@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from tests.analytics.scripts import INSIDE, OUTSIDE, at, feed, person, stay, zone
 from vigil.control.analytics import ActivityType, TrackKind
 from vigil.control.analytics.repeated_entry import RepeatedEntry
-
-from tests.analytics.scripts import INSIDE, OUTSIDE, at, feed, person, stay, zone
 
 
 def repeated_entry(**parameters) -> RepeatedEntry:

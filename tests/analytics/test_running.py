@@ -6,10 +6,9 @@ import math
 
 import pytest
 
+from tests.analytics.scripts import feed, path, zone
 from vigil.control.analytics import ActivityType
 from vigil.control.analytics.running import Running
-
-from tests.analytics.scripts import feed, path, zone
 
 HEIGHT = 0.05  # box height in frame heights: a person far enough away to run 9 s in view
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from tests.analytics.scripts import INSIDE, OUTSIDE, at, feed, path, person, stay, zone
 from vigil.control.analytics import ActivityType, Severity, TrackKind
 from vigil.control.analytics.zone_entry import Intrusion, ZoneBreach
-
-from tests.analytics.scripts import INSIDE, OUTSIDE, at, feed, path, person, stay, zone
 
 
 def walk_in(track_id: str, cross_at: float, end: float, **kwargs):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -69,7 +69,7 @@ async def test_revoked_and_expired_keys_are_refused_with_the_reason(channel, end
         await rpc.invoke(rpc.callable(channel), bearer(plaintext))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED and "revoked" in err.value.details()
 
-    expired, _ = await _key(endpoints, expires_at=datetime.now(timezone.utc) + timedelta(seconds=1))
+    expired, _ = await _key(endpoints, expires_at=datetime.now(UTC) + timedelta(seconds=1))
     import asyncio
 
     await asyncio.sleep(1.2)

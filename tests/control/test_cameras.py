@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import grpc
 import pytest
@@ -414,7 +414,7 @@ async def test_deleting_a_parent_with_children_needs_force(stub, admin, root, ap
         await refused(call, grpc.StatusCode.FAILED_PRECONDITION)
 
     async with app.pool.connection() as conn:
-        event = await EventRepository(conn).insert(camera.id, "human_detected", datetime.now(timezone.utc), 0.9,
+        event = await EventRepository(conn).insert(camera.id, "human_detected", datetime.now(UTC), 0.9,
                                                    {"x": 0.1, "y": 0.1, "width": 0.2, "height": 0.3})
         rule = await AlertRuleRepository(conn).create("gate at night", await _add_user(app), camera_id=camera.id,
                                                       zone_id=zone.id)

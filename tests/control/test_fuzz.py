@@ -50,7 +50,7 @@ def _value(field, depth):
     return st.integers(0, 2**31 - 1)
 
 
-def _message(descriptor, depth=0):
+def _message(descriptor, depth=0):  # noqa: C901
     from google.protobuf import symbol_database
 
     cls = symbol_database.Default().GetSymbol(descriptor.full_name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import numpy as np
@@ -30,7 +30,7 @@ def viewer(as_role):
 @pytest.fixture(scope="module")
 async def library(app):
     """A camera with a snapshot and a clip of one event and an older snapshot, all stored as objects."""
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     event_id = uuid.uuid4()
     async with database(app) as conn:
         camera = await make_camera(conn, app.secrets)
@@ -67,7 +67,7 @@ async def test_get_media_round_trip(media, viewer, library):
         (str(clip.id), pb.MEDIA_TYPE_VIDEO, "video/mp4", clip.storage_path)
     assert (got.size_bytes, got.checksum, got.camera_id, got.event_id) == \
         (clip.file_size, clip.checksum, str(library["camera"].id), str(library["event_id"]))
-    assert got.capture_time.ToDatetime(tzinfo=timezone.utc) == library["now"] - timedelta(hours=1)
+    assert got.capture_time.ToDatetime(tzinfo=UTC) == library["now"] - timedelta(hours=1)
 
     err = await refused(media.GetMedia, pb.GetMediaRequest(id=str(uuid.uuid4())), viewer)
     assert err.code() == grpc.StatusCode.NOT_FOUND
@@ -111,19 +111,19 @@ async def test_list_media_newest_first_with_paging_and_filters(media, viewer, li
 
 async def test_media_url_downloads_the_object_until_it_expires(media, viewer, library, app):
     snapshot = library["snapshot"]
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     reply = await media.GetMediaUrl(pb.GetMediaUrlRequest(media_id=str(snapshot.id)), metadata=viewer)
     assert await download(reply.url) == app.objects.get(snapshot.storage_path) == b"\xff\xd8event snapshot"
     assert reply.content_type == "image/jpeg"
     ttl = timedelta(seconds=app.settings.control.presigned_url_ttl_s)
-    expires = reply.expire_time.ToDatetime(tzinfo=timezone.utc)
-    assert before + ttl <= expires <= datetime.now(timezone.utc) + ttl
+    expires = reply.expire_time.ToDatetime(tzinfo=UTC)
+    assert before + ttl <= expires <= datetime.now(UTC) + ttl
 
     short = pb.GetMediaUrlRequest(media_id=str(library["clip"].id), expires_in=duration_pb2.Duration(seconds=120))
     reply = await media.GetMediaUrl(short, metadata=viewer)
     assert "X-Amz-Expires=120" in reply.url and reply.content_type == "video/mp4"
     assert await download(reply.url) == b"mp4 clip bytes" * 50
-    assert reply.expire_time.ToDatetime(tzinfo=timezone.utc) - datetime.now(timezone.utc) <= timedelta(seconds=120)
+    assert reply.expire_time.ToDatetime(tzinfo=UTC) - datetime.now(UTC) <= timedelta(seconds=120)
 
 
 async def test_media_url_of_an_enrolled_face_image(media, viewer, app):
@@ -162,7 +162,7 @@ async def test_media_url_refusals(media, viewer, library, app):
 async def test_clip_requests_are_checked_and_queued(media, as_role, library):
     """Clips themselves are cut by pipeline nodes (tests/ops/test_clips.py); here: the request."""
     camera = str(library["camera"].id)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     writer = as_role("api_client")
 
     def ask(**fields):
@@ -173,11 +173,14 @@ async def test_clip_requests_are_checked_and_queued(media, as_role, library):
         request.MergeFrom(pb.RequestClipRequest(**fields))
         return request
 
-    for request, field in ((ask(), "start_time"), (ask(start_time=now - timedelta(seconds=20)), "end_time"),
-                           (ask(start_time=now - timedelta(seconds=5), end_time=now - timedelta(seconds=10)), "end_time"),
-                           (ask(start_time=now - timedelta(minutes=11), end_time=now), "end_time"),
-                           (ask(start_time=now, end_time=now + timedelta(minutes=1)), "end_time"),
-                           (ask(start_time=now - timedelta(seconds=9), end_time=now, alert_id="x"), "alert_id")):
+    for request, field in (
+        (ask(), "start_time"),
+        (ask(start_time=now - timedelta(seconds=20)), "end_time"),
+        (ask(start_time=now - timedelta(seconds=5), end_time=now - timedelta(seconds=10)), "end_time"),
+        (ask(start_time=now - timedelta(minutes=11), end_time=now), "end_time"),
+        (ask(start_time=now, end_time=now + timedelta(minutes=1)), "end_time"),
+        (ask(start_time=now - timedelta(seconds=9), end_time=now, alert_id="x"), "alert_id"),
+    ):
         err = await refused(media.RequestClip, request, writer)
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and field in err.details(), (field, err.details())
     created = await media.RequestClip(ask(start_time=now - timedelta(seconds=9), end_time=now), metadata=writer)

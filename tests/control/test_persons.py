@@ -4,7 +4,7 @@ merges, with their validation, NOT_FOUND answers and audit rows."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import numpy as np
@@ -13,9 +13,8 @@ from google.protobuf import field_mask_pb2
 
 from tests.fixtures.control import database
 from tests.storage.builders import make_camera
-from vigil.api.v1 import common_pb2
+from vigil.api.v1 import common_pb2, person_pb2_grpc
 from vigil.api.v1 import person_pb2 as pb
-from vigil.api.v1 import person_pb2_grpc
 from vigil.storage.repositories.alerts import AlertRuleRepository
 from vigil.storage.repositories.events import EventRepository
 from vigil.storage.repositories.faces import FaceEmbeddingRepository, ModelVersionRepository
@@ -292,7 +291,7 @@ async def test_faces_primary_choice_and_delete_promotes_the_next_best(persons, a
     assert {f.id for f in listed} == {str(low.id), str(best.id), str(chosen.id)}
     assert [(f.created_at, str(f.id)) for f in sorted((low, best, chosen), key=lambda f: (f.created_at, f.id),
                                                        reverse=True)] == \
-        [(f.create_time.ToDatetime(tzinfo=timezone.utc), f.id) for f in listed]  # newest first
+        [(f.create_time.ToDatetime(tzinfo=UTC), f.id) for f in listed]  # newest first
     assert {f.model_version for f in listed} == {low.model_version} and listed[0].embedding_dim == 4
 
     choose = pb.UpdatePersonRequest(person=pb.Person(id=person.id, primary_face_id=str(chosen.id)),
@@ -336,7 +335,7 @@ async def test_merge_persons_moves_everything_and_deletes_the_sources(persons, a
         watchlist = await WatchlistRepository(conn).create(f"merge {uuid.uuid4().hex[:8]}", "custom", user)
         await WatchlistRepository(conn).add_person(watchlist.id, second.id, user)
         camera = await make_camera(conn, app.secrets)
-        event = await EventRepository(conn).insert(camera.id, "person_recognized", datetime.now(timezone.utc), 0.9,
+        event = await EventRepository(conn).insert(camera.id, "person_recognized", datetime.now(UTC), 0.9,
                                                    BOX, person_id=first.id)
 
     merge = pb.MergePersonsRequest(target_person_id=target.id, source_person_ids=[first.id, second.id])
@@ -381,7 +380,7 @@ async def test_merge_clusters_then_assign_to_a_new_person(persons, admin, app):
     holder_b = await create(persons, admin)
     (face_a,) = await add_faces(app, holder_a.id, [0.5])
     (face_b,) = await add_faces(app, holder_b.id, [0.8], model_version=face_a.model_version)
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     target = await add_cluster(app, 4, face_a.id, now - timedelta(days=1))
     source = await add_cluster(app, 3, face_b.id, now)
     async with database(app) as conn:
@@ -393,7 +392,7 @@ async def test_merge_clusters_then_assign_to_a_new_person(persons, admin, app):
     assert (merged.id, merged.status, merged.sample_count, merged.event_count) == \
         (target, pb.CLUSTER_STATUS_ACTIVE, 7, 1)
     assert (merged.representative_face_id, list(merged.camera_ids)) == (str(face_b.id), [str(camera.id)])
-    assert merged.last_seen_time.ToDatetime(tzinfo=timezone.utc) == now and merged.person_id == ""
+    assert merged.last_seen_time.ToDatetime(tzinfo=UTC) == now and merged.person_id == ""
     gone = (await persons.GetUnknownCluster(pb.GetUnknownClusterRequest(id=source), metadata=admin)).cluster
     assert (gone.status, gone.merged_into_cluster_id) == (pb.CLUSTER_STATUS_MERGED, target)
     holder = (await persons.GetPerson(pb.GetPersonRequest(id=holder_a.id), metadata=admin)).person

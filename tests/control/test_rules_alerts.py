@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -17,8 +17,19 @@ import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
 
 from tests.fixtures.control import bearer
-from vigil.api.v1 import alert_pb2, alert_pb2_grpc, camera_pb2, camera_pb2_grpc, common_pb2, person_pb2
-from vigil.api.v1 import person_pb2_grpc, rule_pb2, rule_pb2_grpc, watchlist_pb2, watchlist_pb2_grpc
+from vigil.api.v1 import (
+    alert_pb2,
+    alert_pb2_grpc,
+    camera_pb2,
+    camera_pb2_grpc,
+    common_pb2,
+    person_pb2,
+    person_pb2_grpc,
+    rule_pb2,
+    rule_pb2_grpc,
+    watchlist_pb2,
+    watchlist_pb2_grpc,
+)
 from vigil.control.alerting import AlertingHook
 from vigil.control.analytics import Box, ObjectClass, TrackObservation
 from vigil.control.rules import Fact, RuleEvaluator, camera_facts, person_facts, write_alerts
@@ -516,7 +527,7 @@ async def test_unset_parameters_fall_back_to_the_zone_threshold_then_the_manifes
             analytics_config=rule_pb2.AnalyticsConfig(name=name, camera_id=scene.camera.id, zone_id=hall.id,
                                                       activity_type=activity, **typed)),
             metadata=admin)).analytics_config.id] = name
-    start = datetime(2026, 3, 6, 2, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 3, 6, 2, 0, tzinfo=UTC)
     observations = [TrackObservation(scene.camera.id, "t-1", ObjectClass.PERSON, Box(0.46, 0.2, 0.08, 0.2), 0.9,
                                      start + timedelta(seconds=i), frame_width=1920, frame_height=1080)
                     for i in range(66)]
@@ -535,7 +546,7 @@ async def test_an_alert_records_its_rule_clause_and_track_and_takes_the_persons_
         rules, alerts, admin, scene, app):
     rule = await create_rule(rules, admin, name="Banned at the gate", camera_id=scene.camera.id,
                              zone_id=scene.gate.id, watchlist_id=scene.watchlist.id)
-    when = datetime.now(timezone.utc).replace(microsecond=0)
+    when = datetime.now(UTC).replace(microsecond=0)
     [created] = await observe(app, scene, when=when, person=scene.courier, track_id="trk-42", rule_ids={rule.id})
     assert await observe(app, scene, when=when, person=scene.employee, rule_ids={rule.id}) == []  # not listed
 
@@ -551,7 +562,7 @@ async def test_an_alert_records_its_rule_clause_and_track_and_takes_the_persons_
     assert (trigger.event_type, trigger.zone_id, trigger.frame_number) == (
         common_pb2.EVENT_TYPE_PERSON_RECOGNIZED, scene.gate.id, 1200)
     assert trigger.confidence == pytest.approx(0.91) and trigger.similarity == pytest.approx(0.91)
-    assert trigger.capture_time.ToDatetime(tzinfo=timezone.utc) == when
+    assert trigger.capture_time.ToDatetime(tzinfo=UTC) == when
     assert alert.message.startswith(
         'Blacklisted person "Eve Courier" recognised on camera "Loading bay" in zone "Gate"')
     site_time = when.astimezone(ZoneInfo("Asia/Singapore")).strftime("%Y-%m-%d %H:%M:%S +08")
@@ -580,7 +591,7 @@ async def test_alert_lifecycle_records_who_when_and_notes_and_refuses_invalid_mo
         rules, alerts, admin, as_role, scene, app):
     rule = await create_rule(rules, admin, camera_id=scene.camera.id, severity=common_pb2.SEVERITY_HIGH,
                              cooldown=seconds(0))
-    when = datetime.now(timezone.utc)
+    when = datetime.now(UTC)
     first, second = [(await observe(app, scene, when=when, rule_ids={rule.id}, track_id=f"t-{n}"))[0]
                      for n in range(2)]
     assert first.severity == "high" and first.trigger_clause == "camera"
@@ -656,7 +667,7 @@ async def site_operator(app, site_id: str) -> tuple[str, tuple]:
 
 async def test_an_operator_of_another_site_cannot_see_or_move_the_alert(rules, alerts, admin, scene, app, channel):
     rule = await create_rule(rules, admin, camera_id=scene.camera.id)
-    [alert] = await observe(app, scene, when=datetime.now(timezone.utc), rule_ids={rule.id})
+    [alert] = await observe(app, scene, when=datetime.now(UTC), rule_ids={rule.id})
     cameras = camera_pb2_grpc.CameraServiceStub(channel)
     elsewhere = (await cameras.CreateSite(camera_pb2.CreateSiteRequest(site=camera_pb2.Site(
         name=unique("elsewhere"))), metadata=admin)).site
@@ -669,7 +680,7 @@ async def test_an_operator_of_another_site_cannot_see_or_move_the_alert(rules, a
 
 async def test_alerts_page_newest_first_under_unchanged_filters(rules, alerts, admin, scene, app):
     rule = await create_rule(rules, admin, camera_id=scene.camera.id, cooldown=seconds(0))
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     created = [(await observe(app, scene, when=start + timedelta(seconds=n), track_id=f"p-{n}",
                               rule_ids={rule.id}))[0] for n in range(3)]
     request = alert_pb2.ListAlertsRequest(alert_rule_ids=[rule.id], page_size=2)
@@ -689,7 +700,7 @@ async def test_alerts_page_newest_first_under_unchanged_filters(rules, alerts, a
 async def test_a_repeat_within_the_cooldown_raises_no_second_alert(rules, admin, scene, app):
     rule = await create_rule(rules, admin, camera_id=scene.camera.id, zone_id=scene.gate.id,
                              person_role="courier", cooldown=seconds(30))
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
 
     async def alerts_at(offset_s: float, **kwargs) -> int:
         return len(await observe(app, scene, when=start + timedelta(seconds=offset_s), person=scene.courier,
@@ -719,7 +730,7 @@ async def test_a_repeat_within_the_cooldown_raises_no_second_alert(rules, admin,
 
 async def test_unknown_tracks_and_activities_cool_down_per_track(rules, admin, scene, app):
     rule = await create_rule(rules, admin, camera_id=scene.camera.id, event_type=common_pb2.EVENT_TYPE_HUMAN_DETECTED)
-    when = datetime.now(timezone.utc)
+    when = datetime.now(UTC)
     assert len(await observe(app, scene, when=when, track_id="a", rule_ids={rule.id})) == 1
     assert len(await observe(app, scene, when=when, track_id="b", rule_ids={rule.id})) == 1
     assert len(await observe(app, scene, when=when, track_id="a", rule_ids={rule.id})) == 0
@@ -733,7 +744,7 @@ async def test_unknown_tracks_and_activities_cool_down_per_track(rules, admin, s
 
 async def test_concurrent_writers_of_the_same_firing_create_one_alert(rules, admin, scene, app):
     rule = await create_rule(rules, admin, camera_id=scene.camera.id, cooldown=seconds(60))
-    when = datetime.now(timezone.utc)
+    when = datetime.now(UTC)
     claimed = asyncio.Event()
 
     async def writer(hold: bool) -> int:
@@ -809,7 +820,7 @@ async def test_notification_channels_keep_secrets_write_only_and_rules_notify_th
     # an alert of a rule naming the channel is queued for it in the alert's transaction
     rule = await create_rule(rules, admin, camera_id=scene.camera.id, notification_channel_ids=[created.id])
     assert list(rule.notification_channel_ids) == [created.id]
-    [alert] = await observe(app, scene, when=datetime.now(timezone.utc), rule_ids={rule.id})
+    [alert] = await observe(app, scene, when=datetime.now(UTC), rule_ids={rule.id})
     queued = await fetch(app, "SELECT channel_id, attempt FROM notification_deliveries WHERE alert_id = %s",
                          (alert.id,))
     assert [(str(q["channel_id"]), q["attempt"]) for q in queued] == [(created.id, 1)]

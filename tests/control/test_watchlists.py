@@ -8,7 +8,8 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from vigil.api.v1 import common_pb2, person_pb2, person_pb2_grpc, watchlist_pb2 as pb, watchlist_pb2_grpc
+from vigil.api.v1 import common_pb2, person_pb2, person_pb2_grpc, watchlist_pb2_grpc
+from vigil.api.v1 import watchlist_pb2 as pb
 
 
 @pytest.fixture(scope="module")

@@ -85,7 +85,7 @@ class NvDsObjEncOutParams:
     def cast(data):
         return data
 
-    def outBuffer(self):  # noqa: N802 - pyds's name
+    def outBuffer(self):
         return np.frombuffer(self._jpeg, dtype=np.uint8)
 
 
@@ -153,7 +153,7 @@ class FakePyds(SimpleNamespace):
         frame.obj_meta_list = glist(items(frame.obj_meta_list) + [obj])
         frame.num_obj_meta += 1
 
-    def get_nvds_LayerInfo(self, tensor_meta, index):  # noqa: N802 - pyds's name
+    def get_nvds_LayerInfo(self, tensor_meta, index):
         return tensor_meta.layers[index]
 
     @staticmethod

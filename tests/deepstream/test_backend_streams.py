@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,7 +46,7 @@ def test_records_of_a_stream_become_its_track_batches():
     camera, other = uuid.uuid4(), uuid.uuid4()
     stream, second = register(ds, camera), register(ds, other)
     assert (stream.pad_index, second.pad_index) == (0, 1) and ds.stream_ids() == {camera, other}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     person = ObjectRecord(pb.OBJECT_CLASS_PERSON, 42, (100.0, 100.0, 300.0, 500.0), 0.8)
     ds.probes.records.put(FrameRecord(0, 1, now, (1920, 1080), [person]))
     ds.probes.records.put(FrameRecord(9, 1, now, (1920, 1080), [person]))  # a pad no stream holds: dropped
@@ -81,6 +81,6 @@ def test_pad_indices_are_not_reused_and_removed_streams_are_not_found():
 
 def test_clips_are_not_offered():
     ds = backend([])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with pytest.raises(ClipUnavailable, match="deepstream"):
         ds.cut_clip(uuid.uuid4(), now, now)

@@ -59,7 +59,10 @@ def test_workloads():
         assert spec["nodeSelector"] == {"vigil.io/pool": "gpu"}
         assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
         assert all(c["resources"]["limits"]["nvidia.com/gpu"] == 1 for c in containers(workload))
-        assert workload["spec"]["selector"]["matchLabels"].items() <= workload["spec"]["template"]["metadata"]["labels"].items()
+        assert (
+            workload["spec"]["selector"]["matchLabels"].items()
+            <= workload["spec"]["template"]["metadata"]["labels"].items()
+        )
     assert containers(triton)[0]["args"] == ["build-only"]  # the entrypoint's plan-building mode
     [node] = containers(nodes)
     assert node["args"][:3] == ["vigil", "node", "run"]
@@ -78,7 +81,9 @@ def test_settings_references():
     docs = documents()
     config = docs[("ConfigMap", "vigil-config")]["data"]
     assert all(names_a_setting(key) for key in config), [k for k in config if not names_a_setting(k)]
-    assert config["VIGIL_NODE__CONTROL_URL"].startswith("control.") and config["VIGIL_TRITON__URL"].startswith("triton.")
+    assert config["VIGIL_NODE__CONTROL_URL"].startswith("control.") and config["VIGIL_TRITON__URL"].startswith(
+        "triton."
+    )
     for doc in docs.values():
         if doc["kind"] in ("Deployment", "StatefulSet"):
             for c in doc["spec"]["template"]["spec"]["containers"]:

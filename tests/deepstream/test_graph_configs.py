@@ -14,12 +14,21 @@ import pytest
 import yaml
 
 from vigil.pipeline.backend import choose_backend, deepstream_available
-from vigil.pipeline.deepstream.graph import (CLASS_FACE_CROP, CONFIG_FILES, EMBEDDER_ID, FACE_DETECTOR_ID,
-                                             PERSON_DETECTOR_ID, SELECTOR_ID, GraphSettings, build_graph,
-                                             render_embedder_config, source_plan)
+from vigil.pipeline.deepstream.graph import (
+    CLASS_FACE_CROP,
+    CONFIG_FILES,
+    EMBEDDER_ID,
+    FACE_DETECTOR_ID,
+    PERSON_DETECTOR_ID,
+    SELECTOR_ID,
+    GraphSettings,
+    build_graph,
+    render_embedder_config,
+    source_plan,
+)
 from vigil.pipeline.deepstream.probes import Probes
-from vigil.settings import VigilSettings
 from vigil.pipeline.streams import ProcessingSettings, StreamSpec
+from vigil.settings import VigilSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
@@ -122,7 +131,9 @@ def test_face_detector_config_matches_triton_model():
     c, h, w = (int(v) for v in props["infer-dims"].split(";"))
     assert model["tensors"]["input"] == ("input", [3, -1, -1]) and c == 3 and h % 32 == 0 and w % 32 == 0
     assert (w, h) == GraphSettings().face_network_size
-    assert int(props["batch-size"]) <= model["max_batch_size"] and int(props["batch-size"]) == GraphSettings().batch_size
+    assert (
+        int(props["batch-size"]) <= model["max_batch_size"] and int(props["batch-size"]) == GraphSettings().batch_size
+    )
     assert int(props["gie-unique-id"]) == FACE_DETECTOR_ID
     assert props["network-type"] == "100" and props["output-tensor-meta"] == "1"
     assert props["model-color-format"] == "1" and float(props["net-scale-factor"]) == 1.0  # BGR 0..255
@@ -162,7 +173,7 @@ def test_embedder_config_matches_triton_model(variant):
     assert int(field("max_batch_size")) <= model["max_batch_size"]
     assert int(field("unique_id")) == EMBEDDER_ID
     assert int(field("operate_on_gie_id")) == SELECTOR_ID
-    assert re.search(r"operate_on_class_ids:\s*\[\s*%d\s*\]" % CLASS_FACE_CROP, text)
+    assert re.search(rf"operate_on_class_ids:\s*\[\s*{CLASS_FACE_CROP}\s*\]", text)
     assert "output_tensor_meta: true" in text and "IMAGE_FORMAT_RGB" in text  # SFace takes RGB 0..255
     assert "PROCESS_MODE_CLIP_OBJECTS" in text
     assert text.count("{") == text.count("}")

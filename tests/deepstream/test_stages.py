@@ -19,8 +19,15 @@ from vigil.api.v1 import ingest_pb2 as pb
 from vigil.models import detection
 from vigil.models.catalog import DETECTOR_OUTPUTS
 from vigil.pipeline.deepstream import decode
-from vigil.pipeline.deepstream.graph import (CLASS_FACE, CLASS_FACE_CROP, CLASS_PERSON, EMBEDDER_ID,
-                                             FACE_DETECTOR_ID, PERSON_DETECTOR_ID, GraphSettings)
+from vigil.pipeline.deepstream.graph import (
+    CLASS_FACE,
+    CLASS_FACE_CROP,
+    CLASS_PERSON,
+    EMBEDDER_ID,
+    FACE_DETECTOR_ID,
+    PERSON_DETECTOR_ID,
+    GraphSettings,
+)
 from vigil.pipeline.deepstream.meta import Meta
 from vigil.pipeline.deepstream.stages import Stages, StreamContext, sightings
 from vigil.pipeline.messages import SnapshotRef
@@ -86,7 +93,9 @@ class Pipeline:
         self.ds = fakes.FakePyds()
         self.meta = Meta(self.ds)
         self.ctx = ctx
-        self.stages = Stages(self.meta, GraphSettings(configs_dir=ROOT / "configs"), lambda pad: ctx if pad == 0 else None)
+        self.stages = Stages(
+            self.meta, GraphSettings(configs_dir=ROOT / "configs"), lambda pad: ctx if pad == 0 else None
+        )
         self.keep: list = []
 
     def run(self, number: int, face_tensors, person_out=None, track_ids=(7, 3)):

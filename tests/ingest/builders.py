@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf import timestamp_pb2
 
@@ -14,7 +14,7 @@ from vigil.api.v1 import event_pb2 as event_pb
 from vigil.api.v1 import ingest_pb2 as pb
 
 NODE_ID = str(uuid.uuid4())
-T0 = datetime.now(timezone.utc).replace(microsecond=0)
+T0 = datetime.now(UTC).replace(microsecond=0)
 
 
 def at(seconds: float) -> timestamp_pb2.Timestamp:

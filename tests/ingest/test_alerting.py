@@ -17,9 +17,9 @@ from tests.ingest.builders import accepted, batch, face_track, person
 from tests.notifications.receivers import HttpReceiver
 from vigil.api.v1 import common_pb2, event_pb2, event_pb2_grpc, person_pb2, person_pb2_grpc
 from vigil.api.v1 import ingest_pb2 as pb
+from vigil.storage.repositories.alerts import AlertRuleRepository, AnalyticsConfigRepository
 from vigil.storage.repositories.channel_settings import WebhookSettings
 from vigil.storage.repositories.notifications import ChannelRepository
-from vigil.storage.repositories.alerts import AlertRuleRepository, AnalyticsConfigRepository
 from vigil.storage.repositories.watchlists import WatchlistRepository
 
 SECRET = "whsec-" + uuid.uuid4().hex

@@ -13,9 +13,8 @@ from psycopg.types.json import Jsonb
 from tests.fixtures.control import database
 from tests.ingest.builders import T0, accepted, at, batch, best_face, face_track, person
 from tests.storage.builders import count
-from vigil.api.v1 import common_pb2, person_pb2, person_pb2_grpc
+from vigil.api.v1 import common_pb2, ingest_pb2, person_pb2, person_pb2_grpc
 from vigil.api.v1 import event_pb2 as pb
-from vigil.api.v1 import ingest_pb2
 
 
 async def refused(call, request, metadata) -> grpc.aio.AioRpcError:

@@ -14,10 +14,17 @@ from psycopg.types.json import Jsonb
 from tests.fixtures.control import control_replica, database
 from tests.ingest.builders import accepted, batch, best_face, face_track, person, quiet, read_events
 from tests.storage.builders import count
-from vigil.api.v1 import common_pb2, event_pb2_grpc, ingest_pb2_grpc, person_pb2, person_pb2_grpc
+from vigil.api.v1 import (
+    common_pb2,
+    event_pb2_grpc,
+    ingest_pb2_grpc,
+    person_pb2,
+    person_pb2_grpc,
+    watchlist_pb2,
+    watchlist_pb2_grpc,
+)
 from vigil.api.v1 import event_pb2 as event_pb
 from vigil.api.v1 import ingest_pb2 as pb
-from vigil.api.v1 import watchlist_pb2, watchlist_pb2_grpc
 from vigil.control.ingest.feed import FeedFilter, FeedItem
 from vigil.control.ingest.relay import FeedRelay
 from vigil.control.ingest.subscription import FeedSubscription, SubscriberTooSlow, start_position

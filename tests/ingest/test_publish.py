@@ -12,10 +12,9 @@ import pytest
 from tests.fixtures.control import database
 from tests.ingest.builders import accepted, batch, best_face, face_track, person, publish
 from tests.storage.builders import count
-from vigil.api.v1 import common_pb2
+from vigil.api.v1 import common_pb2, ingest_pb2_grpc
 from vigil.api.v1 import event_pb2 as event_pb
 from vigil.api.v1 import ingest_pb2 as pb
-from vigil.api.v1 import ingest_pb2_grpc
 
 
 async def stored(app, query: str, params=()) -> int:

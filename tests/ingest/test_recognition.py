@@ -5,15 +5,14 @@ conventions of PersonService keep working on what ingest created."""
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
-import uuid
 
 from tests.fixtures.control import database
 from tests.ingest.builders import accepted, batch, best_face, face_track, person
-from vigil.api.v1 import common_pb2
+from vigil.api.v1 import common_pb2, person_pb2, person_pb2_grpc
 from vigil.api.v1 import event_pb2 as event_pb
-from vigil.api.v1 import person_pb2, person_pb2_grpc
 from vigil.storage.repositories.events import EventRepository
 
 

@@ -6,10 +6,9 @@ each alerted once; both sightings of the stranger land in the same unknown clust
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from psycopg.types.json import Jsonb
-
-from datetime import timedelta
 
 from tests.fixtures.control import database
 from tests.ingest.builders import T0, accepted, batch, face_track, person
@@ -29,7 +28,9 @@ async def test_crowd_loiterer_and_a_stranger_twice(app, ingest, admin, camera, m
     async with database(app) as conn:
         cur = await conn.execute(
             "INSERT INTO camera_zones (camera_id, name, zone_type, polygon_points) VALUES (%s, 'lobby', 'interest', %s)"
-            " RETURNING id", (camera.id, Jsonb([{"x": 0, "y": 0}, {"x": 1, "y": 0}, {"x": 1, "y": 1}, {"x": 0, "y": 1}])))
+            " RETURNING id",
+            (camera.id, Jsonb([{"x": 0, "y": 0}, {"x": 1, "y": 0}, {"x": 1, "y": 1}, {"x": 0, "y": 1}])),
+        )
         lobby = (await cur.fetchone())["id"]
         configs = AnalyticsConfigRepository(conn)
         await configs.create("lobby crowd", camera.id, "crowding", None, zone_id=lobby, severity="medium",
@@ -54,7 +55,8 @@ async def test_crowd_loiterer_and_a_stranger_twice(app, ingest, admin, camera, m
         await accepted(ingest, admin, batch(camera.id, updates, sequence=step + 1))
     await accepted(ingest, admin, batch(camera.id, [*(person(t, END, second=7) for t in crowd),
                                                     person("stay", UPDATE, second=7, frame=175)], sequence=5))
-    # the one who stays, until second 12 (updates at most 2 s apart: a longer gap ends a stay); the stranger comes back as a new track at second 11
+    # the one who stays, until second 12 (updates at most 2 s apart: a longer gap ends a stay);
+    # the stranger comes back as a new track at second 11
     await accepted(ingest, admin, batch(camera.id, [person("stay", UPDATE, second=9, frame=225)], sequence=6))
     await accepted(ingest, admin, batch(camera.id, [
         person("stay", UPDATE, second=11, frame=275), person("back", second=11, frame=275),

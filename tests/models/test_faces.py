@@ -43,7 +43,7 @@ def test_one_face_per_single_person_photo(faces, name):
     face = detected[0]
     height, width = image.shape[:2]
     x, y, w, h = face.box
-    assert 0 <= x and 0 <= y and x + w <= width and y + h <= height and w > 50 and h > 50
+    assert x >= 0 and y >= 0 and x + w <= width and y + h <= height and w > 50 and h > 50
     assert face.landmarks.shape == (5, 2)
     assert np.all((face.landmarks[:, 0] >= x) & (face.landmarks[:, 0] <= x + w))
     assert np.all((face.landmarks[:, 1] >= y) & (face.landmarks[:, 1] <= y + h))
@@ -66,7 +66,9 @@ def test_detection_matches_opencv_on_the_same_canvas(analyzer, prepared_models, 
         assert reference is not None and len(reference) == 1
         expected = reference[0].astype(np.float64)
         height, width = image.shape[:2]
-        corners = np.clip([expected[:2] / boxed.scale, (expected[:2] + expected[2:4]) / boxed.scale], 0, [width, height])
+        corners = np.clip(
+            [expected[:2] / boxed.scale, (expected[:2] + expected[2:4]) / boxed.scale], 0, [width, height]
+        )
         box = [*corners[0], *(corners[1] - corners[0])]  # FaceAnalyzer clips boxes to the photo
         np.testing.assert_allclose(detected[0].box, box, atol=0.01)
         np.testing.assert_allclose(detected[0].landmarks.ravel(), expected[4:14] / boxed.scale, atol=0.01)
@@ -171,7 +173,7 @@ def test_encoded_bytes_and_arrays_give_the_same_faces(analyzer, photos, faces):
 
 
 def test_unknown_model_is_an_inference_error(endpoints, served_models):
-    with FaceAnalyzer(endpoints, embedder_model="no_such_model") as client:
+    with FaceAnalyzer(endpoints, embedder_model="no_such_model") as client:  # noqa: SIM117
         with pytest.raises(InferenceError, match="no_such_model"):
             client.embed([np.zeros((112, 112, 3), np.uint8)])
 

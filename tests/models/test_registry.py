@@ -68,8 +68,12 @@ def test_models_cli_prepare_refuses_a_bad_reference_photo(stack_state_dir, model
     not_a_photo.write_text("no pixels here")
     monkeypatch.setenv("VIGIL_STATE_DIR", str(stack_state_dir))
     monkeypatch.setenv("VIGIL_TRITON__MODEL_REPOSITORY", str(copy))
-    result = CliRunner().invoke(models_app, ["prepare", "--force", "--no-register", "--reference-image", str(not_a_photo)])
+    result = CliRunner().invoke(
+        models_app, ["prepare", "--force", "--no-register", "--reference-image", str(not_a_photo)]
+    )
     assert result.exit_code == 1
     assert "do not decode as an image" in result.output
     # the served files were not touched: nothing replaces a model before it is verified
-    assert (copy / "face_detector" / "1" / "model.onnx").read_bytes() == prepared_models["face_detector"].path.read_bytes()
+    assert (copy / "face_detector" / "1" / "model.onnx").read_bytes() == prepared_models[
+        "face_detector"
+    ].path.read_bytes()

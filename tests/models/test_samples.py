@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from vigil.models.samples import face_photos
 from tests.fixtures.stack import MEDIA_CACHE
+from vigil.models.samples import face_photos
 
 
 def test_photos_are_cached(photos):

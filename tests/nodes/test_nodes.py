@@ -12,8 +12,8 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from tests.ingest.builders import batch, person
 from tests.fixtures.control import replica, stream_camera
+from tests.ingest.builders import batch, person
 from tests.nodes.builders import (
     SHORT_HEARTBEAT_S,
     SHORT_LEASE_S,

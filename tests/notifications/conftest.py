@@ -23,10 +23,10 @@ from tests.notifications.receivers import HttpReceiver, SmtpReceiver
 from tests.notifications.support import FAST, FAST_BACKOFF, Scene, service
 from tests.storage.builders import make_camera
 from vigil.control.notifications import Notification, NotificationDispatcher
-from vigil.storage.repositories.notifications import Channel, ChannelRepository
-from vigil.storage.repositories.channel_settings import ChannelSettings, DeliveryPolicy
 from vigil.storage.crypto import SecretBox
 from vigil.storage.db import create_pool
+from vigil.storage.repositories.channel_settings import ChannelSettings, DeliveryPolicy
+from vigil.storage.repositories.notifications import Channel, ChannelRepository
 from vigil.storage.repositories.persons import PersonRepository
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from tests.notifications.receivers import WAIT_S
 from vigil.control.notifications import Backoff
-from vigil.storage.repositories.notifications import Delivery, DeliveryRepository
-from vigil.storage.repositories.channel_settings import DeliveryPolicy
 from vigil.storage.db import acting_as
+from vigil.storage.repositories.channel_settings import DeliveryPolicy
+from vigil.storage.repositories.notifications import Delivery, DeliveryRepository
 
 # Short timeouts and backoff keep retries fast; tests compare order and counts, never durations.
 FAST = DeliveryPolicy(timeout_seconds=2, retry_count=2, rate_limit_per_min=10_000)

@@ -7,8 +7,8 @@ import inspect
 
 from tests.notifications.support import FAST, attempts, hook_path, service, settled
 from vigil.control.notifications import Backoff
-from vigil.storage.repositories.notifications import ChannelRepository, DeliveryRepository
 from vigil.storage.repositories.channel_settings import DeliveryPolicy, EmailSettings, WebhookSettings
+from vigil.storage.repositories.notifications import ChannelRepository, DeliveryRepository
 
 
 async def test_delivers_the_alert_and_records_the_attempt(make_dispatcher, make_alert, make_channel, receiver,

@@ -9,7 +9,9 @@ import pytest
 
 from tests.notifications.support import service
 from vigil.control.notifications import templates
-from vigil.storage.repositories.notifications import ChannelRepository, DeliveryRepository, DeliveryResult
+from vigil.errors import InvalidArgument, NotFound
+from vigil.storage.crypto import SecretError
+from vigil.storage.db import acting_as
 from vigil.storage.repositories.channel_settings import (
     DeliveryPolicy,
     EmailSettings,
@@ -17,9 +19,7 @@ from vigil.storage.repositories.channel_settings import (
     WebhookSettings,
     WhatsAppSettings,
 )
-from vigil.storage.crypto import SecretError
-from vigil.storage.db import acting_as
-from vigil.errors import InvalidArgument, NotFound
+from vigil.storage.repositories.notifications import ChannelRepository, DeliveryRepository, DeliveryResult
 
 WEBHOOK = WebhookSettings("https://hooks.example.com/vigil")
 EMAIL = EmailSettings(smtp_host="smtp.example.com", from_address="vigil@example.com",

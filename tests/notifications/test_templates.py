@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from vigil.control.notifications import templates
-from vigil.storage.repositories.channel_settings import PLACEHOLDERS, check_template
 from vigil.errors import InvalidArgument
+from vigil.storage.repositories.channel_settings import PLACEHOLDERS, check_template
 
 
 def test_defaults_are_the_schema_column_defaults(db):

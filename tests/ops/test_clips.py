@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import urllib.request
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import av
@@ -17,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.control import database
-from tests.pipeline.test_node import MEDIA_CACHE, add_camera, model_version, running_node, site, until, videos  # noqa: F401
+from tests.pipeline.support import add_camera, running_node, until
 from vigil.api.v1 import media_pb2 as mpb
 from vigil.pipeline.recording import ClipUnavailable, PacketRing
 from vigil.storage.repositories.alerts import AlertRuleRepository
@@ -33,7 +32,7 @@ def test_ring_buffer_cuts_mp4_by_stream_copy(videos):
     """Packets demuxed as the decoder thread does, stamped with their video time (a native-rate
     replay would take the video's 20 s)."""
     ring = PacketRing(seconds=8)
-    origin = datetime.now(timezone.utc)
+    origin = datetime.now(UTC)
     with av.open(str(videos["people_walk"].path)) as container:
         stream = container.streams.video[0]
         ring.start_segment(stream)
@@ -53,14 +52,14 @@ def test_ring_buffer_cuts_mp4_by_stream_copy(videos):
         ring.cut(first - timedelta(seconds=60), first - timedelta(seconds=30))
 
 
-async def test_alert_clip_from_a_running_node(control, settings, endpoints, api_keys, model_version, site, videos,
-                                              app, media, as_role, db, tmp_path: Path):
+async def test_alert_clip_from_a_running_node(control, settings, endpoints, api_keys, replay_model_version, replay_site,
+                                              videos, app, media, as_role, db, tmp_path: Path):
     video = videos["people_walk"]
-    camera = await add_camera(app, site, 41, f"file://{video.path}?loop=true", 15)
+    camera = await add_camera(app, replay_site, 41, f"file://{video.path}?loop=true", 15)
     async with database(app) as conn:
         await AlertRuleRepository(conn).create("clip any face", None, camera_id=camera.id, event_type="face_detected",
                                                confidence_threshold=0.3, cooldown=timedelta(hours=1))
-    async with running_node(control, settings, endpoints, api_keys, model_version, tmp_path) as node:
+    async with running_node(control, settings, endpoints, api_keys, replay_model_version, tmp_path) as node:
         port = node.agent.metrics.serve("127.0.0.1", 0)
         alert = await until(lambda: db.execute(
             "SELECT id, (trigger_evidence->>'capture_time')::timestamptz FROM alerts WHERE camera_id = %s",

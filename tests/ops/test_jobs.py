@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from datetime import datetime, timedelta, timezone
-
-import pytest
+from datetime import UTC, datetime, timedelta
 
 from tests.fixtures.control import database, stream_camera
 from tests.storage.builders import make_camera
@@ -25,7 +23,7 @@ def _relations(db, pattern: str) -> set[str]:
 
 
 async def test_partitions_job_creates_upcoming_and_drops_expired(app, db):
-    month = (datetime.now(timezone.utc).replace(day=1) + timedelta(days=40)).replace(day=1)
+    month = (datetime.now(UTC).replace(day=1) + timedelta(days=40)).replace(day=1)
     upcoming = f"device_connectivity_logs_y{month.year:04d}m{month.month:02d}"
     db.execute(f"DROP TABLE IF EXISTS {upcoming}")
     db.execute("SELECT fn_create_monthly_partition('events', 2001, 1)")  # far past the 12 months' retention
@@ -42,7 +40,7 @@ async def test_partitions_job_creates_upcoming_and_drops_expired(app, db):
 
 async def test_media_retention_deletes_objects_then_rows_in_batches(app, db, monkeypatch):
     monkeypatch.setattr(app.settings.jobs, "media_batch_size", 2)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     tag = uuid.uuid4().hex[:8]
     async with database(app) as conn:
         camera = await make_camera(conn, app.secrets)
@@ -105,7 +103,7 @@ async def test_camera_marked_offline_and_back_online(app, db, nodes, as_role, mo
     dvr_id = db.execute("SELECT dvr_id FROM cameras WHERE id = %s", (camera_id,)).fetchone()[0]
     node_id = await _node(nodes, key)
 
-    await _heartbeat(nodes, key, node_id, camera_id, datetime.now(timezone.utc))
+    await _heartbeat(nodes, key, node_id, camera_id, datetime.now(UTC))
     await app.jobs.run("device_health")
     assert db.execute("SELECT status FROM cameras WHERE id = %s", (camera_id,)).fetchone()[0] == "online"
     assert db.execute("SELECT status FROM dvrs WHERE id = %s", (dvr_id,)).fetchone()[0] == "online"
@@ -122,7 +120,7 @@ async def test_camera_marked_offline_and_back_online(app, db, nodes, as_role, mo
     assert db.execute("SELECT count(*) FROM alerts WHERE device_id = %s AND alert_type = 'dvr_offline'",
                       (dvr_id,)).fetchone()[0] == 1
 
-    await _heartbeat(nodes, key, node_id, camera_id, datetime.now(timezone.utc))
+    await _heartbeat(nodes, key, node_id, camera_id, datetime.now(UTC))
     await app.jobs.run("device_health")
     assert db.execute("SELECT status FROM cameras WHERE id = %s", (camera_id,)).fetchone()[0] == "online"
     assert db.execute("SELECT status FROM alerts WHERE id = %s", (alert[0][0],)).fetchone()[0] == "resolved"
@@ -145,7 +143,7 @@ async def test_cluster_consolidation_merges_matching_representatives(app, db):
     version = f"test-consolidate-{uuid.uuid4().hex[:6]}"
     db.execute("INSERT INTO model_versions (version_string, embedding_dim, match_threshold) VALUES (%s, 4, 0.5)",
                (version,))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     clusters = {}
     async with database(app) as conn:
         for name, vector, samples in (("a", [1.0, 0.0, 0.0, 0.0], 5), ("b", [0.95, 0.2, 0.0, 0.0], 2),

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from vigil.api.v1 import ingest_pb2 as pb
+from vigil.models.faces import FaceAnalyzer
 from vigil.pipeline.node import FACE_DETECTOR_FLOOR
 from vigil.pipeline.portable.backend import PortableBackend
 from vigil.pipeline.streams import ProcessingSettings, StreamSpec
-from vigil.models.faces import FaceAnalyzer
 from vigil.samples import load_sample_videos
 
 MEDIA_CACHE = Path(__file__).resolve().parents[2] / ".vigil" / "media"

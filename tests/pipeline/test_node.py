@@ -8,121 +8,37 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import uuid
-from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 
 from tests.fixtures.control import database
-from vigil.api.v1 import common_pb2, node_pb2
-from vigil.api.v1 import person_pb2, person_pb2_grpc
-from vigil.pipeline.node import build_node
-from vigil.samples import load_sample_videos
-from vigil.storage.repositories.sites import CameraRepository, DvrRepository, SiteRepository
+from tests.pipeline.support import add_camera, iou, running_node, set_active, stream_state, until
+from vigil.api.v1 import common_pb2, node_pb2, person_pb2, person_pb2_grpc
 
-MEDIA_CACHE = Path(__file__).resolve().parents[2] / ".vigil" / "media"
 RUN_TIMEOUT_S = 240
 
 
 @pytest.fixture(scope="module")
-def videos():
-    return load_sample_videos(MEDIA_CACHE)
-
-
-@pytest.fixture(scope="module")
-def model_version(face_models, endpoints) -> str:
-    """A model version of this module's own (the served embedder's dimension and threshold), so its
-    gallery holds only the Obama enrolled here, whatever other suites enrolled."""
-    import psycopg
-
-    embedder = next(m for m in face_models.values() if m.embedding_dim)
-    version = f"{embedder.version_string}-node-{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(endpoints.database_dsn, autocommit=True) as conn:
-        conn.execute("INSERT INTO model_versions (version_string, embedding_dim, match_threshold, created_at)"
-                     " VALUES (%s, %s, %s, now() - interval '10 years')",
-                     (version, embedder.embedding_dim, embedder.match_threshold))
-    return version
-
-
-@pytest.fixture(scope="module")
-async def obama(channel, as_role, model_version, videos) -> str:
+async def obama(channel, as_role, replay_model_version, videos) -> str:
     persons = person_pb2_grpc.PersonServiceStub(channel)
     admin = as_role("admin")
     person = (await persons.CreatePerson(person_pb2.CreatePersonRequest(person=person_pb2.Person(
         name="Barack Obama", status=common_pb2.PERSON_STATUS_KNOWN)), metadata=admin)).person.id
     enrolled = await persons.EnrollFace(person_pb2.EnrollFaceRequest(
-        person_id=person, model_version=model_version,
+        person_id=person, model_version=replay_model_version,
         images=[person_pb2.EnrollImage(image=videos["people_walk"].enrol["obama"].read_bytes())]), metadata=admin)
     assert [r.WhichOneof("result") for r in enrolled.results] == ["face"]
     return person
 
 
 @pytest.fixture(scope="module")
-async def site(app):
-    async with database(app) as conn:
-        site = await SiteRepository(conn).create(f"pipeline-{uuid.uuid4().hex[:8]}")
-        return await DvrRepository(conn, app.secrets).create(site.id, "replay", "127.0.0.1")
-
-
-async def add_camera(app, dvr, channel: int, url: str, fps: int):
-    async with database(app) as conn:
-        return await CameraRepository(conn).create(dvr.id, channel, f"replay-{channel}", rtsp_url=url, fps=fps)
-
-
-async def set_active(app, camera_id, active: bool) -> None:
-    async with database(app) as conn:
-        await CameraRepository(conn).update(camera_id, {"is_active": active})
-    app.nodes.reconciler.wake()
-
-
-@asynccontextmanager
-async def running_node(control, settings, endpoints, api_keys, model_version, tmp_path: Path):
-    address, app = control
-    node_settings = settings.node.model_copy(update={
-        "control_url": address, "embedding_model_version": model_version, "capacity_streams": 64,
-        "backend": "portable", "spool_dir": tmp_path / "spool", "publish_interval_s": 0.2})
-    node = build_node(settings.model_copy(update={"node": node_settings}), endpoints,
-                      api_key=api_keys["api_client"], name=f"test-node-{uuid.uuid4().hex[:6]}")
-    stop = asyncio.Event()
-    task = asyncio.create_task(node.run(stop))
-    app.nodes.reconciler.wake()
-    try:
-        yield node
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
-
-
-def stream_state(node, camera_id) -> node_pb2.StreamStats | None:
-    backend = node.agent.backend
-    stream = backend._streams.get(camera_id)
-    return None if stream is None else stream.counters
-
-
-async def until(predicate, timeout_s: float, what: str):
-    async with asyncio.timeout(timeout_s):
-        while not (result := predicate()):
-            await asyncio.sleep(0.2)
-    assert result, what
-    return result
-
-
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    return iw * ih / (aw * ah + bw * bh - iw * ih)
-
-
-@pytest.fixture(scope="module")
-async def replayed(control, settings, endpoints, api_keys, model_version, obama, site, videos, tmp_path_factory):
+async def replayed(control, settings, endpoints, api_keys, replay_model_version, obama, replay_site, videos,
+                   tmp_path_factory):
     """people_walk replayed once, as fast as the node decodes, to its end; the events it left."""
     _, app = control
     walk = videos["people_walk"]
-    camera = await add_camera(app, site, 1, f"file://{walk.path}?rate=max", walk.fps)
-    async with running_node(control, settings, endpoints, api_keys, model_version,
+    camera = await add_camera(app, replay_site, 1, f"file://{walk.path}?rate=max", walk.fps)
+    async with running_node(control, settings, endpoints, api_keys, replay_model_version,
                             tmp_path_factory.mktemp("node")) as node:
         await until(lambda: (c := stream_state(node, camera.id)) is not None
                     and c.state == node_pb2.STREAM_STATE_STOPPED, RUN_TIMEOUT_S, "the replay never ended")
@@ -155,7 +71,9 @@ async def test_one_face_track_per_appearance_with_the_right_identity(replayed, v
     for event in faces:
         box = event["bounding_box"]
         pixels = (box["x"], box["y"], box["width"], box["height"])
-        candidates = [(iou(pixels, face.box), appearance) for appearance, face in walk.appearances_at(event["frame_number"])]
+        candidates = [
+            (iou(pixels, face.box), appearance) for appearance, face in walk.appearances_at(event["frame_number"])
+        ]
         overlap, appearance = max(candidates, key=lambda c: c[0])
         assert overlap >= 0.3, f"face event at frame {event['frame_number']} matches no appearance"
         matched[appearance.index] = event
@@ -183,18 +101,18 @@ async def test_snapshots_are_in_object_storage_with_their_checksum(replayed, app
         assert parts[0] == str(row["camera_id"]) and len(parts) == 5  # camera/yyyy/mm/dd/file
 
 
-async def test_streams_come_and_go_at_runtime_without_disturbing_another(control, settings, endpoints, api_keys,
-                                                                         model_version, site, videos, tmp_path):
+async def test_streams_come_and_go_at_runtime_without_disturbing_another(
+        control, settings, endpoints, api_keys, replay_model_version, replay_site, videos, tmp_path):
     _, app = control
     street, walk = videos["people_street"], videos["people_walk"]
-    steady = await add_camera(app, site, 2, f"file://{street.path}?loop=true", street.fps)
-    async with running_node(control, settings, endpoints, api_keys, model_version, tmp_path) as node:
+    steady = await add_camera(app, replay_site, 2, f"file://{street.path}?loop=true", street.fps)
+    async with running_node(control, settings, endpoints, api_keys, replay_model_version, tmp_path) as node:
         backend = node.agent.backend
         await until(lambda: (c := stream_state(node, steady.id)) and c.decoded >= 10, 60, "steady stream never ran")
         epoch = backend._streams[steady.id].outbox.epoch
         before = stream_state(node, steady.id).decoded
 
-        added = await add_camera(app, site, 3, f"file://{walk.path}?loop=true", walk.fps)
+        added = await add_camera(app, replay_site, 3, f"file://{walk.path}?loop=true", walk.fps)
         app.nodes.reconciler.wake()
         await until(lambda: (c := stream_state(node, added.id)) and c.decoded >= 10, 60, "added stream never ran")
         await set_active(app, added.id, False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from vigil.api.v1 import ingest_pb2 as pb
 from vigil.pipeline.messages import MAX_UPDATES_PER_BATCH
@@ -28,7 +28,7 @@ def outbox(published: list[pb.TrackBatch]) -> StreamOutbox:
 def test_updates_wait_for_the_interval_then_go_out_in_numbered_batches():
     published: list[pb.TrackBatch] = []
     box = outbox(published)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     box.observe(0, now - timedelta(seconds=2), [Sighting(7, pb.OBJECT_CLASS_PERSON, BOX, 0.9)], (1280, 720))
     assert len(box) == 1
     asyncio.run(box.flush_if_due(60.0))
@@ -48,7 +48,7 @@ def test_updates_wait_for_the_interval_then_go_out_in_numbered_batches():
 def test_half_a_batch_waiting_goes_out_before_the_interval_and_a_quiet_frame_adds_no_latency_sample():
     published: list[pb.TrackBatch] = []
     box = outbox(published)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     box.observe(0, now - timedelta(seconds=20), [], (640, 480))  # a frame with nothing in it
     asyncio.run(box.flush_if_due(0.0))
     assert published == []

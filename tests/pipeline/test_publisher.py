@@ -8,16 +8,15 @@ import asyncio
 import socket
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.protobuf import timestamp_pb2
 
 from tests.fixtures.control import database
 from tests.storage.builders import count, make_camera
-from vigil.api.v1 import common_pb2
+from vigil.api.v1 import common_pb2, node_pb2, node_pb2_grpc
 from vigil.api.v1 import ingest_pb2 as pb
-from vigil.api.v1 import node_pb2, node_pb2_grpc
 from vigil.control.server import build_server
 from vigil.pipeline.publisher import Publisher
 
@@ -50,7 +49,7 @@ class Feed:
         self.epoch = uuid.uuid4().hex[:8]
         self.node_id = node_id
         self.per_camera = dict.fromkeys(self.camera_ids, 0)
-        self.t0 = datetime.now(timezone.utc)
+        self.t0 = datetime.now(UTC)
         self.made = 0
 
     def next(self, camera_id: str | None = None) -> pb.TrackBatch:

@@ -13,15 +13,10 @@ import pytest
 from vigil.api.v1 import node_pb2
 from vigil.pipeline.portable.source import SourceOptions, VideoSource
 from vigil.pipeline.streams import StreamCounters, StreamSpec
-from vigil.samples import RtspTestServer, encode_h264, load_sample_videos
+from vigil.samples import RtspTestServer, encode_h264
 
 MEDIA_CACHE = Path(__file__).resolve().parents[2] / ".vigil" / "media"
 CLIP_FRAMES = 30  # 2 s at 15 fps: a native-rate replay loops within seconds (people_walk plays for 20 s)
-
-
-@pytest.fixture(scope="module")
-def videos():
-    return load_sample_videos(MEDIA_CACHE)
 
 
 @pytest.fixture(scope="module")

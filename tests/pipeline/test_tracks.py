@@ -3,7 +3,7 @@ after the tracker lost the object; best faces re-sent only when they improve."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from vigil.api.v1 import ingest_pb2 as pb
 from vigil.pipeline.messages import FaceSample, SnapshotRef
 from vigil.pipeline.tracks import FACE, PERSON, Sighting, TrackBook
 
-T0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 BOX = (0.1, 0.1, 0.2, 0.4)
 
 
@@ -41,7 +41,7 @@ def test_start_updates_at_the_interval_and_end_after_loss():
         assert book.observe(look, at(1300 + look * 10), []) == []
     ended = book.observe(7, at(1400), [])
     assert kinds(ended) == [("e1-p7", pb.TRACK_UPDATE_KIND_END)]
-    assert ended[0].frame_number == 2 and ended[0].capture_time.ToDatetime(tzinfo=timezone.utc) == at(200)
+    assert ended[0].frame_number == 2 and ended[0].capture_time.ToDatetime(tzinfo=UTC) == at(200)
     assert len(book) == 0
     # the tracker re-finds the object later: a new track, never an update of the ended one
     assert kinds(book.observe(8, at(1500), [person])) == [("e1-p7.1", pb.TRACK_UPDATE_KIND_START)]
@@ -81,4 +81,4 @@ def test_boxes_past_the_frame_edge_are_clipped_into_it():
     book = TrackBook("e4")
     (update,) = book.observe(0, at(0), [Sighting(1, PERSON, (0.9, -0.05, 0.2, 0.5), 1.2)])
     b = update.box
-    assert 0 <= b.x and b.x + b.width <= 1 + 1e-6 and 0 <= b.y and update.confidence <= 1
+    assert b.x >= 0 and b.x + b.width <= 1 + 1e-6 and b.y >= 0 and update.confidence <= 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from vigil.control.rules import Fact, PersonFacts
 from vigil.storage.repositories.alerts import ALL_WEEK, DEFAULT_COOLDOWN, AlertRule
@@ -13,7 +13,7 @@ OTHER_CAMERA = uuid.UUID("00000000-0000-4000-8000-00000000ca02")
 ZONE = uuid.UUID("00000000-0000-4000-8000-0000000020e1")
 WATCHLIST = uuid.UUID("00000000-0000-4000-8000-0000000000a1")
 # Sunday 1 March 2026, 12:00 UTC
-NOON_SUNDAY = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOON_SUNDAY = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def rule(**conditions) -> AlertRule:

@@ -5,7 +5,7 @@ field can hold is left out, never raised (a read must not answer INTERNAL)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from google.protobuf import duration_pb2, struct_pb2
@@ -16,10 +16,10 @@ from vigil.api.v1 import rule_pb2 as pb
 from vigil.control.analytics import REGISTRY
 from vigil.control.rules.analytics_api import analytic_message, config_message, config_values
 from vigil.control.schedule import Schedule
-from vigil.storage.repositories.alerts import AnalyticsConfig
 from vigil.errors import InvalidArgument
+from vigil.storage.repositories.alerts import AnalyticsConfig
 
-NOW = datetime(2026, 3, 6, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 6, tzinfo=UTC)
 
 
 def stored(activity: str, parameters: dict) -> AnalyticsConfig:

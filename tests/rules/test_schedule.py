@@ -6,7 +6,7 @@ time) directly, and both must agree."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,7 +19,7 @@ evaluate = RuleEvaluator().evaluate
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def armed(schedule, when, *, quiet_hours=None, site_timezone="UTC") -> bool:

@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from vigil.samples import WATCHLIST_NAME, load_sample_videos
 from tests.samples.conftest import MEDIA_CACHE, iou
+from vigil.samples import WATCHLIST_NAME, load_sample_videos
 
 DETECT_EVERY = 5  # frames between detector samples
 RECOGNISE_EVERY = 10

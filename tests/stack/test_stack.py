@@ -9,8 +9,8 @@ import signal
 import socket
 import uuid
 
-import psycopg
 import psutil
+import psycopg
 import pytest
 import redis
 

@@ -52,9 +52,8 @@ async def conn(pool, actor_id) -> AsyncIterator[psycopg.AsyncConnection]:
 @pytest.fixture
 async def owner_conn(pool) -> AsyncIterator[psycopg.AsyncConnection]:
     """A connection as the schema owner (may ANALYZE), rolled back at the end."""
-    async with pool.connection() as conn:
-        async with conn.transaction(force_rollback=True):
-            yield conn
+    async with pool.connection() as conn, conn.transaction(force_rollback=True):
+        yield conn
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ stays with its placeholder. No database: the SQL is rendered without a connectio
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
@@ -13,8 +13,8 @@ from vigil.storage.repositories.filters import Filters
 
 pytestmark = pytest.mark.unit
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-T1 = datetime(2026, 2, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T1 = datetime(2026, 2, 1, tzinfo=UTC)
 
 
 def text(filters: Filters) -> str:

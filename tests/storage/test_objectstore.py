@@ -3,7 +3,7 @@
 import hashlib
 import urllib.request
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -20,7 +20,7 @@ def store(endpoints):
 def test_put_stat_get_presign_delete(store):
     key = f"cam-1/2026/11/21/{uuid.uuid4()}.jpg"
     data = b"\xff\xd8jpeg-bytes" * 100
-    until = datetime.now(timezone.utc) + timedelta(days=30)
+    until = datetime.now(UTC) + timedelta(days=30)
     put = store.put(key, data, content_type="image/jpeg", retention_until=until)
     assert put.sha256 == hashlib.sha256(data).hexdigest() and put.size == len(data)
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from psycopg import pq
 
 from tests.storage.builders import unique
+from vigil.errors import AlreadyExists, InvalidArgument
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     BY_NAME,
@@ -21,7 +22,6 @@ from vigil.storage.repositories.base import (
     encode_page_token,
     page_limit,
 )
-from vigil.errors import AlreadyExists, InvalidArgument
 from vigil.storage.repositories.sites import SiteRepository
 
 
@@ -30,7 +30,7 @@ def _token(value) -> str:
 
 
 def test_page_token_round_trip_is_opaque_base64url():
-    key = (datetime(2026, 11, 22, 1, 2, 3, 456789, tzinfo=timezone.utc), uuid.uuid4())
+    key = (datetime(2026, 11, 22, 1, 2, 3, 456789, tzinfo=UTC), uuid.uuid4())
     token = encode_page_token(key)
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
     assert decode_page_token(token, BY_CREATED_AT) == key

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.storage.builders import count, make_camera
-from vigil.storage.repositories.alerts import AlertRepository, AlertRuleRepository
 from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from vigil.storage.repositories.alerts import AlertRepository, AlertRuleRepository
 from vigil.storage.repositories.events import EventRepository
 from vigil.storage.repositories.persons import PersonRepository
 from vigil.storage.repositories.sites import ZoneRepository
@@ -21,7 +21,7 @@ async def test_event_insert_get_round_trip(conn, secret_box):
     camera = await make_camera(conn, secret_box)
     person = await PersonRepository(conn).create(name="recognised")
     events = EventRepository(conn)
-    when = datetime.now(timezone.utc).replace(microsecond=123456)
+    when = datetime.now(UTC).replace(microsecond=123456)
     event = await events.insert(camera.id, "person_recognized", when, 0.87, BOX, person_id=person.id,
                                 frame_number=4711, metadata={"track_id": "t-1", "pose": "frontal"})
     assert (event.timestamp, event.confidence, event.bounding_box, event.metadata["track_id"]) == (
@@ -41,7 +41,7 @@ async def test_event_insert_get_round_trip(conn, secret_box):
 async def test_event_bad_input_writes_nothing(conn, secret_box):
     camera = await make_camera(conn, secret_box)
     events = EventRepository(conn)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cases = [
         ({"camera_id": uuid.uuid4()}, "camera_id"),  # FK to a missing camera
         ({"event_type": "alien_detected"}, "event_type"),
@@ -65,7 +65,7 @@ async def test_event_list_filters_and_pages_newest_first(conn, secret_box):
     back = await make_camera(conn, secret_box, name="back")
     person = await PersonRepository(conn).create(name="regular")
     events = EventRepository(conn)
-    start = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     created = []
     for n in range(11):
         camera = front if n % 3 else back
@@ -125,8 +125,12 @@ async def test_alert_rule_crud(conn, secret_box, actor_id):
     assert rule.id not in {r.id for r in await rules.active_for_camera(camera.id)}
     assert [r.id for r in (await rules.list(camera_id=camera.id, is_active=False)).items] == [rule.id]
 
-    for change, field in (({"confidence_threshold": 2.0}, "confidence_threshold"), ({"severity": "apocalyptic"}, "severity"),
-                          ({"camera_id": uuid.uuid4()}, "camera_id"), ({"created_by": actor_id}, "created_by")):
+    for change, field in (
+        ({"confidence_threshold": 2.0}, "confidence_threshold"),
+        ({"severity": "apocalyptic"}, "severity"),
+        ({"camera_id": uuid.uuid4()}, "camera_id"),
+        ({"created_by": actor_id}, "created_by"),
+    ):
         with pytest.raises(InvalidArgument) as refused:
             await rules.update(rule.id, change)
         assert refused.value.field == field
@@ -140,7 +144,7 @@ async def test_alert_rule_crud(conn, secret_box, actor_id):
 
 async def test_alert_lifecycle_and_invalid_transitions(conn, secret_box, actor_id):
     camera = await make_camera(conn, secret_box)
-    event = await EventRepository(conn).insert(camera.id, "human_detected", datetime.now(timezone.utc), 0.9, BOX)
+    event = await EventRepository(conn).insert(camera.id, "human_detected", datetime.now(UTC), 0.9, BOX)
     alerts = AlertRepository(conn)
     alert = await alerts.insert(event.id, camera.id, "Person_Detected", "high", "person at the gate")
     assert (alert.status, alert.sent_at, alert.acknowledged_by) == ("pending", None, None)
@@ -175,7 +179,7 @@ async def test_alert_lifecycle_and_invalid_transitions(conn, secret_box, actor_i
 async def test_alert_list_filters_and_pages(conn, secret_box):
     camera = await make_camera(conn, secret_box)
     other = await make_camera(conn, secret_box)
-    event = await EventRepository(conn).insert(camera.id, "human_detected", datetime.now(timezone.utc), 0.9, BOX)
+    event = await EventRepository(conn).insert(camera.id, "human_detected", datetime.now(UTC), 0.9, BOX)
     alerts = AlertRepository(conn)
     created = [await alerts.insert(event.id, camera.id, "Person_Detected", ("low", "high")[n % 2], f"alert {n}")
                for n in range(7)]
@@ -193,7 +197,7 @@ async def test_alert_list_filters_and_pages(conn, secret_box):
     assert {a.id for a in high.items} == {a.id for a in created[1::2]}
     pending = await alerts.list(camera_ids=[camera.id], statuses=["pending"])
     assert {a.id for a in pending.items} == {a.id for a in created[1:]}
-    later = await alerts.list(camera_ids=[camera.id], since=datetime.now(timezone.utc) + timedelta(hours=1))
+    later = await alerts.list(camera_ids=[camera.id], since=datetime.now(UTC) + timedelta(hours=1))
     assert later.items == []
     with pytest.raises(InvalidArgument) as bad_status:
         await alerts.list(statuses=["panicking"])

@@ -17,7 +17,9 @@ from vigil.storage.repositories.persons import PersonRepository
 
 def index_name(model: ModelVersion) -> str:
     """The per-version index fn_ensure_embedding_index builds (SCHEMA.md, deviation 5)."""
-    return f"idx_face_embeddings_hnsw_{hashlib.md5(model.version_string.encode()).hexdigest()[:16]}_d{model.embedding_dim}"
+    return (
+        f"idx_face_embeddings_hnsw_{hashlib.md5(model.version_string.encode()).hexdigest()[:16]}_d{model.embedding_dim}"
+    )
 
 
 def unit(rng: np.random.Generator, *shape: int) -> np.ndarray:
@@ -35,7 +37,7 @@ async def register_pair(conn) -> tuple[ModelVersion, ModelVersion]:
 
 async def copy_gallery(conn, person_id, model: ModelVersion, vectors: np.ndarray) -> None:
     """Bulk-load test vectors (COPY; the repository inserts one embedding at a time)."""
-    async with conn.cursor() as cur:
+    async with conn.cursor() as cur:  # noqa: SIM117
         async with cur.copy("COPY face_embeddings (person_id, embedding, embedding_dim, source_image_path,"
                             " model_version) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["uuid", "vector", "int4", "text", "text"])
@@ -122,7 +124,10 @@ async def test_one_primary_per_person_and_model_version(conn):
     await embeddings.set_primary(c.id)
     flags = {e.id: e.is_primary for e in await embeddings.list_for_person(person.id)}
     assert flags == {a.id: False, b.id: True, c.id: True}  # one primary in each model version's gallery
-    assert {e.id for e in await embeddings.list_for_person(person.id, model_version=sface.version_string)} == {a.id, b.id}
+    assert {e.id for e in await embeddings.list_for_person(person.id, model_version=sface.version_string)} == {
+        a.id,
+        b.id,
+    }
     assert (await persons.get(person.id)).primary_face_embedding_id == c.id
     await embeddings.delete(c.id)
     assert (await persons.get(person.id)).primary_face_embedding_id is None

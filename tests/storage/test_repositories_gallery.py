@@ -4,14 +4,14 @@ person merges, primary faces after deletes and merges, unknown-face clusters, an
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from tests.storage.builders import make_camera, unique
-from vigil.storage.repositories.alerts import AlertRepository, AlertRuleRepository
 from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
+from vigil.storage.repositories.alerts import AlertRepository, AlertRuleRepository
 from vigil.storage.repositories.events import EventRepository
 from vigil.storage.repositories.faces import (
     ClusterRepository,
@@ -144,7 +144,7 @@ async def test_merge_moves_everything_to_the_target(conn, actor_id, secret_box):
     await watchlists.add_person(both.id, first.id, actor_id)
     await watchlists.add_person(only_second.id, first.id, actor_id)
     await watchlists.add_person(only_second.id, second.id, actor_id)
-    event = await EventRepository(conn).insert(camera.id, "person_recognized", datetime.now(timezone.utc), 0.9, BOX,
+    event = await EventRepository(conn).insert(camera.id, "person_recognized", datetime.now(UTC), 0.9, BOX,
                                                person_id=first.id)
     alert = await AlertRepository(conn).insert(event.id, camera.id, "recognition", "high", "seen",
                                                person_id=second.id)
@@ -174,7 +174,7 @@ async def test_merge_moves_everything_to_the_target(conn, actor_id, secret_box):
 
 async def cluster(conn, label: str, sample_count: int, representative=None, *, status: str = "active",
                   last_seen: datetime | None = None) -> uuid.UUID:
-    last_seen = last_seen or datetime.now(timezone.utc)
+    last_seen = last_seen or datetime.now(UTC)
     cur = await conn.execute(
         "INSERT INTO person_clusters (cluster_label, sample_count, representative_embedding_id, first_seen,"
         " last_seen, status) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
@@ -188,7 +188,7 @@ async def test_clusters_list_merge_and_assign(conn, secret_box):
     version = await model(conn)
     holder_a, holder_b = await persons.create(), await persons.create()
     face_a, face_b = await face(conn, holder_a.id, version, 0.4), await face(conn, holder_b.id, version, 0.9)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     target = await cluster(conn, "Unknown-a", 3, face_a.id, last_seen=now - timedelta(days=2))
     source = await cluster(conn, "Unknown-b", 2, face_b.id, last_seen=now)
     earlier = await cluster(conn, "Unknown-c", 1, status="merged")
@@ -240,7 +240,7 @@ async def test_faces_model_versions_and_media_pages(conn, secret_box):
 
     camera, elsewhere = await make_camera(conn, secret_box), await make_camera(conn, secret_box)
     media = MediaFileRepository(conn)
-    now, event_id = datetime.now(timezone.utc), uuid.uuid4()
+    now, event_id = datetime.now(UTC), uuid.uuid4()
 
     async def register(camera_id, name, mime, age_minutes, **kwargs):
         return await media.register(camera_id, name, checksum="0" * 64, file_size=1, mime_type=mime,

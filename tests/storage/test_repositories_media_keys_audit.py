@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
 from tests.storage.builders import count, make_camera
+from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.db import acting_as
 from vigil.storage.repositories.api_keys import ApiKeyRepository, AuthStatus
 from vigil.storage.repositories.audit import REDACTED, AuditLogRepository, redact
-from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.repositories.media import MediaFileRepository
 
 CHECKSUM = hashlib.sha256(b"jpeg bytes").hexdigest()
@@ -22,7 +22,7 @@ CHECKSUM = hashlib.sha256(b"jpeg bytes").hexdigest()
 async def test_media_register_get_delete(conn, secret_box):
     camera = await make_camera(conn, secret_box)
     media = MediaFileRepository(conn)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stored = await media.register(camera.id, f"{camera.id}/2026/11/22/snap.jpg", checksum=CHECKSUM, file_size=10,
                                   mime_type="image/jpeg", timestamp=now, retention_until=now + timedelta(days=30),
                                   event_id=uuid.uuid4())
@@ -41,7 +41,7 @@ async def test_media_register_get_delete(conn, secret_box):
 async def test_media_bad_input_writes_nothing(conn, secret_box):
     camera = await make_camera(conn, secret_box)
     media = MediaFileRepository(conn)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     good = {"camera_id": camera.id, "storage_path": "k.jpg", "checksum": CHECKSUM, "file_size": 1,
             "mime_type": "image/png", "timestamp": now, "retention_until": now}
     for change, field in (({"checksum": "ABC"}, "checksum"), ({"checksum": CHECKSUM.upper()}, "checksum"),
@@ -58,7 +58,7 @@ async def test_media_bad_input_writes_nothing(conn, secret_box):
 async def test_media_expired_listing_in_batches_then_purge(conn, secret_box):
     camera = await make_camera(conn, secret_box)
     media = MediaFileRepository(conn)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     async def register(name: str, retention_until: datetime):
         return await media.register(camera.id, f"{camera.id}/{name}", checksum=CHECKSUM, file_size=1,
@@ -89,7 +89,7 @@ async def test_api_key_create_authenticate_revoke(conn, actor_id):
     keys = ApiKeyRepository(conn)
     created = await keys.create("dashboard", "viewer", scopes=["events:read", "alerts:read"],
                                 rate_limit_per_minute=120, user_id=actor_id, created_by=actor_id,
-                                expires_at=datetime.now(timezone.utc) + timedelta(days=90))
+                                expires_at=datetime.now(UTC) + timedelta(days=90))
     plaintext, key = created.plaintext, created.key
     scheme, prefix_id, secret = plaintext.split("_", 2)
     prefix = f"{scheme}_{prefix_id}"
@@ -124,10 +124,13 @@ async def test_api_key_create_authenticate_revoke(conn, actor_id):
 
 async def test_api_key_expiry_suspension_and_bad_input(conn):
     keys = ApiKeyRepository(conn)
-    expiring = await keys.create("short-lived", "api_client", expires_at=datetime.now(timezone.utc) + timedelta(days=1))
+    expiring = await keys.create("short-lived", "api_client", expires_at=datetime.now(UTC) + timedelta(days=1))
     # age the key: created two days ago, expired yesterday
-    await conn.execute("UPDATE api_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day'"
-                       " WHERE id = %s", (expiring.key.id,))
+    await conn.execute(
+        "UPDATE api_keys SET created_at = now() - interval '2 days', expires_at = now() - interval '1 day'"
+        " WHERE id = %s",
+        (expiring.key.id,),
+    )
     assert (await keys.authenticate(expiring.plaintext)).status is AuthStatus.EXPIRED
 
     suspended = await keys.create("paused", "operator")
@@ -136,7 +139,7 @@ async def test_api_key_expiry_suspension_and_bad_input(conn):
 
     for kwargs, field in (({"role": "overlord"}, "role"), ({"scopes": ["everything"]}, "scopes"),
                           ({"rate_limit_per_minute": 0}, "rate_limit_per_minute"),
-                          ({"expires_at": datetime.now(timezone.utc) - timedelta(days=1)}, "expires_at"),
+                          ({"expires_at": datetime.now(UTC) - timedelta(days=1)}, "expires_at"),
                           ({"user_id": uuid.uuid4()}, "user_id"), ({"site_id": "nope"}, "site_id")):
         with pytest.raises(InvalidArgument) as refused:
             await keys.create("bad", **{"role": "viewer", **kwargs})
@@ -190,7 +193,7 @@ async def test_audit_record_and_list(conn, actor_id):
     assert listed == entry and str(listed.ip_address) == "203.0.113.7"
     by_key = await audit.list(api_key_id=key_id)
     assert [e.action for e in by_key.items] == ["event_export"] and by_key.items[0].details["api_key_id"] == str(key_id)
-    mine = await audit.list(user_id=actor_id, action="login", since=datetime.now(timezone.utc) - timedelta(hours=1))
+    mine = await audit.list(user_id=actor_id, action="login", since=datetime.now(UTC) - timedelta(hours=1))
     assert [e.resource_id for e in mine.items] == [actor_id]
     # the schema's triggers audit table changes too, in the same log
     triggered = await audit.list(user_id=actor_id, resource_type="user", action="user_create")

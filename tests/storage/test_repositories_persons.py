@@ -46,7 +46,7 @@ async def test_labels_and_aliases(conn, actor_id):
     person = await persons.create(name="Grace Hopper", status="known")
     label = await persons.add_label(person.id, "employee", created_by=actor_id)
     await persons.add_label(person.id, "vip")
-    assert [l.label for l in await persons.list_labels(person.id)] == ["employee", "vip"]
+    assert [entry.label for entry in await persons.list_labels(person.id)] == ["employee", "vip"]
     assert label.created_by == actor_id
     with pytest.raises(AlreadyExists) as dup:
         await persons.add_label(person.id, "employee")
@@ -58,7 +58,7 @@ async def test_labels_and_aliases(conn, actor_id):
         await persons.add_label(uuid.uuid4(), "vip")
     assert no_person.value.resource == "person"
     await persons.remove_label(person.id, "vip")
-    assert [l.label for l in await persons.list_labels(person.id)] == ["employee"]
+    assert [entry.label for entry in await persons.list_labels(person.id)] == ["employee"]
     with pytest.raises(NotFound):
         await persons.remove_label(person.id, "vip")
 

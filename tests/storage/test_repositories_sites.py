@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from tests.storage.builders import count, make_camera, unique
+from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.crypto import SecretError
 from vigil.storage.repositories.alerts import AlertRuleRepository
-from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vigil.storage.repositories.events import EventRepository
 from vigil.storage.repositories.sites import CameraRepository, DvrRepository, SiteRepository, ZoneRepository
 
@@ -285,7 +285,7 @@ async def test_deletes_refuse_while_children_exist_unless_forced(conn, secret_bo
         await ZoneRepository(conn).delete(zone.id)
     await AlertRuleRepository(conn).delete(rule.id)
 
-    await EventRepository(conn).insert(camera.id, "human_detected", datetime.now(timezone.utc), 0.8,
+    await EventRepository(conn).insert(camera.id, "human_detected", datetime.now(UTC), 0.8,
                                        {"x": 0.1, "y": 0.1, "width": 0.1, "height": 0.1})
     with pytest.raises(FailedPrecondition):
         await cameras.delete(camera.id)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
-from psycopg import sql
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 
@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 def two_sites(db):
     """Sites A and B, a camera each with an event, alert, suspicious activity and media file,
     and an operator assigned to site A only."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     tag = uuid.uuid4().hex[:8]
     role_id = db.execute("SELECT id FROM roles WHERE name = 'operator'").fetchone()[0]
     user = db.execute(
@@ -73,8 +73,10 @@ def test_site_a_user_sees_only_site_a(two_sites, app_login):
     with psycopg.connect(app_login) as conn:
         assert not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
         conn.execute("SET ROLE vigil_app")
-        conn.execute("SELECT set_config('app.current_user_id', %s, false), set_config('app.user_role', 'operator', false)",
-                     (str(user),))
+        conn.execute(
+            "SELECT set_config('app.current_user_id', %s, false), set_config('app.user_role', 'operator', false)",
+            (str(user),),
+        )
         for table in ("events", "alerts", "suspicious_activity_events", "media_files"):
             assert _visible(conn, table, cameras) == {ids["A"]["camera"]}, table
         # and cannot touch site B's rows either

@@ -7,7 +7,7 @@ import asyncio
 import re
 import shutil
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +48,13 @@ def _tables(db) -> set[str]:
 
 
 def test_every_table_view_function_and_enum_exists(db):
-    assert SEED_TABLES | CHRONOTRACE_TABLES <= _tables(db)
+    assert _tables(db) >= SEED_TABLES | CHRONOTRACE_TABLES
     assert len(SEED_TABLES) == 31
-    assert VIEWS <= _names(db, "SELECT viewname FROM pg_views WHERE schemaname = 'public'")
-    assert FUNCTIONS <= _names(db, "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace")
-    assert ENUMS <= _names(db, "SELECT typname FROM pg_type WHERE typtype = 'e'")
-    assert PARTITIONED == _names(db, "SELECT relname FROM pg_class WHERE relkind = 'p'"
-                                     " AND relnamespace = 'public'::regnamespace")
+    assert _names(db, "SELECT viewname FROM pg_views WHERE schemaname = 'public'") >= VIEWS
+    assert _names(db, "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace") >= FUNCTIONS
+    assert _names(db, "SELECT typname FROM pg_type WHERE typtype = 'e'") >= ENUMS
+    assert _names(db, "SELECT relname FROM pg_class WHERE relkind = 'p'"
+                                     " AND relnamespace = 'public'::regnamespace") == PARTITIONED
     for view in VIEWS:  # each view really runs
         db.execute(f"SELECT * FROM {view} LIMIT 1").fetchall()
 
@@ -66,7 +66,9 @@ def test_seed_documents_and_database_agree(db):
         pytest.fail(f"the seed documents are missing: {SEED_DIR} (surveillance-platform-schema.md and"
                     " chronotrace-schema.md); they come with the team's shared folder, which every developer and"
                     " CI run has at ../shared beside the project: check it out there", pytrace=False)
-    uncomment = lambda text: re.sub(r"--[^\n]*", "", text)  # the seed has alternatives commented out
+    def uncomment(text: str) -> str:  # the seed has alternatives commented out
+        return re.sub(r"--[^\n]*", "", text)
+
     seed = uncomment((SEED_DIR / "surveillance-platform-schema.md").read_text())
     chrono = uncomment((SEED_DIR / "chronotrace-schema.md").read_text())
     tables = set(re.findall(r"CREATE TABLE (\w+) \(", seed))
@@ -98,8 +100,9 @@ def test_migrate_again_applies_nothing(endpoints):
 
 async def test_every_migration_file_is_idempotent(db):
     """Re-running each file on the migrated schema succeeds and duplicates no seed row."""
-    counts = lambda: db.execute("SELECT (SELECT count(*) FROM roles), (SELECT count(*) FROM permissions_matrix),"
-                                " (SELECT count(*) FROM partition_retention)").fetchone()
+    def counts():
+        return db.execute("SELECT (SELECT count(*) FROM roles), (SELECT count(*) FROM permissions_matrix),"
+                          " (SELECT count(*) FROM partition_retention)").fetchone()
 
     def rerun():
         before = counts()
@@ -155,7 +158,7 @@ def test_face_search_uses_the_per_version_hnsw_index(db):
             _model_version(db, version, dim)
             vectors = rng.normal(size=(2500, dim)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            with db.cursor() as cur:
+            with db.cursor() as cur:  # noqa: SIM117
                 with cur.copy("COPY face_embeddings (person_id, embedding, embedding_dim, source_image_path,"
                               " model_version) FROM STDIN") as copy:
                     for v in vectors:
@@ -176,7 +179,7 @@ def test_face_search_uses_the_per_version_hnsw_index(db):
 
 
 def test_monthly_partitions_exist_and_expired_ones_are_dropped(db):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     this_month = f"y{now.year}m{now.month:02d}"
     nxt = (now.replace(day=1) + timedelta(days=32))
     next_month = f"y{nxt.year}m{nxt.month:02d}"

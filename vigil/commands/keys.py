@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated
 
 import typer
@@ -40,14 +41,14 @@ def keys_create(
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
     import asyncio
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from vigil.errors import RepositoryError
 
     if role not in ROLES:
         raise fail(f"--role must be one of {', '.join(ROLES)}", 2)
     settings = cli_settings()
-    expires = datetime.now(timezone.utc) + timedelta(days=expires_in_days) if expires_in_days else None
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
     try:
         created = asyncio.run(_with_keys(settings, lambda repo: repo.create(
             name, role, scopes=scope or (), expires_at=expires, rate_limit_per_minute=rate_limit, user_id=user)))

@@ -12,7 +12,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,11 +26,11 @@ from rich.table import Table
 
 from vigil.api.v1 import common_pb2, event_pb2, node_pb2
 from vigil.demo.feed import Feed, StreamTally, enum_name, footer
-from vigil.stack.process import Child, ChildError, child_env, free_port, port_is_free, vigil_argv
 from vigil.demo.scenario import SITE, WATCHLIST, Api, Scenario, configure
 from vigil.demo.setup import SetupError, create_keys, sample_videos, serve_models, start_stack
 from vigil.logs import get_logger
 from vigil.settings import VigilSettings
+from vigil.stack.process import Child, ChildError, child_env, free_port, port_is_free, vigil_argv
 
 log = get_logger("vigil.demo")
 
@@ -169,8 +169,8 @@ async def _wait_serving(target: str, child: Child) -> None:
 async def _find_node(api: Api, since: datetime) -> node_pb2.Node | None:
     response = await api.call(api.nodes.ListNodes, node_pb2.ListNodesRequest(
         page_size=1000, states=[node_pb2.NODE_STATE_ACTIVE]))
-    ours = [n for n in response.nodes if n.name == NODE_NAME and n.register_time.ToDatetime(timezone.utc) >= since]
-    return max(ours, key=lambda n: n.register_time.ToDatetime(timezone.utc), default=None)
+    ours = [n for n in response.nodes if n.name == NODE_NAME and n.register_time.ToDatetime(UTC) >= since]
+    return max(ours, key=lambda n: n.register_time.ToDatetime(UTC), default=None)
 
 
 async def _live(settings: VigilSettings, options: Options, console: Console, steps: Steps, children: list[Child],
@@ -215,7 +215,7 @@ async def _live(settings: VigilSettings, options: Options, console: Console, ste
                                                  "--backend", "portable"),
                      child_env(VIGIL_NODE__API_KEY=keys.node, VIGIL_NODE__CONTROL_URL=target),
                      state_dir / "logs" / "demo-node.log")
-        since = datetime.now(timezone.utc).replace(microsecond=0)
+        since = datetime.now(UTC).replace(microsecond=0)
         with steps.step(f"starting pipeline node {NODE_NAME} (portable backend)") as r:
             children.append(node)
             node.start()
@@ -230,7 +230,7 @@ async def _live(settings: VigilSettings, options: Options, console: Console, ste
         return await _watch(console, api, feed, call, found, scenario, videos, options, control, node, state_dir)
 
 
-async def _watch(console: Console, api: Api, feed: Feed, call, registered_node: node_pb2.Node, scenario: Scenario,
+async def _watch(console: Console, api: Api, feed: Feed, call, registered_node: node_pb2.Node, scenario: Scenario,  # noqa: C901
                  videos, options: Options, control: Child, node: Child, state_dir: Path) -> int:
     node_id, registered = registered_node.id, registered_node.register_time.ToDatetime()
     streams = {c.id: StreamTally(c.name, videos[key].frames) for key, c in scenario.cameras.items()}
@@ -352,10 +352,19 @@ def _summary(feed: Feed, streams: dict[str, StreamTally], elapsed_s: float, reas
         "ended": reason,
         "elapsed_s": round(elapsed_s, 1),
         "events": {enum_name(common_pb2.EventType, k, "EVENT_TYPE_"): v for k, v in sorted(t.events.items())},
-        "activities": {enum_name(common_pb2.ActivityType, k, "ACTIVITY_TYPE_"): v for k, v in sorted(t.activities.items())},
+        "activities": {
+            enum_name(common_pb2.ActivityType, k, "ACTIVITY_TYPE_"): v for k, v in sorted(t.activities.items())
+        },
         "alerts": [{"severity": sev, "rule": rule, "message": msg} for sev, rule, msg in t.alerts],
-        "identities": [{"name": i.name, "tracks": len(i.tracks), "best_similarity": round(i.best_similarity, 3),
-                        "snapshot_url": i.snapshot} for i in t.identities().values()],
+        "identities": [
+            {
+                "name": i.name,
+                "tracks": len(i.tracks),
+                "best_similarity": round(i.best_similarity, 3),
+                "snapshot_url": i.snapshot,
+            }
+            for i in t.identities().values()
+        ],
         "unknown_clusters": {label: len(tracks) for label, tracks in sorted(t.clusters().items())},
         "streams": per_stream,
     }
@@ -375,8 +384,10 @@ def _print_summary(console: Console, s: dict) -> None:
                                                       + ")" if by_rule else ""))
     if s["identities"]:
         for i in s["identities"]:
-            console.print(f"  recognised: [green]{escape(i['name'])}[/green] on {i['tracks']} track(s), best similarity "
-                          f"{i['best_similarity']:.2f}")
+            console.print(
+                f"  recognised: [green]{escape(i['name'])}[/green] on {i['tracks']} track(s), best similarity "
+                f"{i['best_similarity']:.2f}"
+            )
     else:
         console.print("  recognised: nobody")
     clusters = ", ".join(f"{escape(k)} ({n} track{'s' if n != 1 else ''})" for k, n in s["unknown_clusters"].items())
@@ -384,8 +395,13 @@ def _print_summary(console: Console, s: dict) -> None:
     table = Table("stream", "state", "frames processed", "dropped", "fps", title=None, box=None, padding=(0, 2))
     for st in s["streams"]:
         frames = str(st["frames_processed"]) if st["frames_exact"] else f"≈{st['frames_processed']}"
-        table.add_row(escape(st["camera"]), st["state"] + (f" ({escape(st['last_error'][:60])})" if st["last_error"]
-                                                           else ""), frames, str(st["dropped_frames"]), f"{st['fps']:.1f}")
+        table.add_row(
+            escape(st["camera"]),
+            st["state"] + (f" ({escape(st['last_error'][:60])})" if st["last_error"] else ""),
+            frames,
+            str(st["dropped_frames"]),
+            f"{st['fps']:.1f}",
+        )
     console.print(table)
     if sys.stdout.isatty() and s["identities"]:
         for i in s["identities"]:

@@ -161,7 +161,9 @@ async def _camera(api: Api, s: Scenario, plan: CameraPlan, video: SampleVideo, u
         camera = (await api.call(api.cameras.CreateCamera, camera_pb2.CreateCameraRequest(camera=wanted))).camera
         s.created.append(f"camera {plan.name!r}")
         return camera
-    stale = [f for f in ("name", "rtsp_url", "resolution", "fps", "is_active") if getattr(camera, f) != getattr(wanted, f)]
+    stale = [
+        f for f in ("name", "rtsp_url", "resolution", "fps", "is_active") if getattr(camera, f) != getattr(wanted, f)
+    ]
     if camera.status == common_pb2.DEVICE_STATUS_MAINTENANCE:  # maintenance cameras are not processed
         stale.append("status")
     if stale:

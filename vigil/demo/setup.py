@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from vigil.logs import get_logger
@@ -139,7 +139,7 @@ async def _create_keys(dsn: str) -> Keys:
                     break
             for key in earlier:
                 await repo.revoke(key.id)
-            expires = datetime.now(timezone.utc) + KEY_LIFETIME
+            expires = datetime.now(UTC) + KEY_LIFETIME
             admin = await repo.create(ADMIN_KEY_NAME, "admin", expires_at=expires, rate_limit_per_minute=6000)
             node = await repo.create(NODE_KEY_NAME, "api_client", expires_at=expires, rate_limit_per_minute=60000)
     finally:

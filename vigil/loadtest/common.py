@@ -11,7 +11,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -20,9 +20,9 @@ import psutil
 import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from vigil.stack.process import Child, ChildError, child_env, free_port, vigil_argv
 from vigil.logs import get_logger
 from vigil.settings import VigilSettings
+from vigil.stack.process import Child, ChildError, child_env, free_port, vigil_argv
 
 log = get_logger("vigil.loadtest")
 
@@ -235,7 +235,7 @@ async def create_fixtures(settings: VigilSettings, cameras: int, *, urls: list[s
     endpoints = resolve(settings)
     pool = await _pool(endpoints.database_dsn)
     try:
-        expires = datetime.now(timezone.utc) + timedelta(days=1)
+        expires = datetime.now(UTC) + timedelta(days=1)
         async with pool.connection() as conn:
             keys = ApiKeyRepository(conn)
             admin = await keys.create(f"{KEY_NAME} admin", "admin", expires_at=expires,

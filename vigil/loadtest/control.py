@@ -20,16 +20,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import grpc
 import numpy as np
 from google.protobuf import timestamp_pb2
 
-from vigil.api.v1 import common_pb2, event_pb2, event_pb2_grpc, ingest_pb2 as pb, ingest_pb2_grpc
-from vigil.api.v1 import node_pb2, node_pb2_grpc
+from vigil.api.v1 import common_pb2, event_pb2, event_pb2_grpc, ingest_pb2_grpc, node_pb2, node_pb2_grpc
+from vigil.api.v1 import ingest_pb2 as pb
 from vigil.loadtest.common import ControlPlane, ProcessSampler, create_fixtures, percentiles, unit_vectors
 from vigil.settings import VigilSettings
 
@@ -198,7 +198,7 @@ async def _publish_camera(stub, metadata, cam: SyntheticCamera, o: ControlOption
             n += 1
         await call.done_writing()
         await asyncio.wait_for(reader, timeout=30)
-    except (grpc.aio.AioRpcError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, grpc.aio.AioRpcError) as exc:
         tally.errors.append(f"{type(exc).__name__}: {getattr(exc, 'details', lambda: '')() or exc}")
     finally:
         reader.cancel()
@@ -238,8 +238,9 @@ async def register_node(channel, node_key: str, admin_key: str, capacity: int, n
         capacity_streams=max(1, capacity), embedding_model_version=MODEL_VERSION)),
         metadata=(("authorization", f"Bearer {node_key}"),), timeout=10)
     try:
-        await stub.DrainNode(node_pb2.DrainNodeRequest(id=node_id), metadata=(("authorization", f"Bearer {admin_key}"),),
-                             timeout=10)
+        await stub.DrainNode(
+            node_pb2.DrainNodeRequest(id=node_id), metadata=(("authorization", f"Bearer {admin_key}"),), timeout=10
+        )
     except grpc.aio.AioRpcError:
         pass  # a drain refused only means streams may be assigned to it: harmless for a synthetic node
     return node_id

@@ -54,7 +54,7 @@ async def main(config: dict) -> None:
             emit(type="stats", streams=streams, publisher=asdict(publisher.stats()))
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     finally:
         await backend.stop()

@@ -15,9 +15,9 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import grpc
 
@@ -88,7 +88,7 @@ def _totals(stats: dict) -> dict[str, dict]:
     return stats.get("streams", {})
 
 
-async def run_pipeline(settings: VigilSettings, o: PipelineOptions, *, log_dir: Path,
+async def run_pipeline(settings: VigilSettings, o: PipelineOptions, *, log_dir: Path,  # noqa: C901
                        progress: Callable[[dict], None] | None = None) -> dict:
     from vigil.samples import RtspTestServer, load_sample_videos
 

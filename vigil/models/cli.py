@@ -56,8 +56,8 @@ def prepare(
     if register:
         import psycopg
 
-        from vigil.models.registry import register_model_version
         from vigil.endpoints import resolve
+        from vigil.models.registry import register_model_version
 
         try:
             with psycopg.connect(resolve(settings).database_dsn, connect_timeout=5) as conn:
@@ -78,11 +78,11 @@ def list_models() -> None:
     whether that version is registered in the database."""
     import psycopg
 
+    from vigil.endpoints import resolve
     from vigil.models.errors import PreparationError
     from vigil.models.prepare import read_manifest
     from vigil.models.registry import registered_versions
     from vigil.models.repository import list_models as repository_models
-    from vigil.endpoints import resolve
 
     settings = cli_settings()
     repo = settings.triton.model_repository.expanduser().resolve()

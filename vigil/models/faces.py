@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from typing import Self
 
 import cv2
 import numpy as np
 import tritonclient.grpc as triton_grpc
 from tritonclient.utils import InferenceServerException
 
+from vigil.endpoints import Endpoints, resolve
 from vigil.models.alignment import align_face
 from vigil.models.catalog import (
     DETECTOR_INPUT,
@@ -40,7 +42,6 @@ from vigil.models.errors import InferenceError, InvalidImageError
 from vigil.models.images import ImageInput, to_bgr
 from vigil.models.quality import FaceQuality, face_quality
 from vigil.settings import VigilSettings
-from vigil.endpoints import Endpoints, resolve
 
 DEFAULT_CANVAS = (640, 640)  # width, height every frame is letterboxed onto (YuNet's reference size)
 
@@ -85,7 +86,7 @@ class FaceAnalyzer:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> FaceAnalyzer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_) -> None:

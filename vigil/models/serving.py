@@ -84,7 +84,7 @@ def bind_repository(triton, repo_dir: Path) -> list[str]:
                 ),
                 strict=True,  # outputs must have the declared dtypes and shapes
             )
-        except Exception as exc:  # onnxruntime's load errors, PyTriton's config errors
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's load errors, PyTriton's config errors
             log.error("model not served", model=model.name, error=str(exc)[:300])
             continue
         log.info("model bound", model=model.name, file=str(model.model_file), threads=threads)

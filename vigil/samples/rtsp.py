@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
 
 from vigil.logs import get_logger
@@ -109,7 +110,7 @@ class RtspTestServer:
                                   f"{INSTALL_HINT}")
         command = [self.python, str(SERVER_SCRIPT), "--host", self.host, "--port", str(self.port),
                    *(f"{name}={path}" for name, path in self.files.items())]
-        log_file = open(self._log_path, "ab")
+        log_file = open(self._log_path, "ab")  # noqa: SIM115
         # a clean environment for Debian's Python: the venv's variables would point it at our site-packages
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log_file, env=env,
@@ -146,7 +147,7 @@ class RtspTestServer:
         self.stop()
         shutil.rmtree(self._log_dir, ignore_errors=True)
 
-    def __enter__(self) -> RtspTestServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_) -> None:

@@ -20,7 +20,7 @@ class EmbeddedCredentials:
     triton_access_token: str  # PyTriton guards its model-control endpoints with a token
 
     @classmethod
-    def generate(cls) -> "EmbeddedCredentials":
+    def generate(cls) -> EmbeddedCredentials:
         return cls(
             postgres_password=secrets.token_urlsafe(24),
             redis_password=secrets.token_urlsafe(24),

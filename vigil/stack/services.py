@@ -17,9 +17,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from vigil.endpoints import DATABASE_NAME, DATABASE_USER, Endpoints
 from vigil.settings import VigilSettings
 from vigil.stack.credentials import load_or_create
-from vigil.endpoints import DATABASE_NAME, DATABASE_USER, Endpoints
 from vigil.stack.process import ManagedProcess, StackError, chown_for_service, service_user
 
 
@@ -60,7 +60,7 @@ class Service(ABC):
     def ports(self) -> list[int]:
         """Every port the embedded server binds."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027
         """One-time initialisation of the data directory."""
 
     @abstractmethod
@@ -75,7 +75,7 @@ class Service(ABC):
     @abstractmethod
     def health(self) -> Health: ...
 
-    def after_healthy(self) -> None:
+    def after_healthy(self) -> None:  # noqa: B027
         """Bootstrap once the server answers (databases, buckets)."""
 
     def start(self) -> int:
@@ -313,7 +313,7 @@ class SeaweedS3(Service):
             buckets = client.list_buckets()
             present = any(b.name == self.endpoints.s3_bucket for b in buckets)
             return Health(True, f"S3 API, bucket {self.endpoints.s3_bucket} {'ready' if present else 'missing'}")
-        except Exception as exc:  # minio raises S3Error, urllib3 errors, ValueError alike
+        except Exception as exc:  # noqa: BLE001 - minio raises S3Error, urllib3 errors, ValueError alike
             return Health(False, f"{type(exc).__name__}: {str(exc)[:160]}")
 
     def after_healthy(self) -> None:
@@ -380,7 +380,7 @@ class PyTriton(Service):
                 try:
                     # PyTriton leaves the repository index empty; statistics list every loaded model
                     stats = client.get_inference_statistics(headers=headers, client_timeout=3).model_stats
-                except Exception:  # a production Triton may restrict the statistics API
+                except Exception:  # noqa: BLE001 - a production Triton may restrict the statistics API
                     return Health(True, f"Triton {meta.version} (model list restricted)")
                 names = sorted({m.name for m in stats})
                 missing = sorted(set(self.expected_models()) - set(names))
@@ -389,7 +389,7 @@ class PyTriton(Service):
                 return Health(True, f"Triton {meta.version}, {len(names)} model(s): {', '.join(names) or 'none'}")
             finally:
                 client.close()
-        except Exception as exc:  # InferenceServerException and channel errors
+        except Exception as exc:  # noqa: BLE001 - InferenceServerException and channel errors
             return Health(False, str(exc).splitlines()[0][:160])
 
 

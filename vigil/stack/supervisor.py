@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from vigil.endpoints import Endpoints, resolve
 from vigil.logs import get_logger
 from vigil.settings import VigilSettings
-from vigil.endpoints import Endpoints, resolve
 from vigil.stack.process import StackError, port_holder
 from vigil.stack.services import SERVICE_TYPES, Health, Service
 
@@ -44,7 +44,9 @@ class Stack:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def up(self, *, migrate: bool = True, on_ready: Callable[[ServiceStatus], None] | None = None) -> list[ServiceStatus]:
+    def up(
+        self, *, migrate: bool = True, on_ready: Callable[[ServiceStatus], None] | None = None
+    ) -> list[ServiceStatus]:
         """Start what is not running, wait until all are healthy, then migrate. Idempotent."""
         with self._lock():
             starting: list[Service] = []

@@ -8,13 +8,13 @@ from vigil.control.notifications.channels.email import EmailChannel
 from vigil.control.notifications.channels.telegram import TelegramChannel
 from vigil.control.notifications.channels.webhook import WebhookChannel
 from vigil.control.notifications.channels.whatsapp import WhatsAppChannel
-from vigil.storage.repositories.notifications import Channel
 from vigil.storage.repositories.channel_settings import (
     EmailSettings,
     TelegramSettings,
     WebhookSettings,
     WhatsAppSettings,
 )
+from vigil.storage.repositories.notifications import Channel
 
 Sender = WebhookChannel | EmailChannel | TelegramChannel | WhatsAppChannel
 

@@ -13,8 +13,8 @@ import aiosmtplib
 from vigil.control.notifications import templates
 from vigil.control.notifications.channels.redaction import redact
 from vigil.control.notifications.models import Notification
-from vigil.storage.repositories.notifications import DeliveryResult
 from vigil.storage.repositories.channel_settings import EmailSettings
+from vigil.storage.repositories.notifications import DeliveryResult
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 _ACCEPTED = 250

@@ -10,8 +10,8 @@ import aiohttp
 from vigil.control.notifications import templates
 from vigil.control.notifications.channels.http import post_json
 from vigil.control.notifications.models import Notification
-from vigil.storage.repositories.notifications import DeliveryResult
 from vigil.storage.repositories.channel_settings import TelegramSettings
+from vigil.storage.repositories.notifications import DeliveryResult
 
 DEFAULT_BASE_URL = "https://api.telegram.org"
 

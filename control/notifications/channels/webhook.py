@@ -16,8 +16,8 @@ import aiohttp
 
 from vigil.control.notifications.channels.http import post_json
 from vigil.control.notifications.models import Notification
-from vigil.storage.repositories.notifications import DeliveryResult
 from vigil.storage.repositories.channel_settings import WebhookSettings
+from vigil.storage.repositories.notifications import DeliveryResult
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:

@@ -16,8 +16,8 @@ import aiohttp
 from vigil.control.notifications import templates
 from vigil.control.notifications.channels.http import post_json
 from vigil.control.notifications.models import Notification
-from vigil.storage.repositories.notifications import DeliveryResult
 from vigil.storage.repositories.channel_settings import WhatsAppSettings
+from vigil.storage.repositories.notifications import DeliveryResult
 
 DEFAULT_BASE_URL = "https://graph.facebook.com/v20.0"
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
