@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
+from tests.fixtures.control import as_replica
 from vigil.control.app import ControlApp
 from vigil.control.ingest.fanout import Subscriber
 from vigil.control.ingest.feed import FeedFilter
@@ -29,7 +30,7 @@ def test_the_app_owns_every_background_task(stack, settings):
     jobs_on = settings.model_copy(update={"jobs": settings.jobs.model_copy(update={"enabled": True})})
 
     async def scenario():
-        app = ControlApp(jobs_on, stack.endpoints)
+        app = as_replica(ControlApp(jobs_on, stack.endpoints))
         built = servicers(app)
         await asyncio.sleep(0.2)  # anything a constructor scheduled would be running now
         after_building = _others()
