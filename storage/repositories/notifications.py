@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from vigil.errors import InvalidArgument, NotFound
 from vigil.storage.crypto import SecretBox
+from vigil.storage.locks import transaction_lock
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     BY_NAME,
@@ -414,10 +415,13 @@ class DeliveryRepository:
                         channel_limit: int | None = None) -> list[Delivery]:
         """Mark due attempts 'sending' and return them: per channel at most its free slots
         (`default_slots` for channels not named), so that at most `channel_limit` are sending
-        across all replicas, and what its rate limit allows."""
+        across all replicas, and what its rate limit allows. Claims take turns across replicas:
+        two claims at once would each count the other's rows as not yet 'sending' and together
+        exceed the limit."""
         query_params = {"channel_ids": list(free_slots), "slots": list(free_slots.values()),
                         "default_slots": default_slots, "channel_limit": channel_limit}
-        async with guarded(self.conn, "notification_delivery"):
+        async with self.conn.transaction(), guarded(self.conn, "notification_delivery"):
+            await transaction_lock(self.conn, "vigil.notifications", "claim")
             return await fetch_all(self.conn, Delivery, _CLAIM_DUE, query_params)
 
     async def stale(self, older_than_seconds: float) -> list[Delivery]:

@@ -44,11 +44,12 @@ async def attempts(pool, alert_id: uuid.UUID, channel_id: uuid.UUID) -> list[Del
     return sorted(page.items, key=lambda d: d.attempt)
 
 
-async def settled(pool, alert_id: uuid.UUID, channel_id: uuid.UUID, statuses=FINAL) -> list[Delivery]:
-    """The attempts once the last one has one of `statuses` (polls the table)."""
+async def settled(pool, alert_id: uuid.UUID, channel_id: uuid.UUID, statuses=FINAL,
+                  attempt: int = 1) -> list[Delivery]:
+    """The attempts once the last one, at least the `attempt`th, has one of `statuses` (polls the table)."""
     async with asyncio.timeout(WAIT_S):
         while True:
             found = await attempts(pool, alert_id, channel_id)
-            if found and found[-1].status in statuses:
+            if found and found[-1].attempt >= attempt and found[-1].status in statuses:
                 return found
             await asyncio.sleep(0.02)

@@ -174,7 +174,8 @@ async def test_sweep_due_sends_the_retry_a_stopped_dispatcher_scheduled(pool, se
     alert_id = await make_alert()
     first = await make_dispatcher(backoff=Backoff(base_seconds=1, max_seconds=1))
     first.submit(alert_id, [channel.id])
-    found = await settled(pool, alert_id, channel.id, statuses=("queued",))
+    # the retry queued after the first attempt failed (the first attempt is "queued" too, briefly)
+    found = await settled(pool, alert_id, channel.id, statuses=("queued",), attempt=2)
     await first.close()  # "the process stops" before the retry is due
     assert [(a.attempt, a.status) for a in found] == [(1, "failed"), (2, "queued")]
 
