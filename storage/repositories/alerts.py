@@ -95,7 +95,7 @@ class AlertRule:
     created_by: UUID | None
     created_at: datetime
     updated_at: datetime
-    group_window: timedelta  # 0: one alert per match; else one open alert per episode (rule, camera, zone)
+    group_window: timedelta = timedelta(0)  # 0: one alert per match; else one open alert per episode
 
 
 @dataclass(frozen=True)
