@@ -16,13 +16,16 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
 
-from tests.fixtures.control import bearer
+from tests.fixtures.control import bearer, database
+from tests.storage.builders import make_camera
 from vigil.api.v1 import (
     alert_pb2,
     alert_pb2_grpc,
     camera_pb2,
     camera_pb2_grpc,
     common_pb2,
+    event_pb2,
+    event_pb2_grpc,
     person_pb2,
     person_pb2_grpc,
     rule_pb2,
@@ -32,6 +35,7 @@ from vigil.api.v1 import (
 )
 from vigil.control.alerting import AlertingHook
 from vigil.control.analytics import Box, ObjectClass, TrackObservation
+from vigil.control.jobs.devices import _transition as device_transition
 from vigil.control.rules import Fact, RuleEvaluator, camera_facts, person_facts, write_alerts
 from vigil.storage.db import acting_as
 from vigil.storage.repositories.alerts import AlertRepository, AlertRuleRepository, AnalyticsConfigRepository
@@ -952,3 +956,27 @@ async def test_group_window_is_validated_and_updatable(rules, admin, scene):
         alert_rule=rule_pb2.AlertRule(id=plain.id, group_window=seconds(90)), update_mask=mask("group_window")),
         metadata=admin)).alert_rule
     assert updated.group_window.seconds == 90
+
+
+async def test_a_device_back_online_resolves_its_offline_alert_on_the_feed(app, channel, admin):
+    async with database(app) as conn:
+        camera = await make_camera(conn, app.secrets)
+    feed = event_pb2_grpc.EventServiceStub(channel).Subscribe(event_pb2.SubscribeRequest(
+        camera_ids=[str(camera.id)], kinds=[event_pb2.FEED_ITEM_KIND_ALERT, event_pb2.FEED_ITEM_KIND_ALERT_UPDATE]),
+        metadata=admin)
+    assert (await feed.read()).WhichOneof("item") == "keepalive"
+    now = datetime.now(UTC)
+    # what the device_health job does on each transition
+    await device_transition(app, "camera", camera.id, camera.id, camera.name, "offline", "unknown", None, now)
+    await device_transition(app, "camera", camera.id, camera.id, camera.name, "online", "offline", now, now)
+    items = []
+    async with asyncio.timeout(20):
+        while len(items) < 2:
+            response = await feed.read()
+            if response.WhichOneof("item") in ("alert", "alert_update"):
+                items.append(response)
+    feed.cancel()
+    offline, update = items[0].alert, items[1].alert_update
+    assert offline.alert_type == "camera_offline" and update.alert.id == offline.id
+    assert (update.previous_status, update.alert.status, update.change.note, update.change.actor_id) == (
+        alert_pb2.ALERT_STATUS_PENDING, alert_pb2.ALERT_STATUS_RESOLVED, "camera back online", "")
