@@ -30,8 +30,8 @@ from vigil.control.analytics.model import (
 )
 from vigil.control.ingest import feed
 from vigil.control.ingest.events import RecordedEvent
-from vigil.control.rules import Fact, RuleEvaluator, camera_facts, person_facts, write_alerts
-from vigil.control.rules.alert_api import alert_message
+from vigil.control.rules import Fact, RuleEvaluator, camera_facts, person_facts, write_firings
+from vigil.control.rules.alert_api import match_update
 from vigil.logs import get_logger
 from vigil.storage.repositories.alerts import (
     Alert,
@@ -77,10 +77,12 @@ class AlertingHook:
         rules = await AlertRuleRepository(conn).active_for_camera(camera_id)
         alerts: list[Alert] = []
         firings = []
+        joined = []
         if rules:
             facts = await self._facts(conn, camera_id, zones, recorded, observations, activities)
             firings = [f for fact in facts for f in self.evaluator.evaluate(rules, fact)]
-            alerts = await write_alerts(conn, firings)
+            written = await write_firings(conn, firings)
+            alerts, joined = written.created, written.joined
         # as in the seed, every suspicious activity is an alert: those no rule claimed get one of
         # their own (the analytics fire once per episode, so this does not flood)
         claimed = {f.fact.suspicious_activity_id for f in firings}
@@ -88,8 +90,9 @@ class AlertingHook:
         if alerts and self.clip_window is not None:
             await self._request_clips(conn, camera_id, alerts, activities)
         items = [feed.FeedItem.of_suspicious_activity(a) for a in activities]
-        items += [feed.FeedItem("alert", alert_message(a), a.camera_id, a.site_id, severity=a.severity,
-                                person_ids=(a.person_id,) if a.person_id else ()) for a in alerts]
+        items += [feed.FeedItem.of_alert(a) for a in alerts]
+        items += [feed.FeedItem.of_alert_update(j.alert, match_update(j.alert, j.previous_severity, j.match))
+                  for j in joined]
         if items:
             await feed.record(conn, items)
 

@@ -19,6 +19,8 @@ from google.protobuf.message import Message
 
 from vigil.api.v1 import event_pb2 as pb
 from vigil.control.ingest.messages import event_message, suspicious_activity_message
+from vigil.control.rules.alert_api import alert_message, status_update
+from vigil.storage.repositories.alerts import Alert, AlertStatusChange
 from vigil.storage.repositories.events import Event, FeedOutboxRepository, SuspiciousActivity
 
 # SubscribeResponse's oneof fields, which are also the FeedItemKind labels (FEED_ITEM_KIND_EVENT → "event")
@@ -57,6 +59,15 @@ class FeedItem:
                    activity_type=activity.activity_type, severity=activity.severity,
                    person_ids=tuple(message.details.person_ids))
 
+    @classmethod
+    def of_alert(cls, alert: Alert) -> FeedItem:
+        return cls("alert", alert_message(alert), alert.camera_id, alert.site_id, **_alert_attributes(alert))
+
+    @classmethod
+    def of_alert_update(cls, alert: Alert, update: pb.AlertUpdate) -> FeedItem:
+        """A change of the alert (alert_api.status_update, match_update), filtered like the alert."""
+        return cls("alert_update", update, alert.camera_id, alert.site_id, **_alert_attributes(alert))
+
     def payload(self) -> dict[str, Any]:
         payload = {"kind": self.kind, "camera_id": str(self.camera_id), "site_id": str(self.site_id),
                    "message": base64.b64encode(self.message.SerializeToString()).decode()}
@@ -67,9 +78,30 @@ class FeedItem:
         return payload
 
 
+_ACTIVITY_ALERT = "suspicious_activity_"
+
+
+def _alert_attributes(alert: Alert) -> dict[str, Any]:
+    """What Subscribe filters an alert (and its updates) on: the type of the event or activity
+    that raised it (none for device alerts), its severity and person."""
+    attributes: dict[str, Any] = {"severity": alert.severity,
+                                  "person_ids": (alert.person_id,) if alert.person_id else ()}
+    if alert.alert_type.startswith(_ACTIVITY_ALERT) and alert.suspicious_activity_id is not None:
+        attributes["activity_type"] = alert.alert_type.removeprefix(_ACTIVITY_ALERT)
+    elif alert.event_id is not None:
+        attributes["event_type"] = alert.alert_type
+    return attributes
+
+
 async def record(conn, items: Sequence[FeedItem]) -> None:
     """Queue the items for the feed, in order, as part of the caller's transaction."""
     await FeedOutboxRepository(conn).add([item.payload() for item in items])
+
+
+async def record_status_change(conn, alert: Alert, change: AlertStatusChange) -> None:
+    """An alert's status change (AlertRepository.transition) as an AlertUpdate, in the transaction
+    that made it: every writer of a status change calls this."""
+    await record(conn, [FeedItem.of_alert_update(alert, status_update(alert, change))])
 
 
 def _is_uuid(text: str) -> bool:

@@ -20,7 +20,6 @@ from typing import Any
 from uuid import UUID
 
 from vigil.control.ingest import feed
-from vigil.control.rules.alert_api import alert_message
 from vigil.logs import get_logger
 from vigil.storage.db import acting_as
 from vigil.storage.repositories.alerts import AlertRepository
@@ -99,10 +98,11 @@ async def _transition(
             since = f"since {last_frame.isoformat()}" if last_frame else "ever since it was added"
             alert = await alerts.insert_device_alert(camera_id, device_type, device_id,
                                                      f'{what} "{name}" is offline: no frames {since}', details)
-            await feed.record(conn, [feed.FeedItem("alert", alert_message(alert), alert.camera_id, alert.site_id,
-                                                   severity=alert.severity, person_ids=())])
+            await feed.record(conn, [feed.FeedItem.of_alert(alert)])
         else:
             for alert_id in await alerts.open_device_alert_ids(device_id, f"{device_type}_offline"):
-                await alerts.resolve(alert_id, None, note=f"{device_type} back online")
+                resolved, change = await alerts.transition(alert_id, "resolved", None,
+                                                           note=f"{device_type} back online")
+                await feed.record_status_change(conn, resolved, change)
     report = log.warning if status == "offline" else log.info
     report(f"{device_type} {status}", device_id=str(device_id), name=name, silent_s=silent)

@@ -34,6 +34,7 @@ import aiohttp
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from vigil.control.ingest.feed import record_status_change
 from vigil.control.notifications.channels import Sender, sender_for
 from vigil.control.notifications.channels.redaction import redact
 from vigil.control.notifications.content import load_notification
@@ -288,7 +289,10 @@ class NotificationDispatcher:
 
 
 async def _mark_sent(conn: psycopg.AsyncConnection, alert_id: UUID) -> None:
-    """The first delivery moves a pending alert to 'sent' (sent_at); a later one, or an alert an
-    operator has already taken on, changes nothing."""
-    with suppress(FailedPrecondition):
-        await AlertRepository(conn).mark_sent(alert_id)
+    """The first delivery moves a pending alert to 'sent' (sent_at, and an AlertUpdate on the
+    feed); a later one, or an alert an operator has already taken on, changes nothing."""
+    try:
+        alert, change = await AlertRepository(conn).transition(alert_id, "sent", None)
+    except FailedPrecondition:
+        return
+    await record_status_change(conn, alert, change)

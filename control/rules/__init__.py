@@ -11,10 +11,11 @@ The ingest path, per stored event or suspicious activity:
 from vigil.control.rules.evaluator import Clause, Firing, RuleEvaluator, deciding_clause, default_severity
 from vigil.control.rules.facts import Fact, PersonFacts
 from vigil.control.rules.lookups import CameraFacts, camera_facts, person_facts
-from vigil.control.rules.writer import write_alerts
+from vigil.control.rules.writer import AlertWrites, JoinedMatch, write_alerts, write_firings
 from vigil.control.schedule import QuietHours, Schedule, ScheduleError
 
 __all__ = [
-    "CameraFacts", "Clause", "Fact", "Firing", "PersonFacts", "QuietHours", "RuleEvaluator", "Schedule",
-    "ScheduleError", "camera_facts", "deciding_clause", "default_severity", "person_facts", "write_alerts",
+    "AlertWrites", "CameraFacts", "Clause", "Fact", "Firing", "JoinedMatch", "PersonFacts", "QuietHours",
+    "RuleEvaluator", "Schedule", "ScheduleError", "camera_facts", "deciding_clause", "default_severity",
+    "person_facts", "write_alerts", "write_firings",
 ]

@@ -31,9 +31,13 @@ SEVERITY = EnumMap(common_pb2.Severity, "SEVERITY_", f"{PATH}.severity")
 
 UPDATABLE = ("name", "camera_id", "person_id", "person_role", "watchlist_id", "zone_id", "event_type",
              "activity_type", "confidence_threshold", "schedule", "quiet_hours", "severity", "cooldown",
-             "notification_channel_ids", "is_active")
+             "notification_channel_ids", "is_active", "group_window")
 DEFAULT_CONFIDENCE = 0.75
 MAX_COOLDOWN = timedelta(hours=24)
+MAX_GROUP_WINDOW = timedelta(hours=24)
+# Unset on create: one alert per match, as before grouping existed, so existing clients' rules
+# keep their meaning (and their cooldown); grouping is asked for (the demo's zone rules do).
+DEFAULT_GROUP_WINDOW = timedelta(0)
 MAX_CHANNELS = 20
 
 
@@ -71,6 +75,8 @@ def rule_values(rule: pb.AlertRule) -> dict[str, Any]:
                      if rule.HasField("cooldown") else DEFAULT_COOLDOWN),
         "notification_channel_ids": channel_ids(rule),
         "is_active": rule.is_active if rule.HasField("is_active") else True,
+        "group_window": (duration_value(f"{PATH}.group_window", rule.group_window, timedelta(0), MAX_GROUP_WINDOW)
+                         if rule.HasField("group_window") else DEFAULT_GROUP_WINDOW),
     }
     if values["activity_type"] is not None and values["event_type"] is not None:
         raise InvalidArgument(f"{PATH}.event_type", "must be EVENT_TYPE_UNSPECIFIED when activity_type is set")
@@ -88,4 +94,4 @@ def rule_message(rule: AlertRule) -> pb.AlertRule:
         severity=SEVERITY.number(rule.severity), cooldown=duration_message(rule.cooldown),
         notification_channel_ids=[str(c) for c in rule.notification_channel_ids], is_active=rule.is_active,
         created_by=text(rule.created_by), create_time=timestamp(rule.created_at),
-        update_time=timestamp(rule.updated_at))
+        update_time=timestamp(rule.updated_at), group_window=duration_message(rule.group_window))

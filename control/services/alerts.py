@@ -4,7 +4,8 @@ notification channels (stored by vigil.control.notifications) and their delivery
 Alerts are created only by rule evaluation (vigil.control.rules.write_alerts). The notifier marks
 an alert sent with AlertRepository(conn).mark_sent(alert_id), which records the change as the
 system's; it is FailedPrecondition when an operator already took the alert on, and then there is
-nothing to record.
+nothing to record. Every status change is an AlertUpdate on the feed, written in the transaction
+of the change (feed.record_status_change).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from vigil.api.v1 import alert_pb2_grpc
 from vigil.control.auth import Caller
 from vigil.control.convert import EnumMap, text, timestamp
 from vigil.control.field_mask import apply_mask, split_secrets
+from vigil.control.ingest import feed
 from vigil.control.request_checks import (
     api_token,
     checked_text,
@@ -62,16 +64,20 @@ DELIVERY_STATUSES = {pb.DELIVERY_STATUS_SUCCEEDED: ("delivered",), pb.DELIVERY_S
 
 async def change_status(repo: AlertRepository, alert_id, target: str, caller: Caller,
                         note: str | None) -> tuple[Alert, bool]:
-    """The alert after moving it to `target`, and whether it moved: repeating a change (acknowledging
-    an acknowledged alert) changes nothing; any other refused move stays FailedPrecondition."""
-    move = {"acknowledged": repo.acknowledge, "resolved": repo.resolve, "ignored": repo.ignore}[target]
+    """The alert after moving it to `target` (the change recorded on the feed), and whether it
+    moved: repeating a change (acknowledging an acknowledged alert) changes nothing; any other
+    refused move stays FailedPrecondition."""
+    if target not in ("acknowledged", "resolved", "ignored"):
+        raise ValueError(f"an operator cannot move an alert to {target}")
     try:
-        return await move(alert_id, caller.user_id, note=note, api_key_id=caller.key.id), True
+        alert, change = await repo.transition(alert_id, target, caller.user_id, note=note, api_key_id=caller.key.id)
     except FailedPrecondition:
         current = await repo.get(alert_id)
         if current.status != target:
             raise
         return current, False
+    await feed.record_status_change(repo.conn, alert, change)
+    return alert, True
 
 
 # --------------------------------------------------------------------------- channel messages
@@ -191,7 +197,8 @@ class AlertService(alert_pb2_grpc.AlertServiceServicer):
         async with self.db.transaction() as tx:
             repo = AlertRepository(tx.conn)
             alert = await repo.get(alert_id)
-            return pb.GetAlertResponse(alert=alert_message(alert, await repo.history(alert_id)))
+            return pb.GetAlertResponse(alert=alert_message(alert, await repo.history(alert_id),
+                                                           await repo.matches(alert_id)))
 
     async def _change(self, request, target: str) -> Alert:
         alert_id = required_id("id", request.id)

@@ -9,6 +9,11 @@ savepoint.
 A rule's cooldown is claimed with one INSERT ... ON CONFLICT DO UPDATE ... WHERE on
 alert_cooldowns: a second writer of the same rule, camera and subject waits for the first to
 commit and then finds the cooldown running, so concurrent writers raise one alert.
+
+A grouping rule's match joins its episode's open alert (AlertRepository.group): an UPDATE of the
+open alert whose last match is within the window, else an INSERT ... ON CONFLICT DO NOTHING
+against the partial unique index on open episodes; a second writer of the same episode waits
+for the first's commit, inserts nothing and joins the first's alert.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ CONSTRAINT_FIELDS.update({
 # Every day, all day: what a rule without a schedule is stored with (the column default too).
 ALL_WEEK = {"days": [0, 1, 2, 3, 4, 5, 6], "start_time": "00:00", "end_time": "24:00"}
 DEFAULT_COOLDOWN = timedelta(seconds=60)
+SEVERITY_ORDER = ("low", "medium", "high", "critical")  # severity_enum, lowest first
+OPEN_STATUSES = ("pending", "sent", "acknowledged")
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class AlertRule:
     created_by: UUID | None
     created_at: datetime
     updated_at: datetime
+    group_window: timedelta = timedelta(0)  # 0: one alert per match; else one open alert per episode
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,37 @@ class Alert:
     track_id: str | None
     trigger_evidence: dict[str, Any] | None
     created_at: datetime
+    group_key: str | None  # the episode of a grouping rule; None: the alert stands for one match
+    match_count: int  # matches it stands for: the first (its trigger) and those of alert_matches
+    last_matched_at: datetime | None  # capture time of the episode's latest match
+    track_ids: list[str]  # distinct tracks of its matches, first seen first
+
+
+@dataclass(frozen=True)
+class AlertMatch:
+    """A match that joined an open alert after the one that raised it."""
+
+    alert_id: UUID
+    matched_at: datetime  # capture time
+    track_id: str | None
+    event_id: UUID | None
+    suspicious_activity_id: UUID | None
+    severity: str
+    evidence: dict[str, Any]  # as Alert.trigger_evidence
+
+
+@dataclass(frozen=True)
+class GroupedMatch:
+    """What AlertRepository.group did with a match: opened `alert`, or joined it (then
+    previous_severity is its severity before the match)."""
+
+    alert: Alert
+    joined: bool
+    previous_severity: str | None = None
+
+    @property
+    def severity_rose(self) -> bool:
+        return self.joined and SEVERITY_ORDER.index(self.alert.severity) > SEVERITY_ORDER.index(self.previous_severity)
 
 
 @dataclass(frozen=True)
@@ -150,7 +189,7 @@ _RULE_COLUMNS = columns_of(
                                      " WHERE c.rule_id = alert_rules.id ORDER BY c.position)"))
 _RULE_UPDATABLE = ("name", "camera_id", "person_id", "person_role", "watchlist_id", "zone_id", "event_type",
                    "activity_type", "schedule", "confidence_threshold", "severity", "is_active", "quiet_hours",
-                   "cooldown", "notification_channel_ids")
+                   "cooldown", "notification_channel_ids", "group_window")
 _RULE_REFERENCES = ("camera_id", "person_id", "watchlist_id", "zone_id", "created_by")
 
 
@@ -166,8 +205,9 @@ def _rule_values(values: dict[str, Any]) -> dict[str, Any]:
         values["schedule"] = Jsonb(values["schedule"] if values["schedule"] is not None else ALL_WEEK)
     if values.get("quiet_hours") is not None:
         values["quiet_hours"] = Jsonb(values["quiet_hours"])
-    if "cooldown" in values and not isinstance(values["cooldown"], timedelta):
-        raise InvalidArgument("cooldown", "must be a timedelta")
+    for name in ("cooldown", "group_window"):
+        if name in values and not isinstance(values[name], timedelta):
+            raise InvalidArgument(name, "must be a timedelta")
     return values
 
 
@@ -182,14 +222,15 @@ class AlertRuleRepository:
                      schedule: dict[str, Any] | None = None, confidence_threshold: float = 0.75,
                      severity: str | None = None, is_active: bool = True,
                      quiet_hours: dict[str, Any] | None = None, cooldown: timedelta = DEFAULT_COOLDOWN,
-                     notification_channel_ids: Sequence[UUID | str] = ()) -> AlertRule:
+                     notification_channel_ids: Sequence[UUID | str] = (),
+                     group_window: timedelta = timedelta(0)) -> AlertRule:
         """Without a schedule the rule is armed all week (ALL_WEEK); without a severity its alerts
-        take the person's status."""
+        take the person's status; without a group window each match is an alert."""
         values = {"name": name, "created_by": created_by, "camera_id": camera_id, "person_id": person_id,
                   "person_role": person_role, "watchlist_id": watchlist_id, "zone_id": zone_id,
                   "event_type": event_type, "activity_type": activity_type, "schedule": schedule,
                   "confidence_threshold": confidence_threshold, "severity": severity, "is_active": is_active,
-                  "quiet_hours": quiet_hours, "cooldown": cooldown}
+                  "quiet_hours": quiet_hours, "cooldown": cooldown, "group_window": group_window}
         rule = await insert_row(self.conn, "alert_rules", _rule_values(values), AlertRule, _RULE_COLUMNS,
                                 "alert_rule")
         if notification_channel_ids:
@@ -338,13 +379,15 @@ class AnalyticsConfigRepository:
 _ALERT_COLUMNS = columns_of(Alert, site_id=sql.SQL(
     "(SELECT d.site_id FROM cameras c JOIN dvrs d ON d.id = c.dvr_id WHERE c.id = alerts.camera_id)"))
 _CHANGE_COLUMNS = columns_of(AlertStatusChange)
+_MATCH_COLUMNS = columns_of(AlertMatch, severity=sql.SQL("severity::text"))
 
 # target status: (statuses it may be reached from, columns recording who and when)
 _TRANSITIONS: dict[str, tuple[tuple[str, ...], sql.SQL]] = {
     "sent": (("pending",), sql.SQL("sent_at = now()")),
     "acknowledged": (("pending", "sent"), sql.SQL("acknowledged_by = %(actor)s, acknowledged_at = now()")),
-    "resolved": (("pending", "sent", "acknowledged"), sql.SQL("resolved_by = %(actor)s, resolved_at = now()")),
-    "ignored": (("pending", "sent", "acknowledged"), sql.SQL("resolved_by = %(actor)s, resolved_at = now()")),
+    # closing an alert ends its episode: the next match opens a new alert
+    "resolved": (OPEN_STATUSES, sql.SQL("resolved_by = %(actor)s, resolved_at = now(), episode_open = FALSE")),
+    "ignored": (OPEN_STATUSES, sql.SQL("resolved_by = %(actor)s, resolved_at = now(), episode_open = FALSE")),
 }
 
 # The claim of a cooldown: wins when the rule's last alert about the subject on the camera is at
@@ -360,6 +403,24 @@ _CLAIM_COOLDOWN = sql.SQL(
     "        FROM alert_rules r WHERE r.id = c.rule_id)"
     " RETURNING c.last_alert_at")
 
+# A match joins the episode's open alert when it comes at most the window after the last match:
+# one more match, its track, and the higher severity. The sub-select locks the row (a concurrent
+# joiner waits, then re-reads it) and hands back the severity it replaced.
+_JOIN_EPISODE = sql.SQL(
+    "UPDATE alerts SET match_count = alerts.match_count + 1,"
+    " last_matched_at = GREATEST(alerts.last_matched_at, %(at)s),"
+    " track_ids = CASE WHEN %(track)s::varchar IS NULL OR %(track)s = ANY(alerts.track_ids) THEN alerts.track_ids"
+    "                  ELSE array_append(alerts.track_ids, %(track)s::varchar) END,"
+    " severity = GREATEST(alerts.severity, %(severity)s::severity_enum)"
+    " FROM (SELECT id, severity FROM alerts WHERE group_key = %(key)s AND episode_open"
+    "       AND last_matched_at + %(window)s >= %(at)s FOR UPDATE) AS previous"
+    " WHERE alerts.id = previous.id RETURNING alerts.id, previous.severity::text AS previous_severity")
+_NO_CONFLICT_CLAUSE = sql.SQL("")
+# An open episode whose window passed quietly is over (closed lazily, by the next match).
+_CLOSE_QUIET_EPISODE = sql.SQL(
+    "UPDATE alerts SET episode_open = FALSE"
+    " WHERE group_key = %(key)s AND episode_open AND last_matched_at + %(window)s < %(at)s")
+
 
 class AlertRepository:
     def __init__(self, conn: psycopg.AsyncConnection):
@@ -372,15 +433,34 @@ class AlertRepository:
                      trigger_evidence: dict[str, Any] | None = None) -> Alert:
         """An alert of a detection event (event_id) or a suspicious activity (suspicious_activity_id);
         the trigger fields record which rule and clause fired on which track."""
-        values = {"event_id": optional_uuid("event_id", event_id), "camera_id": as_uuid("camera_id", camera_id),
-                  "alert_type": alert_type, "severity": severity, "message": message,
-                  "alert_rule_id": optional_uuid("alert_rule_id", alert_rule_id),
-                  "person_id": optional_uuid("person_id", person_id),
-                  "suspicious_activity_id": optional_uuid("suspicious_activity_id", suspicious_activity_id),
-                  "trigger_rule_id": optional_uuid("trigger_rule_id", trigger_rule_id),
-                  "trigger_clause": trigger_clause, "track_id": track_id,
-                  "trigger_evidence": None if trigger_evidence is None else Jsonb(trigger_evidence)}
-        return await insert_row(self.conn, "alerts", values, Alert, _ALERT_COLUMNS, "alert")
+        return await self._insert(self._values(
+            event_id, camera_id, alert_type, severity, message, alert_rule_id=alert_rule_id, person_id=person_id,
+            suspicious_activity_id=suspicious_activity_id, trigger_rule_id=trigger_rule_id,
+            trigger_clause=trigger_clause, track_id=track_id, trigger_evidence=trigger_evidence))
+
+    @staticmethod
+    def _values(event_id: UUID | str | None, camera_id: UUID | str, alert_type: str, severity: str, message: str,
+                *, alert_rule_id: UUID | str | None = None, person_id: UUID | str | None = None,
+                suspicious_activity_id: UUID | str | None = None, trigger_rule_id: UUID | str | None = None,
+                trigger_clause: str | None = None, track_id: str | None = None,
+                trigger_evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"event_id": optional_uuid("event_id", event_id), "camera_id": as_uuid("camera_id", camera_id),
+                "alert_type": alert_type, "severity": severity, "message": message,
+                "alert_rule_id": optional_uuid("alert_rule_id", alert_rule_id),
+                "person_id": optional_uuid("person_id", person_id),
+                "suspicious_activity_id": optional_uuid("suspicious_activity_id", suspicious_activity_id),
+                "trigger_rule_id": optional_uuid("trigger_rule_id", trigger_rule_id),
+                "trigger_clause": trigger_clause, "track_id": track_id,
+                "trigger_evidence": None if trigger_evidence is None else Jsonb(trigger_evidence),
+                  "track_ids": [track_id] if track_id else []}
+
+    async def _insert(self, values: dict[str, Any], on_conflict: sql.Composable = _NO_CONFLICT_CLAUSE) -> Alert | None:
+        """The inserted alert; None when `on_conflict` skipped it."""
+        query = sql.SQL("INSERT INTO alerts ({}) VALUES ({}){} RETURNING {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, values)), sql.SQL(", ").join(sql.Placeholder() * len(values)),
+            on_conflict, _ALERT_COLUMNS)
+        async with guarded(self.conn, "alert", values):
+            return await fetch_one(self.conn, Alert, query, list(values.values()))
 
     async def insert_device_alert(self, camera_id: UUID, device_type: str, device_id: UUID, message: str,
                                   evidence: dict[str, Any]) -> Alert:
@@ -397,6 +477,44 @@ class AlertRepository:
             "SELECT id FROM alerts WHERE device_id = %s AND alert_type = %s"
             " AND status IN ('pending', 'sent', 'acknowledged')", (device_id, alert_type))
         return [row["id"] for row in await cur.fetchall()]
+
+    async def group(self, group_key: str, window: timedelta, at: datetime, event_id: UUID | str | None,
+                    camera_id: UUID | str, alert_type: str, severity: str, message: str, *,
+                    track_id: str | None = None, trigger_evidence: dict[str, Any],
+                    **trigger: Any) -> GroupedMatch:
+        """A match (capture time `at`) of the episode `group_key`: joins its open alert when the
+        episode's last match is at most `window` before `at` (recorded in alert_matches), else opens
+        a new alert for it (the `insert` arguments, as `trigger`). Holds under concurrency: see the
+        module docstring."""
+        at = aware("at", at)
+        key = {"key": group_key, "window": window, "at": at}
+        for _ in range(3):  # join; else open; a concurrent opener won: join its alert
+            async with guarded(self.conn, "alert", {"severity": severity}):
+                cur = await self.conn.execute(_JOIN_EPISODE, {**key, "track": track_id, "severity": severity})
+                joined = await cur.fetchone()
+                if joined is not None:
+                    await self.conn.execute(
+                        "INSERT INTO alert_matches (alert_id, matched_at, track_id, event_id, suspicious_activity_id,"
+                        " severity, evidence) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        (joined["id"], at, track_id, optional_uuid("event_id", event_id),
+                         optional_uuid("suspicious_activity_id", trigger.get("suspicious_activity_id")),
+                         severity, Jsonb(trigger_evidence)))
+                    return GroupedMatch(await self.get(joined["id"]), True, joined["previous_severity"])
+                await self.conn.execute(_CLOSE_QUIET_EPISODE, key)
+            opened = await self._insert(
+                self._values(event_id, camera_id, alert_type, severity, message, track_id=track_id,
+                             trigger_evidence=trigger_evidence, **trigger)
+                | {"group_key": group_key, "episode_open": True, "last_matched_at": at,
+                   "track_ids": [track_id] if track_id else []},
+                on_conflict=sql.SQL(" ON CONFLICT (group_key) WHERE episode_open DO NOTHING"))
+            if opened is not None:
+                return GroupedMatch(opened, False)
+        raise RuntimeError(f"episode {group_key} neither joined nor opened")  # only under constant churn
+
+    async def matches(self, alert_id: UUID | str) -> list[AlertMatch]:
+        """The matches that joined the alert after its first, oldest first."""
+        query = sql.SQL("SELECT {} FROM alert_matches WHERE alert_id = %s ORDER BY id").format(_MATCH_COLUMNS)
+        return await fetch_all(self.conn, AlertMatch, query, (as_uuid("alert_id", alert_id),))
 
     async def get(self, alert_id: UUID | str) -> Alert:
         alert_id = as_uuid("alert_id", alert_id)
@@ -440,23 +558,26 @@ class AlertRepository:
 
     async def mark_sent(self, alert_id: UUID | str) -> Alert:
         """Notifications went out (recorded as a change by the system)."""
-        return await self._transition(alert_id, "sent", None)
+        return (await self.transition(alert_id, "sent", None))[0]
 
     async def acknowledge(self, alert_id: UUID | str, by: UUID | str | None, *, note: str | None = None,
                           api_key_id: UUID | str | None = None) -> Alert:
-        return await self._transition(alert_id, "acknowledged", by, note=note, api_key_id=api_key_id)
+        return (await self.transition(alert_id, "acknowledged", by, note=note, api_key_id=api_key_id))[0]
 
     async def resolve(self, alert_id: UUID | str, by: UUID | str | None, *, note: str | None = None,
                       api_key_id: UUID | str | None = None) -> Alert:
-        return await self._transition(alert_id, "resolved", by, note=note, api_key_id=api_key_id)
+        return (await self.transition(alert_id, "resolved", by, note=note, api_key_id=api_key_id))[0]
 
     async def ignore(self, alert_id: UUID | str, by: UUID | str | None, *, note: str | None = None,
                      api_key_id: UUID | str | None = None) -> Alert:
         """Close without action; who and when go to resolved_by / resolved_at."""
-        return await self._transition(alert_id, "ignored", by, note=note, api_key_id=api_key_id)
+        return (await self.transition(alert_id, "ignored", by, note=note, api_key_id=api_key_id))[0]
 
-    async def _transition(self, alert_id: UUID | str, target: str, actor: UUID | str | None, *,
-                          note: str | None = None, api_key_id: UUID | str | None = None) -> Alert:
+    async def transition(self, alert_id: UUID | str, target: str, actor: UUID | str | None, *,
+                         note: str | None = None,
+                         api_key_id: UUID | str | None = None) -> tuple[Alert, AlertStatusChange]:
+        """Move the alert to `target` (sent, acknowledged, resolved, ignored): the alert after the
+        change and the change recorded (for the feed); FailedPrecondition when it cannot move."""
         alert_id = as_uuid("alert_id", alert_id)
         sources, records = _TRANSITIONS[target]
         # the sub-select locks the row and re-reads its status after a concurrent change, and hands
@@ -472,14 +593,14 @@ class AlertRepository:
             cur = await self.conn.execute(query, params)
             moved = await cur.fetchone()
             if moved is not None:
-                await self.conn.execute(
+                change = await fetch_one(self.conn, AlertStatusChange, sql.SQL(
                     "INSERT INTO alert_status_changes (alert_id, from_status, to_status, actor_id, api_key_id, note)"
-                    " VALUES (%(id)s, %(from)s, %(target)s, %(actor)s, %(api_key)s, %(note)s)",
-                    {**params, "from": moved["from_status"]})
+                    " VALUES (%(id)s, %(from)s, %(target)s, %(actor)s, %(api_key)s, %(note)s) RETURNING {}"
+                ).format(_CHANGE_COLUMNS), {**params, "from": moved["from_status"]})
         current = await self.get(alert_id)  # NotFound when it does not exist (or is not visible)
         if moved is None:
             raise FailedPrecondition(f"alert {alert_id} is {current.status}; it cannot become {target}")
-        return current
+        return current, change
 
     # ----------------------------------------------------------------------- cooldowns
 

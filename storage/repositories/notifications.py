@@ -353,9 +353,10 @@ SET status = %(status)s::delivery_status_enum, response_code = %(response_code)s
 WHERE id = %(id)s AND status = 'sending'
 RETURNING {}""").format(_DELIVERY_COLUMNS)
 
+# the next attempt of the same notification round (0028)
 _SCHEDULE_RETRY = sql.SQL("""
-INSERT INTO notification_deliveries (alert_id, channel_id, attempt, status, next_attempt_at)
-VALUES (%s, %s, %s, 'queued', %s)
+INSERT INTO notification_deliveries (alert_id, channel_id, round, attempt, status, next_attempt_at)
+SELECT alert_id, channel_id, round, attempt + 1, 'queued', next_attempt_at FROM notification_deliveries WHERE id = %s
 ON CONFLICT ON CONSTRAINT uq_deliveries_attempt DO NOTHING""")
 
 
@@ -394,22 +395,26 @@ class DeliveryRepository:
             raise NotFound("alert", alert_id)
         return row
 
-    async def enqueue(self, alert_id: UUID | str, channel_ids: Iterable[UUID | str]) -> list[Delivery]:
+    async def enqueue(self, alert_id: UUID | str, channel_ids: Iterable[UUID | str], *,
+                      new_round: bool = False) -> list[Delivery]:
         """Schedule first attempts, due now. Inactive or missing channels and an alert not (or no
         longer) there are skipped, and so is an alert already queued for a channel, so calling it
         twice is harmless. Call it inside the transaction that creates the alert and nothing is
-        ever lost between the two (then wake a dispatcher, or let its next sweep find them)."""
+        ever lost between the two (then wake a dispatcher, or let its next sweep find them).
+        new_round: notify again (an open alert's severity rose), as the round after the alert's last."""
         alert_id = as_uuid("alert_id", alert_id)
         channel_ids = uuid_list("channel_ids", channel_ids)
         query = sql.SQL("""
-            INSERT INTO notification_deliveries (alert_id, channel_id, attempt, status, next_attempt_at)
-            SELECT a.id, c.id, 1, 'queued', now()
+            INSERT INTO notification_deliveries (alert_id, channel_id, round, attempt, status, next_attempt_at)
+            SELECT a.id, c.id, CASE WHEN %s THEN COALESCE((SELECT max(d.round) FROM notification_deliveries d
+                                                          WHERE d.alert_id = a.id), 0) + 1 ELSE 1 END,
+                   1, 'queued', now()
             FROM alerts a JOIN notification_channels c ON c.id = ANY(%s) AND c.is_active
             WHERE a.id = %s
             ON CONFLICT ON CONSTRAINT uq_deliveries_attempt DO NOTHING
             RETURNING {}""").format(_DELIVERY_COLUMNS)
         async with guarded(self.conn, "notification_delivery"):
-            return await fetch_all(self.conn, Delivery, query, (channel_ids, alert_id))
+            return await fetch_all(self.conn, Delivery, query, (new_round, channel_ids, alert_id))
 
     async def claim_due(self, free_slots: Mapping[UUID, int], default_slots: int, *,
                         channel_limit: int | None = None) -> list[Delivery]:
@@ -443,8 +448,7 @@ class DeliveryRepository:
         async with guarded(self.conn, "notification_delivery"):
             finished = await fetch_one(self.conn, Delivery, _FINISH, params)
             if finished is not None and status == "failed":
-                await self.conn.execute(_SCHEDULE_RETRY, (finished.alert_id, finished.channel_id,
-                                                          finished.attempt + 1, finished.next_attempt_at))
+                await self.conn.execute(_SCHEDULE_RETRY, (finished.id,))
         return finished
 
     async def release(self, delivery: Delivery) -> None:

@@ -16,13 +16,16 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
 
-from tests.fixtures.control import bearer
+from tests.fixtures.control import bearer, database
+from tests.storage.builders import make_camera
 from vigil.api.v1 import (
     alert_pb2,
     alert_pb2_grpc,
     camera_pb2,
     camera_pb2_grpc,
     common_pb2,
+    event_pb2,
+    event_pb2_grpc,
     person_pb2,
     person_pb2_grpc,
     rule_pb2,
@@ -32,6 +35,7 @@ from vigil.api.v1 import (
 )
 from vigil.control.alerting import AlertingHook
 from vigil.control.analytics import Box, ObjectClass, TrackObservation
+from vigil.control.jobs.devices import _transition as device_transition
 from vigil.control.rules import Fact, RuleEvaluator, camera_facts, person_facts, write_alerts
 from vigil.storage.db import acting_as
 from vigil.storage.repositories.alerts import AlertRepository, AlertRuleRepository, AnalyticsConfigRepository
@@ -834,3 +838,145 @@ async def test_notification_channels_keep_secrets_write_only_and_rules_notify_th
     await alerts.DeleteNotificationChannel(alert_pb2.DeleteNotificationChannelRequest(id=created.id), metadata=admin)
     after = (await rules.GetAlertRule(rule_pb2.GetAlertRuleRequest(id=rule.id), metadata=admin)).alert_rule
     assert list(after.notification_channel_ids) == []
+
+
+# --------------------------------------------------------------------------- incidents: alert episodes
+
+
+async def notification_rounds(app, alert_id) -> list[int]:
+    """The notification rounds queued for the alert (first attempts only: retries are not new notifications)."""
+    rows = await fetch(app, "SELECT round FROM notification_deliveries WHERE alert_id = %s AND attempt = 1"
+                            " ORDER BY round", (alert_id,))
+    return [r["round"] for r in rows]
+
+
+async def webhook_channel(alerts, admin) -> alert_pb2.NotificationChannel:
+    return (await alerts.CreateNotificationChannel(alert_pb2.CreateNotificationChannelRequest(
+        notification_channel=alert_pb2.NotificationChannel(
+            name=unique("episode hook"), webhook=alert_pb2.WebhookConfig(url="https://hooks.example.com/episodes"))),
+        metadata=admin)).notification_channel
+
+
+async def test_a_grouping_rule_keeps_one_alert_per_episode_with_its_tracks_evidence_and_count(
+        rules, alerts, admin, scene, app):
+    hook = await webhook_channel(alerts, admin)
+    rule = await create_rule(rules, admin, camera_id=scene.camera.id, zone_id=scene.gate.id,
+                             group_window=seconds(60), notification_channel_ids=[hook.id])
+    assert rule.group_window.seconds == 60
+    t0 = datetime.now(UTC)
+    # three track fragments in the zone, each within the window of the last: one alert
+    created = [await observe(app, scene, when=t0 + timedelta(seconds=s), track_id=f"frag-{s}", rule_ids={rule.id})
+               for s in (0, 40, 80)]
+    assert [len(c) for c in created] == [1, 0, 0]
+    alert = created[0][0]
+    got = (await alerts.GetAlert(alert_pb2.GetAlertRequest(id=str(alert.id)), metadata=admin)).alert
+    assert got.match_count == 3 and list(got.track_ids) == ["frag-0", "frag-40", "frag-80"]
+    assert [m.track_id for m in got.matches] == ["frag-40", "frag-80"]
+    assert all(m.rule_id == rule.id and m.zone_id == scene.gate.id for m in got.matches)
+    assert got.matches[1].capture_time.ToDatetime(UTC) == t0 + timedelta(seconds=80)
+    assert got.last_match_time.ToDatetime(UTC) > got.trigger.capture_time.ToDatetime(UTC)
+    assert await notification_rounds(app, alert.id) == [1]  # later matches notify nobody
+    rows = await fetch(app, "SELECT count(*) AS n FROM alert_matches WHERE alert_id = %s", (alert.id,))
+    assert rows[0]["n"] == 2
+
+    # the window passes quietly: the next match opens a new episode, and the first is closed
+    [second] = await observe(app, scene, when=t0 + timedelta(seconds=141), track_id="later", rule_ids={rule.id})
+    assert second.id != alert.id and second.match_count == 1
+    rows = await fetch(app, "SELECT id, episode_open FROM alerts WHERE alert_rule_id = %s ORDER BY created_at",
+                       (rule.id,))
+    assert [(r["id"], r["episode_open"]) for r in rows] == [(alert.id, False), (second.id, True)]
+    assert await notification_rounds(app, second.id) == [1]
+
+    # resolving the open alert ends its episode: a match right after opens another alert
+    await alerts.ResolveAlert(alert_pb2.ResolveAlertRequest(id=str(second.id), note="cleared"), metadata=admin)
+    [third] = await observe(app, scene, when=t0 + timedelta(seconds=145), track_id="again", rule_ids={rule.id})
+    assert third.id not in (alert.id, second.id)
+
+
+async def test_a_match_that_raises_the_severity_of_an_open_alert_notifies_again(rules, alerts, admin, scene, app):
+    hook = await webhook_channel(alerts, admin)
+    # no severity on the rule: the person's status decides (known: low, blacklisted: critical)
+    rule = await create_rule(rules, admin, camera_id=scene.camera.id, zone_id=scene.gate.id,
+                             group_window=seconds(300), notification_channel_ids=[hook.id])
+    t0 = datetime.now(UTC)
+    [alert] = await observe(app, scene, when=t0, person=scene.employee, track_id="staff", rule_ids={rule.id})
+    assert alert.severity == "low"
+    assert await observe(app, scene, when=t0 + timedelta(seconds=5), person=scene.employee, track_id="staff-2",
+                         rule_ids={rule.id}) == []
+    assert await notification_rounds(app, alert.id) == [1]
+    assert await observe(app, scene, when=t0 + timedelta(seconds=9), person=scene.courier, track_id="courier",
+                         rule_ids={rule.id}) == []
+    got = (await alerts.GetAlert(alert_pb2.GetAlertRequest(id=str(alert.id)), metadata=admin)).alert
+    assert (got.severity, got.match_count) == (common_pb2.SEVERITY_CRITICAL, 3)
+    assert await notification_rounds(app, alert.id) == [1, 2]  # the rise notified once more
+    # a lower severity afterwards changes neither the severity nor the notifications
+    await observe(app, scene, when=t0 + timedelta(seconds=12), person=scene.employee, track_id="staff-3",
+                  rule_ids={rule.id})
+    got = (await alerts.GetAlert(alert_pb2.GetAlertRequest(id=str(alert.id)), metadata=admin)).alert
+    assert (got.severity, got.match_count) == (common_pb2.SEVERITY_CRITICAL, 4)
+    assert await notification_rounds(app, alert.id) == [1, 2]
+
+
+async def test_concurrent_writers_of_one_episode_open_one_alert(rules, admin, scene, app):
+    rule = await create_rule(rules, admin, camera_id=scene.camera.id, group_window=seconds(60))
+    when = datetime.now(UTC)
+    opened = asyncio.Event()
+
+    async def writer(n: int, hold: bool) -> int:
+        """One replica: stores its event, evaluates and writes; the first holds its open alert
+        uncommitted while the others try to open the same episode."""
+        async with acting_as(app.pool, user_id=None, role="super_admin") as conn:
+            event = await EventRepository(conn).insert(uuid.UUID(scene.camera.id), "human_detected", when, 0.9, BOX)
+            fact = Fact(camera_id=uuid.UUID(scene.camera.id), observed_at=when + timedelta(seconds=n),
+                        confidence=0.9, track_id=f"racer-{n}", event_type="human_detected", event_id=event.id)
+            stored = await AlertRuleRepository(conn).get(rule.id)
+            created = await write_alerts(conn, RuleEvaluator().evaluate([stored], fact))
+            if hold:
+                opened.set()
+                await asyncio.sleep(0.5)  # the others now wait on this insert
+            return len(created)
+
+    first = asyncio.create_task(writer(0, hold=True))
+    await opened.wait()
+    others = [asyncio.create_task(writer(n, hold=False)) for n in range(1, 5)]
+    counts = await asyncio.gather(first, *others)
+    assert sorted(counts) == [0, 0, 0, 0, 1]
+    rows = await fetch(app, "SELECT match_count, cardinality(track_ids) AS tracks FROM alerts WHERE alert_rule_id = %s",
+                       (rule.id,))
+    assert [(r["match_count"], r["tracks"]) for r in rows] == [(5, 5)]
+
+
+async def test_group_window_is_validated_and_updatable(rules, admin, scene):
+    plain = await create_rule(rules, admin, camera_id=scene.camera.id)
+    assert plain.group_window.seconds == 0  # unset: one alert per match
+    details = await refused(rules.CreateAlertRule(rule_pb2.CreateAlertRuleRequest(alert_rule=rule_pb2.AlertRule(
+        name=unique("rule"), group_window=seconds(-1))), metadata=admin), grpc.StatusCode.INVALID_ARGUMENT)
+    assert details.startswith("alert_rule.group_window:"), details
+    updated = (await rules.UpdateAlertRule(rule_pb2.UpdateAlertRuleRequest(
+        alert_rule=rule_pb2.AlertRule(id=plain.id, group_window=seconds(90)), update_mask=mask("group_window")),
+        metadata=admin)).alert_rule
+    assert updated.group_window.seconds == 90
+
+
+async def test_a_device_back_online_resolves_its_offline_alert_on_the_feed(app, channel, admin):
+    async with database(app) as conn:
+        camera = await make_camera(conn, app.secrets)
+    feed = event_pb2_grpc.EventServiceStub(channel).Subscribe(event_pb2.SubscribeRequest(
+        camera_ids=[str(camera.id)], kinds=[event_pb2.FEED_ITEM_KIND_ALERT, event_pb2.FEED_ITEM_KIND_ALERT_UPDATE]),
+        metadata=admin)
+    assert (await feed.read()).WhichOneof("item") == "keepalive"
+    now = datetime.now(UTC)
+    # what the device_health job does on each transition
+    await device_transition(app, "camera", camera.id, camera.id, camera.name, "offline", "unknown", None, now)
+    await device_transition(app, "camera", camera.id, camera.id, camera.name, "online", "offline", now, now)
+    items = []
+    async with asyncio.timeout(20):
+        while len(items) < 2:
+            response = await feed.read()
+            if response.WhichOneof("item") in ("alert", "alert_update"):
+                items.append(response)
+    feed.cancel()
+    offline, update = items[0].alert, items[1].alert_update
+    assert offline.alert_type == "camera_offline" and update.alert.id == offline.id
+    assert (update.previous_status, update.alert.status, update.change.note, update.change.actor_id) == (
+        alert_pb2.ALERT_STATUS_PENDING, alert_pb2.ALERT_STATUS_RESOLVED, "camera back online", "")

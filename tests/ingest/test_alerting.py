@@ -1,21 +1,32 @@
 """End to end through the real API: a blacklisted person on a watchlist walks into a restricted
 zone. Ingest stores the events, the analytics raise an intrusion, two rules fire (by watchlist and
 by activity), the webhook receives both alerts signed, the feed carries them, and a replayed batch
-or a repeat within the cooldown raises nothing more."""
+or a repeat within the cooldown raises nothing more. An alert is followed on a second replica's
+feed from creation to resolution (AlertUpdate), and intrusions of one episode make one alert."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import uuid
+from datetime import timedelta
 
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.fixtures.control import database
+from tests.fixtures.control import control_replica, database
 from tests.ingest.builders import accepted, batch, face_track, person
 from tests.notifications.receivers import HttpReceiver
-from vigil.api.v1 import common_pb2, event_pb2, event_pb2_grpc, person_pb2, person_pb2_grpc
+from vigil.api.v1 import (
+    alert_pb2,
+    alert_pb2_grpc,
+    common_pb2,
+    event_pb2,
+    event_pb2_grpc,
+    person_pb2,
+    person_pb2_grpc,
+)
 from vigil.api.v1 import ingest_pb2 as pb
 from vigil.storage.repositories.alerts import AlertRuleRepository, AnalyticsConfigRepository
 from vigil.storage.repositories.channel_settings import WebhookSettings
@@ -130,3 +141,100 @@ async def _acks(ingest, metadata, request):
     await call.write(request)
     yield await call.read()
     await call.done_writing()
+
+
+async def next_item(call, kind: str, timeout_s: float = 20.0) -> event_pb2.SubscribeResponse:
+    """The next feed message of this kind, skipping keepalives and other kinds."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            response = await call.read()
+            if response.WhichOneof("item") == kind:
+                return response
+
+
+async def subscribed(stub, metadata, **filters):
+    """A Subscribe call past its first keepalive: from here on nothing recorded is missed."""
+    call = stub.Subscribe(event_pb2.SubscribeRequest(**filters), metadata=metadata)
+    assert (await call.read()).WhichOneof("item") == "keepalive"
+    return call
+
+
+async def test_an_alert_is_followed_on_a_second_replicas_feed_from_creation_to_resolution(
+        app, stack, settings, channel, ingest, admin, as_role, camera, receiver):
+    async with database(app) as conn:
+        webhook = await ChannelRepository(conn, app.secrets).create(
+            f"desk-{uuid.uuid4().hex[:6]}", WebhookSettings(url=f"{receiver.url}/desk"))
+        rule = await AlertRuleRepository(conn).create(
+            "someone at the door", None, camera_id=camera.id, event_type="human_detected", confidence_threshold=0.3,
+            notification_channel_ids=[webhook.id])
+    operator = as_role("operator")
+    async with control_replica(stack, settings) as (elsewhere, _):
+        # filtered like alerts: the alert's event type, camera and kinds
+        feed = await subscribed(event_pb2_grpc.EventServiceStub(elsewhere), as_role("viewer"),
+                                camera_ids=[str(camera.id)], event_types=[common_pb2.EVENT_TYPE_HUMAN_DETECTED],
+                                kinds=[event_pb2.FEED_ITEM_KIND_ALERT, event_pb2.FEED_ITEM_KIND_ALERT_UPDATE])
+        await accepted(ingest, admin, batch(camera.id, [person("visitor")]))
+        created = (await next_item(feed, "alert")).alert
+        assert created.alert_rule_id == str(rule.id) and created.status == alert_pb2.ALERT_STATUS_PENDING
+
+        sent = (await next_item(feed, "alert_update")).alert_update  # the webhook took it
+        assert (sent.kind, sent.previous_status, sent.alert.status) == (
+            alert_pb2.ALERT_UPDATE_KIND_STATUS_CHANGED, alert_pb2.ALERT_STATUS_PENDING, alert_pb2.ALERT_STATUS_SENT)
+        assert sent.alert.id == created.id and sent.change.actor_id == "" and sent.change.HasField("change_time")
+
+        alerts = alert_pb2_grpc.AlertServiceStub(channel)
+        await alerts.AcknowledgeAlert(alert_pb2.AcknowledgeAlertRequest(id=created.id, note="checking"),
+                                      metadata=operator)
+        await alerts.ResolveAlert(alert_pb2.ResolveAlertRequest(id=created.id, note="a courier"), metadata=operator)
+        acknowledged = (await next_item(feed, "alert_update")).alert_update
+        resolved = (await next_item(feed, "alert_update")).alert_update
+        feed.cancel()
+    assert (acknowledged.previous_status, acknowledged.alert.status, acknowledged.change.note) == (
+        alert_pb2.ALERT_STATUS_SENT, alert_pb2.ALERT_STATUS_ACKNOWLEDGED, "checking")
+    assert (resolved.previous_status, resolved.alert.status, resolved.change.note) == (
+        alert_pb2.ALERT_STATUS_ACKNOWLEDGED, alert_pb2.ALERT_STATUS_RESOLVED, "a courier")
+    assert resolved.change.from_status == alert_pb2.ALERT_STATUS_ACKNOWLEDGED
+    assert resolved.change.to_status == alert_pb2.ALERT_STATUS_RESOLVED
+    # who: the operator's user (empty for a user-less key), the same on the alert and on the change
+    assert acknowledged.change.actor_id == acknowledged.alert.acknowledged_by
+    assert resolved.change.actor_id == resolved.alert.resolved_by == acknowledged.alert.acknowledged_by
+
+
+async def test_intrusions_of_one_episode_make_one_alert_updated_on_the_feed(app, channel, ingest, admin, camera):
+    async with database(app) as conn:
+        polygon = Jsonb([{"x": 0.0, "y": 0.4}, {"x": 0.4, "y": 0.4}, {"x": 0.4, "y": 1.0}, {"x": 0.0, "y": 1.0}])
+        cur = await conn.execute("INSERT INTO camera_zones (camera_id, name, zone_type, polygon_points)"
+                                 " VALUES (%s, 'dock', 'restricted', %s) RETURNING id", (camera.id, polygon))
+        zone_id = (await cur.fetchone())["id"]
+        await AnalyticsConfigRepository(conn).create("dock intrusion", camera.id, "intrusion", None,
+                                                     zone_id=zone_id, severity="high")
+        rule = await AlertRuleRepository(conn).create(
+            "dock episodes", None, camera_id=camera.id, zone_id=zone_id, activity_type="intrusion",
+            confidence_threshold=0.3, group_window=timedelta(seconds=60))
+    feed = await subscribed(event_pb2_grpc.EventServiceStub(channel), admin, camera_ids=[str(camera.id)],
+                            kinds=[event_pb2.FEED_ITEM_KIND_ALERT, event_pb2.FEED_ITEM_KIND_ALERT_UPDATE])
+    await accepted(ingest, admin, batch(camera.id, [person("first", second=0)], sequence=1),
+                   batch(camera.id, [person("second", second=5)], sequence=2),
+                   batch(camera.id, [person("third", second=9)], sequence=3))
+    opened = (await next_item(feed, "alert")).alert
+    joined = [(await next_item(feed, "alert_update")).alert_update for _ in range(2)]
+    feed.cancel()
+    assert opened.trigger.track_id == "first" and opened.trigger.zone_id == str(zone_id)
+    assert [(u.kind, u.match.track_id, u.alert.match_count) for u in joined] == [
+        (alert_pb2.ALERT_UPDATE_KIND_MATCH_ADDED, "second", 2), (alert_pb2.ALERT_UPDATE_KIND_MATCH_ADDED, "third", 3)]
+    assert list(joined[-1].alert.track_ids) == ["first", "second", "third"]
+
+    async with database(app) as conn:
+        alerts = await (await conn.execute("SELECT id, match_count FROM alerts WHERE alert_rule_id = %s",
+                                           (rule.id,))).fetchall()
+        # every intrusion belongs to an alert: the one that raised it, or one it joined
+        unalerted = await (await conn.execute(
+            "SELECT sa.id FROM suspicious_activity_events sa WHERE sa.camera_id = %s AND sa.activity_type = 'intrusion'"
+            " AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.suspicious_activity_id = sa.id)"
+            " AND NOT EXISTS (SELECT 1 FROM alert_matches m WHERE m.suspicious_activity_id = sa.id)",
+            (camera.id,))).fetchall()
+        intrusions = (await (await conn.execute(
+            "SELECT count(*) AS n FROM suspicious_activity_events WHERE camera_id = %s AND activity_type = 'intrusion'",
+            (camera.id,))).fetchone())["n"]
+    assert [a["match_count"] for a in alerts] == [3] and str(alerts[0]["id"]) == opened.id
+    assert intrusions == 3 and unalerted == []
