@@ -12,7 +12,8 @@ matching events, as a subscriber would); (2) as many SubscribeBatches streams on
 child (--max-items, --max-delay-ms). Clients run as asyncio tasks in --procs processes on the same
 machine. Latency = send → receipt in the client, per item; delivered = items received / items
 the subscribers' filters match; replica CPU = the control plane's CPU time / wall time over the
-run (100 % = one core). Runs on the bench stack (bench/benchenv.py).
+run (100 % = one core), and the client processes' likewise. Runs on the bench stack
+(bench/benchenv.py).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def _client_proc(mode: str, options: dict, site_ids: list[str], ready, out) -> N
 
 async def _clients(mode: str, options: dict, site_ids: list[str], ready, out) -> None:  # noqa: C901
     """This process's subscribers (one per entry of site_ids, filtered to that site) until told to stop;
-    puts (latencies in ns, items received) on `out`."""
+    puts (latencies in ns, CPU seconds while measuring) on `out`."""
     import grpc
 
     from vigil.api.v1 import event_pb2, event_pb2_grpc
@@ -155,12 +156,13 @@ async def _clients(mode: str, options: dict, site_ids: list[str], ready, out) ->
                 raise failed[0].exception()
             await asyncio.sleep(0.05)
     ready.set()
+    cpu0 = time.process_time()
     await asyncio.sleep(options["seconds"] + options["drain_s"])
     stop_at[0] = time.monotonic()
     await asyncio.wait(tasks, timeout=5)
     for t in tasks:
         t.cancel()
-    out.put(np.frombuffer(latencies, dtype=np.int64).copy())
+    out.put((np.frombuffer(latencies, dtype=np.int64).copy(), time.process_time() - cpu0))
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -192,8 +194,11 @@ def run_mode(mode: str, scenario: str, args, options: dict, sites: list[tuple[st
     load_before = os.getloadavg()[0]
     cpu0, wall0 = _cpu_seconds(control_pid), time.monotonic()
     sent = asyncio.run(_produce(options["redis_url"], sites, args.rate, args.seconds, label))
-    arrays = [out.get(timeout=120) for _ in procs]
-    cpu = (_cpu_seconds(control_pid) - cpu0) / (time.monotonic() - wall0)
+    reports = [out.get(timeout=120) for _ in procs]
+    wall = time.monotonic() - wall0
+    cpu = (_cpu_seconds(control_pid) - cpu0) / wall
+    arrays = [latencies for latencies, _ in reports]
+    clients_cpu = sum(cpu_s for _, cpu_s in reports) / (args.seconds + options["drain_s"])
     for p in procs:
         p.join(10)
     lat = np.concatenate(arrays) / 1e6 if arrays else np.zeros(0)
@@ -210,10 +215,12 @@ def run_mode(mode: str, scenario: str, args, options: dict, sites: list[tuple[st
         "max_ms": round(float(lat.max()), 1) if lat.size else None,
         "deliveries_per_s": round(lat.size / args.seconds),
         "replica_cpu_pct": round(100 * cpu, 1) if mode == "batches" else None,
+        "clients_cpu_pct": round(100 * clients_cpu, 1),
         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     print(f"  {label}: {result['delivered_pct']:.3f} % delivered, p50 {result['p50_ms']} ms, "
-          f"p99 {result['p99_ms']} ms", flush=True)
+          f"p99 {result['p99_ms']} ms, replica CPU {result['replica_cpu_pct']} %, clients' CPU "
+          f"{result['clients_cpu_pct']} %, load {result['load_avg_1m']}", flush=True)
     return result
 
 
