@@ -94,12 +94,13 @@ def _client_proc(mode: str, options: dict, site_ids: list[str], ready, out) -> N
 
 async def _clients(mode: str, options: dict, site_ids: list[str], ready, out) -> None:  # noqa: C901
     """This process's subscribers (one per entry of site_ids, filtered to that site) until told to stop;
-    puts (latencies in ns, CPU seconds while measuring) on `out`."""
+    puts (latencies in ns, those of each batch's newest item, CPU seconds while measuring) on `out`."""
     import grpc
 
     from vigil.api.v1 import event_pb2, event_pb2_grpc
 
     latencies = array("q")
+    newest = array("q")  # per batch: its last item's latency (the part that batching does not add)
     started: list[int] = []
     stop_at: list[float | None] = [None]
 
@@ -118,6 +119,8 @@ async def _clients(mode: str, options: dict, site_ids: list[str], ready, out) ->
             for item in batch.items:
                 t = item.event.event_time
                 latencies.append(now - (t.seconds * 1_000_000_000 + t.nanos))
+            if batch.items:
+                newest.append(latencies[-1])
             if stopped():
                 call.cancel()
                 return
@@ -162,7 +165,8 @@ async def _clients(mode: str, options: dict, site_ids: list[str], ready, out) ->
     await asyncio.wait(tasks, timeout=5)
     for t in tasks:
         t.cancel()
-    out.put((np.frombuffer(latencies, dtype=np.int64).copy(), time.process_time() - cpu0))
+    out.put((np.frombuffer(latencies, dtype=np.int64).copy(), np.frombuffer(newest, dtype=np.int64).copy(),
+             time.process_time() - cpu0))
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -197,8 +201,9 @@ def run_mode(mode: str, scenario: str, args, options: dict, sites: list[tuple[st
     reports = [out.get(timeout=120) for _ in procs]
     wall = time.monotonic() - wall0
     cpu = (_cpu_seconds(control_pid) - cpu0) / wall
-    arrays = [latencies for latencies, _ in reports]
-    clients_cpu = sum(cpu_s for _, cpu_s in reports) / (args.seconds + options["drain_s"])
+    arrays = [latencies for latencies, _, _ in reports]
+    newest = np.concatenate([n for _, n, _ in reports]) / 1e6
+    clients_cpu = sum(cpu_s for _, _, cpu_s in reports) / (args.seconds + options["drain_s"])
     for p in procs:
         p.join(10)
     lat = np.concatenate(arrays) / 1e6 if arrays else np.zeros(0)
@@ -213,13 +218,18 @@ def run_mode(mode: str, scenario: str, args, options: dict, sites: list[tuple[st
         "p50_ms": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
         "p99_ms": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
         "max_ms": round(float(lat.max()), 1) if lat.size else None,
+        # batches only: the latency of each batch's newest item, i.e. without the wait for the batch to fill
+        "batches": int(newest.size),
+        "newest_item_p50_ms": round(float(np.percentile(newest, 50)), 1) if newest.size else None,
+        "newest_item_p99_ms": round(float(np.percentile(newest, 99)), 1) if newest.size else None,
         "deliveries_per_s": round(lat.size / args.seconds),
         "replica_cpu_pct": round(100 * cpu, 1) if mode == "batches" else None,
         "clients_cpu_pct": round(100 * clients_cpu, 1),
         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     print(f"  {label}: {result['delivered_pct']:.3f} % delivered, p50 {result['p50_ms']} ms, "
-          f"p99 {result['p99_ms']} ms, replica CPU {result['replica_cpu_pct']} %, clients' CPU "
+          f"p99 {result['p99_ms']} ms (newest item of a batch: p50 {result['newest_item_p50_ms']}, p99 "
+          f"{result['newest_item_p99_ms']}), replica CPU {result['replica_cpu_pct']} %, clients' CPU "
           f"{result['clients_cpu_pct']} %, load {result['load_avg_1m']}", flush=True)
     return result
 
@@ -278,7 +288,7 @@ def main() -> None:
     sites = [(str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(max(SCENARIOS[s]["sites"] for s in scenarios))]
     control = ControlPlane(settings, settings.resolved_state_dir() / "logs" / "bench-feed-control.log")
     options = {"target": control.target, "key": fixtures.admin_key, "redis_url": stack.endpoints.redis_url,
-               "seconds": args.seconds, "drain_s": 2.0, "max_items": args.max_items,
+               "seconds": args.seconds, "drain_s": 5.0, "max_items": args.max_items,
                "max_delay_ms": args.max_delay_ms}
     load_start = os.getloadavg()
     results: dict = {}
