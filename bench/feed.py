@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -158,6 +159,8 @@ async def _clients(mode: str, options: dict, site_ids: list[str], ready, out) ->
             if failed:
                 raise failed[0].exception()
             await asyncio.sleep(0.05)
+    gc.collect()
+    gc.freeze()  # as the control plane does (control/server.py): no full collection pauses the measuring client
     ready.set()
     cpu0 = time.process_time()
     await asyncio.sleep(options["seconds"] + options["drain_s"])
