@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 
 from grpc import aio
@@ -62,6 +63,10 @@ async def serve(settings: VigilSettings) -> None:
     address = f"{settings.control.host}:{settings.control.port}"
     server, port, health_servicer = await build_server(app, address)
     await server.start()
+    # what starting built (modules, descriptors, pools) lives as long as the process: frozen, the full
+    # collections no longer scan it (each paused the event loop ~200 ms: the feed's p99, BENCHMARKS.md)
+    gc.collect()
+    gc.freeze()
     if settings.control.metrics_port is not None:
         try:
             metrics_port = app.metrics.serve(settings.control.host, settings.control.metrics_port)

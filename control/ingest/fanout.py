@@ -4,7 +4,8 @@ Every EventService.Subscribe call used to run its own XREAD and decode, filter a
 every message, so a replica's cost grew with subscribers × messages (py-spy: three quarters of
 the control plane's time in the subscriptions' own XREAD parsing and JSON decoding). The hub
 reads the stream once, decodes each entry once (FeedEntry: the payload the filters look at and,
-at the first subscriber it matches, the SubscribeResponse serialised once and shared), matches
+at the first subscriber it matches, the SubscribeResponse serialised once and shared, framed once
+more as an item of a SubscribeBatchesResponse for batched subscribers), matches
 each entry once per distinct filter and appends it to the matching subscribers' bounded inboxes.
 
 Joining without gap or duplicate: a subscriber registers (synchronously, on the event loop) and
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -44,16 +46,35 @@ def entry_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def length_delimited(field: int, data: bytes) -> bytes:
+    """A protobuf length-delimited field (string, bytes, embedded message) as it is encoded on the wire."""
+    return varint(field << 3 | 2) + varint(len(data)) + data
+
+
+ITEMS_FIELD = 1  # SubscribeBatchesResponse.items
+TOKEN_FIELD = 2  # SubscribeBatchesResponse.resume_token
+
+
 class FeedEntry:
     """A stream entry decoded once for every subscriber."""
 
-    __slots__ = ("id", "key", "payload", "_response")
+    __slots__ = ("id", "key", "payload", "_response", "_item")
 
     def __init__(self, entry_id: str, payload: dict[str, Any]):
         self.id = entry_id
         self.key = entry_key(entry_id)
         self.payload = payload
         self._response: bytes | None = None
+        self._item: bytes | None = None
 
     @classmethod
     def of(cls, message: BusMessage) -> FeedEntry:
@@ -65,6 +86,18 @@ class FeedEntry:
             self._response = response_of(self.id, self.payload).SerializeToString()
         return self._response
 
+    def item(self) -> bytes:
+        """The response framed as one element of SubscribeBatchesResponse.items: a batch is the
+        concatenation of its items' frames and its token field, so no subscriber re-encodes."""
+        if self._item is None:
+            self._item = length_delimited(ITEMS_FIELD, self.response())
+        return self._item
+
+
+def batch_bytes(entries: list[FeedEntry], token: str) -> bytes:
+    """A serialised SubscribeBatchesResponse of the entries (none: a keepalive) and the token."""
+    return b"".join([e.item() for e in entries]) + length_delimited(TOKEN_FIELD, token.encode())
+
 
 class Subscriber:
     """One subscription's place in the hub: its filter and bounded inbox."""
@@ -74,6 +107,8 @@ class Subscriber:
         self.watched = watched
         self.maxsize = maxsize
         self.inbox: deque[FeedEntry] = deque()  # what the call will send, in order
+        self.since = 0.0  # monotonic time the inbox last went from empty to not empty
+        self.wake_at = 1  # wake the call when the inbox holds this many (a batch's size), or gets its first
         self.pending: deque[FeedEntry] = deque()  # from the hub while the subscriber still catches up
         self.after = (0, 0)  # the hub hands on only entries after this (the subscriber's own position)
         self.live = False  # the hub appends to the inbox (else to pending)
@@ -94,6 +129,18 @@ class Subscriber:
         if waiter is not None and not waiter.done():
             waiter.set_result(True)
 
+    def push(self, entries: list[FeedEntry]) -> None:
+        """Append to the inbox and wake the call if it has something to do: a first entry (batched calls
+        time their batch from it) or a full batch."""
+        if not entries:
+            return
+        was_empty = not self.inbox
+        if was_empty:
+            self.since = time.monotonic()
+        self.inbox.extend(entries)
+        if was_empty or len(self.inbox) >= self.wake_at:
+            self.wake()
+
     def offer(self, entries: list[FeedEntry]) -> None:
         if entries and entries[0].key <= self.after:
             entries = [e for e in entries if e.key > self.after]
@@ -102,9 +149,9 @@ class Subscriber:
         if self.live:
             if len(self.inbox) + len(entries) > self.maxsize:
                 self.overflowed = True
+                self.wake()
             else:
-                self.inbox.extend(entries)
-            self.wake()
+                self.push(entries)
         elif not self.lost:
             if len(self.pending) + len(entries) > self.maxsize:
                 self.lost = True

@@ -1,4 +1,4 @@
-"""One EventService.Subscribe call: the feed from a position, filtered, buffered.
+"""One EventService.Subscribe or SubscribeBatches call: the feed from a position, filtered, buffered.
 
 The position is a stream entry id, which is also the resume token: the stream is append-only,
 so reading strictly after the last token a client received replays exactly what it missed,
@@ -9,12 +9,17 @@ the hub, waiting for the client as it goes, then takes the hub's messages: no ga
 duplicate. At the head, a full buffer means the client cannot keep up with the live feed and
 the call ends (SubscriberTooSlow) instead of the other subscribers, ingest or memory paying for
 it. A keepalive carries the position past entries the filters dropped.
+
+Batches (responses() sends one message per item, batches() several): a batch goes when the inbox
+holds max_items or max_delay after its oldest entry arrived, whichever first; it is the
+concatenation of the entries' pre-framed item bytes (built once per replica) and its token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -22,7 +27,7 @@ import redis.asyncio as aioredis
 
 from vigil.api.v1 import event_pb2 as pb
 from vigil.control.convert import timestamp
-from vigil.control.ingest.fanout import FeedEntry, FeedHub, Subscriber, Watched, entry_key, hub_of
+from vigil.control.ingest.fanout import FeedEntry, FeedHub, Subscriber, Watched, batch_bytes, entry_key, hub_of
 from vigil.control.ingest.feed import FeedFilter
 from vigil.errors import InvalidArgument
 from vigil.storage.bus import EVENTS_STREAM, EventBus
@@ -31,7 +36,6 @@ BUFFER = 10_000  # undelivered messages (event.proto)
 KEEPALIVE_S = 15.0
 READ_COUNT = 500
 _TOKEN = re.compile(r"^(\d{1,20})-(\d{1,20})$")
-
 
 
 class ResumeTokenExpired(Exception):
@@ -94,8 +98,7 @@ class FeedSubscription:
         keepalive as a SubscribeResponse."""
         subscriber = self.queue
         loop = asyncio.get_running_loop()
-        catch_up = asyncio.create_task(self._catch_up())
-        catch_up.add_done_callback(lambda _: subscriber.wake())
+        catch_up = self._start()
         try:
             yield self._keepalive()
             inbox = subscriber.inbox
@@ -126,14 +129,63 @@ class FeedSubscription:
             catch_up.cancel()
             self.hub.leave(subscriber)
 
-    def _keepalive(self) -> pb.SubscribeResponse:
+    async def batches(self, max_items: int, max_delay_s: float) -> AsyncIterator[bytes]:
+        """Serialised SubscribeBatchesResponses: a keepalive (empty, with the token) first, then
+        batches of at most max_items, each sent when full or max_delay_s after its oldest entry
+        arrived; a keepalive when nothing came for keepalive_s."""
         subscriber = self.queue
-        if subscriber.live:  # everything the hub dispatched has been sent (the inbox is empty)
+        subscriber.wake_at = max_items
+        loop = asyncio.get_running_loop()
+        catch_up = self._start()
+        try:
+            yield batch_bytes([], self._idle_position())
+            inbox = subscriber.inbox
+            while True:
+                if subscriber.error is not None:
+                    raise subscriber.error
+                if subscriber.overflowed:
+                    raise SubscriberTooSlow()
+                wait_s = self.keepalive_s
+                if inbox:
+                    wait_s = subscriber.since + max_delay_s - time.monotonic()
+                    if len(inbox) >= max_items or wait_s <= 0:
+                        batch = [inbox.popleft() for _ in range(min(len(inbox), max_items))]
+                        if not subscriber.live:
+                            self._room.set()
+                        self.delivered = batch[-1].id
+                        yield batch_bytes(batch, self.delivered)
+                        continue
+                elif catch_up.done():
+                    catch_up.result()  # raises what stopped it
+                subscriber.waiter = waiter = loop.create_future()
+                timer = loop.call_later(wait_s, _time_out, waiter)
+                try:
+                    woken = await waiter
+                finally:
+                    timer.cancel()
+                    subscriber.waiter = None
+                if not woken and not inbox:  # nothing queued: every match up to the position was delivered
+                    yield batch_bytes([], self._idle_position())
+        finally:
+            catch_up.cancel()
+            self.hub.leave(subscriber)
+
+    def _start(self) -> asyncio.Task:
+        catch_up = asyncio.create_task(self._catch_up())
+        catch_up.add_done_callback(lambda _: self.queue.wake())
+        return catch_up
+
+    def _idle_position(self) -> str:
+        """The token of a keepalive: past what the filters dropped once nothing is left to send."""
+        if self.queue.live:  # everything the hub dispatched has been sent (the inbox is empty)
             dispatched = self.hub.dispatched
             if dispatched > entry_key(self.position):
                 self.position = f"{dispatched[0]}-{dispatched[1]}"
         self.delivered = self.position
-        return pb.SubscribeResponse(resume_token=self.position, keepalive=pb.FeedKeepalive(
+        return self.position
+
+    def _keepalive(self) -> pb.SubscribeResponse:
+        return pb.SubscribeResponse(resume_token=self._idle_position(), keepalive=pb.FeedKeepalive(
             server_time=timestamp(datetime.now(UTC))))
 
     async def _catch_up(self) -> None:
@@ -153,7 +205,7 @@ class FeedSubscription:
             subscriber.pending.clear()
             if len(subscriber.inbox) + len(pending) > subscriber.maxsize:
                 raise SubscriberTooSlow()
-            subscriber.inbox.extend(pending)
+            subscriber.push(pending)
             subscriber.after = position
             subscriber.live = True
             subscriber.wake()
@@ -174,8 +226,7 @@ class FeedSubscription:
                     while subscriber.full():
                         self._room.clear()
                         await self._room.wait()
-                    subscriber.inbox.append(entry)
-                    subscriber.wake()
+                    subscriber.push([entry])
                 self.position = entry.id
             if len(entries) < len(messages) or len(messages) < READ_COUNT:
                 break  # nothing else up to `until`

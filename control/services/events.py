@@ -53,6 +53,8 @@ from vigil.storage.repositories.events import (
 from vigil.storage.repositories.persons import PersonRepository
 
 FEED_KIND = EnumMap(pb.FeedItemKind, "FEED_ITEM_KIND_", "kinds")
+DEFAULT_BATCH_ITEMS, MAX_BATCH_ITEMS = 256, 1000  # SubscribeBatchesRequest (event.proto)
+DEFAULT_BATCH_DELAY_MS, MAX_BATCH_DELAY_MS = 50, 1000
 MAX_NOTE = 2000
 
 
@@ -156,6 +158,21 @@ class EventService(event_pb2_grpc.EventServiceServicer):
 
     @rpc("events", "read")
     async def Subscribe(self, request, context):
+        async for response in self._feed(request, context, lambda subscription: subscription.responses()):
+            yield response
+
+    @rpc("events", "read")
+    async def SubscribeBatches(self, request, context):
+        max_items = _bounded("max_items", request.max_items, DEFAULT_BATCH_ITEMS, MAX_BATCH_ITEMS)
+        delay_ms = DEFAULT_BATCH_DELAY_MS
+        if request.HasField("max_delay_ms"):  # 0: no wait (not the default)
+            delay_ms = request.max_delay_ms and _bounded("max_delay_ms", request.max_delay_ms, 0, MAX_BATCH_DELAY_MS)
+        async for batch in self._feed(request.filter, context,
+                                      lambda subscription: subscription.batches(max_items, delay_ms / 1000)):
+            yield batch
+
+    async def _feed(self, request, context, stream_of):
+        """The feed of the request's filters from its resume token, as stream_of(subscription) yields it."""
         async with self.db.transaction() as tx:
             feed_filter = await self._filter(tx, request)
         try:
@@ -165,7 +182,7 @@ class EventService(event_pb2_grpc.EventServiceServicer):
             metrics = self.metrics
             metrics.feed_subscribers.inc()
             try:
-                async for response in subscription.responses():
+                async for response in stream_of(subscription):
                     if isinstance(response, bytes):  # a feed message (keepalives are messages)
                         metrics.feed_lag_messages.observe(subscription.queue.qsize())  # still queued behind it
                     yield response
@@ -214,13 +231,22 @@ class EventService(event_pb2_grpc.EventServiceServicer):
                                                                     compute_time=timestamp(stats.computed_at)))
 
 
+def _bounded(field: str, value: int, default: int, most: int) -> int:
+    """A count in [1, most]; 0 means the default."""
+    if value == 0:
+        return default
+    if not 0 < value <= most:
+        raise InvalidArgument(field, f"must be between 1 and {most} (0 = {default}), got {value}")
+    return value
+
+
 def _serialised(response) -> bytes:
-    """Subscribe yields each feed message already serialised, once for all its subscribers."""
+    """Subscribe and SubscribeBatches yield feed messages already serialised, once for all their subscribers."""
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
 def add_to_server(servicer: EventService, server) -> None:
-    """The generated registration, with Subscribe's responses passed through _serialised."""
+    """The generated registration, with the feed's responses passed through _serialised."""
     handlers = {}
 
     class Collect:
@@ -231,7 +257,8 @@ def add_to_server(servicer: EventService, server) -> None:
             handlers.update(method_handlers)
 
     event_pb2_grpc.add_EventServiceServicer_to_server(servicer, Collect())
-    handlers["Subscribe"] = handlers["Subscribe"]._replace(response_serializer=_serialised)
+    for method in ("Subscribe", "SubscribeBatches"):
+        handlers[method] = handlers[method]._replace(response_serializer=_serialised)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 

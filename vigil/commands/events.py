@@ -20,6 +20,7 @@ def events_tail(
 ) -> None:
     """Print feed messages (events, suspicious activities, alerts) as they happen, one per line."""
     import asyncio
+    import sys
 
     import grpc
 
@@ -47,14 +48,15 @@ def events_tail(
 
     async def tail() -> None:
         async with grpc.aio.insecure_channel(target) as channel:
-            call = event_pb2_grpc.EventServiceStub(channel).Subscribe(
-                event_pb2.SubscribeRequest(camera_ids=camera or [], resume_token=resume),
+            call = event_pb2_grpc.EventServiceStub(channel).SubscribeBatches(
+                event_pb2.SubscribeBatchesRequest(
+                    filter=event_pb2.SubscribeRequest(camera_ids=camera or [], resume_token=resume)),
                 metadata=(("authorization", f"Bearer {key}"),))
-            async for response in call:
-                kind = response.WhichOneof("item")
-                if kind in (None, "keepalive"):
-                    continue
-                print(f"{response.resume_token}  {kind:19} {describe(getattr(response, kind), kind)}", flush=True)
+            async for batch in call:  # a busy feed in few messages; a keepalive is an empty batch
+                for item in batch.items:
+                    kind = item.WhichOneof("item")
+                    print(f"{item.resume_token}  {kind:19} {describe(getattr(item, kind), kind)}")
+                sys.stdout.flush()
 
     try:
         asyncio.run(tail())

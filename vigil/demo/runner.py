@@ -209,8 +209,8 @@ async def _live(settings: VigilSettings, options: Options, console: Console, ste
 
         feed = Feed(api, scenario, links=console.is_terminal)
         # subscribe before the node starts, so that the first events are not missed
-        call = api.events.Subscribe(event_pb2.SubscribeRequest(camera_ids=list(scenario.camera_names())),
-                                    metadata=api.metadata)
+        call = api.events.SubscribeBatches(event_pb2.SubscribeBatchesRequest(
+            filter=event_pb2.SubscribeRequest(camera_ids=list(scenario.camera_names()))), metadata=api.metadata)
         node = Child("pipeline node", vigil_argv("node", "run", "--name", NODE_NAME, "--capacity", str(NODE_CAPACITY),
                                                  "--backend", "portable"),
                      child_env(VIGIL_NODE__API_KEY=keys.node, VIGIL_NODE__CONTROL_URL=target),
@@ -252,10 +252,11 @@ async def _watch(console: Console, api: Api, feed: Feed, call, registered_node: 
 
         async def show_feed() -> None:
             try:
-                async for response in call:
-                    line = await feed.describe(response)
-                    if line is not None:
-                        live.console.print(line)
+                async for batch in call:  # a keepalive is an empty batch
+                    for response in batch.items:
+                        line = await feed.describe(response)
+                        if line is not None:
+                            live.console.print(line)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.CANCELLED:
                     log.warning("feed ended", code=exc.code().name, details=exc.details())
