@@ -44,6 +44,13 @@ def events_tail(
         if kind == "alert":
             severity = common_pb2.Severity.Name(item.severity).removeprefix("SEVERITY_").lower()
             return f"{severity:8} {item.message}"
+        if kind == "alert_update":
+            from vigil.api.v1 import alert_pb2
+
+            change = alert_pb2.AlertUpdateKind.Name(item.kind).removeprefix("ALERT_UPDATE_KIND_").lower()
+            status = alert_pb2.AlertStatus.Name(item.alert.status).removeprefix("ALERT_STATUS_").lower()
+            return (f"{change:18} alert {item.alert.id} {status}, {item.alert.match_count} match(es)"
+                    + (f" track {item.match.track_id}" if item.match.track_id else ""))
         return str(item).replace("\n", " ")
 
     async def tail() -> None:

@@ -14,7 +14,7 @@ from rich.console import Group
 from rich.markup import escape
 from rich.text import Text
 
-from vigil.api.v1 import common_pb2, event_pb2, media_pb2, node_pb2, person_pb2
+from vigil.api.v1 import alert_pb2, common_pb2, event_pb2, media_pb2, node_pb2, person_pb2
 from vigil.demo.scenario import Api, Scenario
 from vigil.logs import get_logger
 
@@ -171,13 +171,15 @@ class Feed:
 
     async def describe(self, response: event_pb2.SubscribeResponse) -> Text | None:
         kind = response.WhichOneof("item")
-        if kind in (None, "keepalive", "alert_update"):
+        if kind in (None, "keepalive"):
             return None
         self.tally.last_item = time.monotonic()
         if kind == "event":
             return await self._event(response.event)
         if kind == "suspicious_activity":
             return self._activity(response.suspicious_activity)
+        if kind == "alert_update":
+            return self._alert_update(response.alert_update)
         return self._alert(response.alert)
 
     async def _event(self, e) -> Text | None:
@@ -220,6 +222,20 @@ class Feed:
         # the rule names the reason; the full message (who, where, when) is in the summary file
         what = f"[bold red]ALERT {severity}[/bold red] {escape(rule)}"
         return self._line(local_time(a.create_time), a.camera_id, padded(what), a.trigger.track_id)
+
+
+    def _alert_update(self, u) -> Text | None:
+        """A later match joining an open alert (an incident, not a new alert); status changes made
+        elsewhere (sent, acknowledged) say nothing new to the person watching."""
+        if u.kind not in (alert_pb2.ALERT_UPDATE_KIND_MATCH_ADDED, alert_pb2.ALERT_UPDATE_KIND_ESCALATED):
+            return None
+        a = u.alert
+        severity = enum_name(common_pb2.Severity, a.severity, "SEVERITY_")
+        rule = a.trigger.rule_name or a.alert_type
+        raised = " [bold red]escalated[/bold red]" if u.kind == alert_pb2.ALERT_UPDATE_KIND_ESCALATED else ""
+        what = f"[red]alert {severity}[/red] {escape(rule)}: match {a.match_count}{raised}"
+        return self._line(local_time(u.match.capture_time if u.match.HasField("capture_time") else a.last_match_time),
+                          a.camera_id, padded(what), u.match.track_id)
 
 
 def footer(node: node_pb2.Node | None, streams: dict[str, StreamTally], tally: Tally, elapsed_s: float,
