@@ -137,14 +137,16 @@ class IngestPipeline:
     @staticmethod
     async def _observations(conn, batch: TrackBatch) -> list[TrackObservation]:
         identities = await TrackEventRepository(conn, batch.camera_id).identities({u.track_id for u in batch.updates})
+        camera_id, width, height = str(batch.camera_id), batch.frame_width, batch.frame_height
+        known = {track: (str(p) if p else None, str(c) if c else None) for track, (p, c) in identities.items()}
+        unknown = (None, None)
         observations = []
         for u in batch.updates:
-            person_id, cluster_id = identities.get(u.track_id, (None, None))
+            person_id, cluster_id = known.get(u.track_id, unknown)
             observations.append(TrackObservation(
-                camera_id=str(batch.camera_id), track_id=u.track_id, object_class=u.object_class, box=u.box,
-                confidence=u.confidence, capture_time=u.capture_time, kind=u.kind,
-                person_id=str(person_id) if person_id else None, cluster_id=str(cluster_id) if cluster_id else None,
-                frame_width=batch.frame_width, frame_height=batch.frame_height))
+                camera_id=camera_id, track_id=u.track_id, object_class=u.object_class, box=u.box,
+                confidence=u.confidence, capture_time=u.capture_time, kind=u.kind, person_id=person_id,
+                cluster_id=cluster_id, frame_width=width, frame_height=height))
         return observations
 
     @staticmethod
