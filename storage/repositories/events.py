@@ -32,6 +32,7 @@ from vigil.storage.repositories.base import (
     insert_row,
     optional_uuid,
     parse_timestamp,
+    translated,
     unit_interval,
     uuid_list,
 )
@@ -126,7 +127,7 @@ class EventRepository:
         query = sql.SQL("INSERT INTO events ({}) VALUES {} RETURNING {}").format(
             sql.SQL(", ").join(map(sql.Identifier, _NEW_EVENT_COLUMNS)), sql.SQL(", ").join([row] * len(rows)),
             _COLUMNS)
-        async with guarded(self.conn, "event"):
+        async with translated("event"):  # inside the batch's savepoint
             found = {e.id: e for e in await fetch_all(self.conn, Event, query, params)}
         return [found[i] for i in ids]
 
@@ -355,8 +356,9 @@ class IngestBatchRepository:
     async def claim(self, idempotency_key: str, *, node_id: UUID, camera_id: UUID, sequence: int,
                     update_count: int) -> bool:
         """Record the key; False when it was already stored. A concurrent claim of the same key waits
-        for the first transaction and then sees it (or takes over if that one rolled back)."""
-        async with guarded(self.conn, "ingest_batch", parents={"camera_id": "camera"}):
+        for the first transaction and then sees it (or takes over if that one rolled back). Run inside
+        the batch's savepoint."""
+        async with translated("ingest_batch", parents={"camera_id": "camera"}):
             cur = await self.conn.execute(
                 "INSERT INTO ingest_batches (idempotency_key, node_id, camera_id, sequence, update_count)"
                 " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1",
@@ -399,7 +401,7 @@ class TrackEventRepository:
     async def add(self, rows: Sequence[TrackEvent]) -> None:
         if not rows:
             return
-        async with guarded(self.conn, "track_event"):  # one statement for the batch's new tracks
+        async with translated("track_event"):  # one statement for the batch's new tracks, in its savepoint
             await self.conn.execute(
                 "INSERT INTO track_events (camera_id, track_id, kind, event_id, event_timestamp, face_quality,"
                 " parent_track_id) SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::uuid[], %s::timestamptz[],"
