@@ -96,7 +96,8 @@ def parse_request(request: pb.PublishRequest) -> TrackBatch:
             raise InvalidArgument(f"batch.{field}", "must be > 0")
     if b.sequence < 1:
         raise InvalidArgument("batch.sequence", "must be >= 1")
-    updates = tuple(_update(u, i) for i, u in enumerate(b.updates))
+    times: dict[tuple[int, int], datetime] = {}  # the updates of one frame share its capture time
+    updates = tuple(_update(u, i, times) for i, u in enumerate(b.updates))
     _check_fixed_classes(updates)
     return TrackBatch(node_id=_uuid("batch.node_id", b.node_id), camera_id=_uuid("batch.camera_id", b.camera_id),
                       sequence=b.sequence, idempotency_key=_idempotency_key(b.idempotency_key),
@@ -170,7 +171,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z, the last a Timestamp (and a datetime) can hold
 
 
-def _update(u: pb.TrackUpdate, i: int) -> TrackUpdate:
+def _update(u: pb.TrackUpdate, i: int, times: dict[tuple[int, int], datetime]) -> TrackUpdate:
     """The common case checked without building field paths (a batch holds hundreds of updates); an
     update that fails any of these checks, or carries a body snapshot, goes through _checked_update,
     which names the offending field."""
@@ -185,7 +186,10 @@ def _update(u: pb.TrackUpdate, i: int) -> TrackUpdate:
             or not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0 and 0.0 < width <= 1.0 and 0.0 < height <= 1.0)
             or x + width > 1 + EDGE_TOLERANCE or y + height > 1 + EDGE_TOLERANCE or not 0.0 <= confidence <= 1.0):
         return _checked_update(u, i)  # NaN fails every comparison above, infinity the range checks
-    capture_time = _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)  # as Timestamp.ToDatetime
+    moment = (ts.seconds, ts.nanos)
+    capture_time = times.get(moment)
+    if capture_time is None:  # as Timestamp.ToDatetime
+        capture_time = times[moment] = _EPOCH + timedelta(seconds=moment[0], microseconds=moment[1] // 1000)
     return TrackUpdate(
         index=i, track_id=track_id, kind=kind, object_class=object_class, box=Box(x, y, width, height),
         confidence=float(confidence), frame_number=u.frame_number, capture_time=capture_time,

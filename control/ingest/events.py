@@ -65,7 +65,7 @@ class TrackEventWriter:
     async def write(self, summaries: list[TrackSummary]) -> list[RecordedEvent]:
         keys = [(s.track_id, "human") for s in summaries if s.object_class is ObjectClass.PERSON]
         keys += [(s.track_id, "face") for s in summaries if s.face]
-        existing = await self.tracks.lock(keys)
+        existing = await self.tracks.existing(keys)  # under the camera's ingest lock (pipeline.py)
         mappings: list[TrackEvent] = []  # of the batch's new events: one statement for all of them
         recorded = await self._humans([s for s in summaries if s.object_class is ObjectClass.PERSON
                                        and (s.track_id, "human") not in existing], mappings)

@@ -387,13 +387,15 @@ class TrackEventRepository:
         self.conn = conn
         self.camera_id = camera_id
 
-    async def lock(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackEvent]:
-        """The existing rows of these (track_id, kind) keys, locked until the transaction ends."""
+    async def existing(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackEvent]:
+        """The existing rows of these (track_id, kind) keys. Not locked row by row: only ingest writes
+        track_events, and it holds the camera's ingest lock (storage.locks) for the transaction, so
+        locking a batch's hundred rows again would only cost a WAL record each."""
         keys = list(keys)
         if not keys:
             return {}
         query = sql.SQL("SELECT {} FROM track_events WHERE camera_id = %s AND (track_id, kind) IN"
-                        " (SELECT * FROM unnest(%s::text[], %s::text[])) FOR UPDATE").format(_TRACK_EVENT_COLUMNS)
+                        " (SELECT * FROM unnest(%s::text[], %s::text[]))").format(_TRACK_EVENT_COLUMNS)
         found = await fetch_all(self.conn, TrackEvent, query,
                                 (self.camera_id, [k[0] for k in keys], [k[1] for k in keys]))
         return {(t.track_id, t.kind): t for t in found}
