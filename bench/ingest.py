@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--track-seconds", type=float, default=10)
     parser.add_argument("--gallery", type=int, default=10_000)
     parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--warmup", type=float, default=10, help="seconds before the measurement starts")
     parser.add_argument("--steps", type=float, nargs="*", default=[10_000, 15_000, 20_000, 25_000, 30_000],
                         help="offered updates/s of the ceiling's steps (none: no ceiling)")
     parser.add_argument("--step-seconds", type=float, default=10)
@@ -92,14 +93,59 @@ def main() -> None:
     args = parser.parse_args()
     settings = bench_settings()
     stack = bench_stack(settings)
-    from vigil.loadtest.control import ControlOptions, run_control
+    from vigil.loadtest.control import ControlOptions
 
     o = ControlOptions(cameras=args.cameras, fps=args.fps, objects=args.objects, duration_s=args.seconds,
-                       warmup_s=5, track_seconds=args.track_seconds, gallery=args.gallery, window=args.window)
+                       warmup_s=args.warmup, track_seconds=args.track_seconds, gallery=args.gallery,
+                       window=args.window)
     print(f"ingest: {args.cameras} cameras × {args.fps:g} fps × {args.objects} objects = "
           f"{args.cameras * args.fps * args.objects:,.0f} track updates/s offered, {args.seconds:g} s, "
           f"gallery {args.gallery:,} × 128-d")
-    result = asyncio.run(run_control(settings, o, log_dir=settings.resolved_state_dir() / "logs", progress=_progress))
+    from vigil.loadtest.common import ControlPlane
+
+    log_dir = settings.resolved_state_dir() / "logs"
+    control = ControlPlane(settings, log_dir / "bench-ingest-control.log")  # one replica for the run and the steps
+    asyncio.run(control.start())
+    try:
+        result, steps, ceiling = _measure(settings, args, o, control, log_dir)
+    finally:
+        control.stop()
+    _report(args, stack, settings, result, steps, ceiling)
+
+
+def _measure(settings, args, o, control, log_dir) -> tuple[dict, list[dict], float | None]:
+    from vigil.loadtest.control import ControlOptions, run_control
+
+    result = asyncio.run(run_control(settings, o, log_dir=log_dir, progress=_progress, target=control.target,
+                                     control_pid=control.pid))
+    if result["errors"]:
+        print("errors:", result["errors"][:3])
+    print(f"ingest: {result['track_updates_per_s']:,.0f} updates/s acked, ack p50/p99 "
+          f"{result['ack_latency_ms']['p50']} / {result['ack_latency_ms']['p99']} ms, lag {result['max_lag_s']:.1f} s")
+    steps, ceiling = [], None
+    for offered in args.steps:
+        objects = max(1, round(offered / (args.cameras * args.fps)))
+        step = asyncio.run(run_control(settings, ControlOptions(
+            cameras=args.cameras, fps=args.fps, objects=objects, duration_s=args.step_seconds, warmup_s=3,
+            track_seconds=args.track_seconds, gallery=args.gallery, window=args.window),
+            log_dir=log_dir, target=control.target, control_pid=control.pid))
+        kept_up = step["track_updates_per_s"] >= KEPT_UP_SHARE * step["offered_updates_per_s"] \
+            and step["max_lag_s"] <= MAX_LAG_S
+        steps.append({"offered_updates_per_s": step["offered_updates_per_s"],
+                      "track_updates_per_s": step["track_updates_per_s"], "ack_latency_ms": step["ack_latency_ms"],
+                      "max_lag_s": step["max_lag_s"], "cpu_percent_avg": step["control_plane"].get("cpu_percent_avg"),
+                      "kept_up": kept_up})
+        print(f"step {step['offered_updates_per_s']:>8,.0f} offered: {step['track_updates_per_s']:>8,.0f} acked/s, "
+              f"ack p50/p99 {step['ack_latency_ms']['p50']} / {step['ack_latency_ms']['p99']} ms, "
+              f"lag {step['max_lag_s']:.1f} s, CPU {step['control_plane'].get('cpu_percent_avg', 0):.0f} % "
+              f"→ {'kept up' if kept_up else 'FELL BEHIND'}", flush=True)
+        if not kept_up:
+            break
+        ceiling = step["offered_updates_per_s"]
+    return result, steps, ceiling
+
+
+def _report(args, stack, settings, result: dict, steps: list[dict], ceiling: float | None) -> None:
     batches = round(result["batches_per_s"] * result["duration_s"])
     events = round(result["events_per_s"] * result["duration_s"])
     updates = result["track_updates_per_s"] * result["duration_s"]
@@ -125,28 +171,6 @@ def main() -> None:
     fast = met and result["ack_latency_ms"]["p99"] <= 500
     print(f"target ack p99 <= 500 ms at 20,000 updates/s: {'met' if fast else 'MISSED'} "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-    if result["errors"]:
-        print("errors:", result["errors"][:3])
-    steps, ceiling = [], None
-    for offered in args.steps:
-        objects = max(1, round(offered / (args.cameras * args.fps)))
-        step = asyncio.run(run_control(settings, ControlOptions(
-            cameras=args.cameras, fps=args.fps, objects=objects, duration_s=args.step_seconds, warmup_s=5,
-            track_seconds=args.track_seconds, gallery=args.gallery, window=args.window),
-            log_dir=settings.resolved_state_dir() / "logs"))
-        kept_up = step["track_updates_per_s"] >= KEPT_UP_SHARE * step["offered_updates_per_s"] \
-            and step["max_lag_s"] <= MAX_LAG_S
-        steps.append({"offered_updates_per_s": step["offered_updates_per_s"],
-                      "track_updates_per_s": step["track_updates_per_s"], "ack_latency_ms": step["ack_latency_ms"],
-                      "max_lag_s": step["max_lag_s"], "cpu_percent_avg": step["control_plane"].get("cpu_percent_avg"),
-                      "kept_up": kept_up})
-        print(f"step {step['offered_updates_per_s']:>8,.0f} offered: {step['track_updates_per_s']:>8,.0f} acked/s, "
-              f"ack p50/p99 {step['ack_latency_ms']['p50']} / {step['ack_latency_ms']['p99']} ms, "
-              f"lag {step['max_lag_s']:.1f} s, CPU {step['control_plane'].get('cpu_percent_avg', 0):.0f} % "
-              f"→ {'kept up' if kept_up else 'FELL BEHIND'}")
-        if not kept_up:
-            break
-        ceiling = step["offered_updates_per_s"]
     if args.steps:
         print(f"ceiling of one replica: {f'{ceiling:,.0f}' if ceiling else 'below the first step'} updates/s "
               f"(the highest step kept up with; each step {args.step_seconds:g} s)")

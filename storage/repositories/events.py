@@ -450,7 +450,8 @@ class TrackEventRepository:
 
 
 class FeedOutboxRepository:
-    """Event-feed messages committed with their rows and not yet on the Redis stream (feed_outbox)."""
+    """Event-feed messages committed with their rows and not yet on the Redis stream (feed_outbox).
+    add() takes no savepoint of its own: a failed add fails the caller's transaction (or savepoint)."""
 
     def __init__(self, conn: psycopg.AsyncConnection):
         self.conn = conn
@@ -458,7 +459,7 @@ class FeedOutboxRepository:
     async def add(self, payloads: Sequence[dict[str, Any]]) -> None:
         if not payloads:
             return
-        async with guarded(self.conn, "feed_outbox"):  # one statement; ids follow the order given
+        async with translated("feed_outbox"):  # one statement; ids follow the order given
             await self.conn.execute("INSERT INTO feed_outbox (payload) SELECT p FROM unnest(%s::jsonb[])"
                                     " WITH ORDINALITY AS u(p, n) ORDER BY n", ([Jsonb(p) for p in payloads],))
 
