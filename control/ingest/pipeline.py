@@ -67,13 +67,6 @@ class IngestPipeline:
         self.recognizer = recognizer or Recognizer()
         self.on_events: list[EventsHook] = []
 
-    async def process(self, tx: Transaction, request: pb.PublishRequest) -> BatchResult:
-        """One batch alone: its BatchResult, or its RepositoryError (rejected) or failure raised."""
-        (outcome,) = await self.store(tx, [request])
-        if outcome.result is None:
-            raise outcome.rejected or outcome.failed
-        return outcome.result
-
     async def store(self, tx: Transaction, requests: Sequence[pb.PublishRequest]) -> list[BatchOutcome]:
         """Each request in order, in the caller's transaction: one outcome per request. An
         exception raised here (the connection broke) leaves the whole group to be resent."""

@@ -44,7 +44,7 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):
     @rpc("ingest", "write")
     async def Publish(self, request_iterator, context):
         registered: set[str] = set()  # node ids of this stream already found registered
-        waiting: asyncio.Queue = asyncio.Queue()
+        waiting: asyncio.Queue = asyncio.Queue(self.group_batches)  # full: gRPC's flow control holds the node
         reader = asyncio.create_task(self._read(request_iterator, waiting))
         try:
             while (group := await self._next_group(waiting)):
@@ -70,11 +70,10 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):
     async def _read(request_iterator, waiting: asyncio.Queue) -> None:
         try:
             async for request in request_iterator:
-                waiting.put_nowait(request)
+                await waiting.put(request)
         except Exception as exc:  # noqa: BLE001 - the stream broke: what was read is still stored and acked
             log.info("ingest stream ended", reason=repr(exc))
-        finally:
-            waiting.put_nowait(_END)
+        await waiting.put(_END)
 
     async def _next_group(self, waiting: asyncio.Queue) -> list[pb.PublishRequest]:
         """The next batch (waiting for it) and those queued behind it, up to group_batches; empty at the end."""
