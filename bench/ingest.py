@@ -10,6 +10,12 @@ recognised against a 10,000-face gallery (half near-duplicates of enrolled faces
 strangers that start unknown-face clusters). Events are counted as they arrive on
 EventService.Subscribe.
 
+Then the ceiling: the same load stepped up (--steps, offered updates/s; more objects per camera),
+each step on a fresh control plane for --step-seconds; a step is kept up with when the replica acks
+at least 97 % of what is offered and the publisher never falls more than 1 s behind schedule (the
+lag of an open-loop publisher grows without bound past the ceiling). The ceiling is the highest
+step kept up with before the first one that is not.
+
 Baseline: the rows that run stored (ingest_batches, events, track_events, feed_outbox) are
 written again with COPY, in the same numbers and shapes, in one transaction that is rolled
 back; its rate is expressed in the track updates those rows stood for.
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -60,6 +67,15 @@ async def copy_baseline(dsn: str, camera_id: str, batches: int, events: int, upd
     return elapsed
 
 
+def _progress(p: dict) -> None:
+    print(f"  {p['elapsed_s']:5.1f}/{p['duration_s']:g} s: {p['updates_per_s']:>8,.0f} updates/s acked, "
+          f"ack p99 {p['ack_p99_ms']} ms, lag {p['lag_s']:.1f} s, CPU {p['cpu_percent']:.0f} %", flush=True)
+
+
+KEPT_UP_SHARE = 0.97  # of the offered updates acked during a step
+MAX_LAG_S = 1.0  # behind the publisher's schedule
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cameras", type=int, default=8)
@@ -69,18 +85,67 @@ def main() -> None:
     parser.add_argument("--track-seconds", type=float, default=10)
     parser.add_argument("--gallery", type=int, default=10_000)
     parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--warmup", type=float, default=10, help="seconds before the measurement starts")
+    parser.add_argument("--steps", type=float, nargs="*", default=[10_000, 15_000, 20_000, 25_000, 30_000],
+                        help="offered updates/s of the ceiling's steps (none: no ceiling)")
+    parser.add_argument("--step-seconds", type=float, default=10)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     settings = bench_settings()
     stack = bench_stack(settings)
-    from vigil.loadtest.control import ControlOptions, run_control
+    from vigil.loadtest.control import ControlOptions
 
     o = ControlOptions(cameras=args.cameras, fps=args.fps, objects=args.objects, duration_s=args.seconds,
-                       warmup_s=5, track_seconds=args.track_seconds, gallery=args.gallery, window=args.window)
+                       warmup_s=args.warmup, track_seconds=args.track_seconds, gallery=args.gallery,
+                       window=args.window)
     print(f"ingest: {args.cameras} cameras × {args.fps:g} fps × {args.objects} objects = "
           f"{args.cameras * args.fps * args.objects:,.0f} track updates/s offered, {args.seconds:g} s, "
           f"gallery {args.gallery:,} × 128-d")
-    result = asyncio.run(run_control(settings, o, log_dir=settings.resolved_state_dir() / "logs"))
+    from vigil.loadtest.common import ControlPlane
+
+    log_dir = settings.resolved_state_dir() / "logs"
+    control = ControlPlane(settings, log_dir / "bench-ingest-control.log")  # one replica for the run and the steps
+    asyncio.run(control.start())
+    try:
+        result, steps, ceiling = _measure(settings, args, o, control, log_dir)
+    finally:
+        control.stop()
+    _report(args, stack, settings, result, steps, ceiling)
+
+
+def _measure(settings, args, o, control, log_dir) -> tuple[dict, list[dict], float | None]:
+    from vigil.loadtest.control import ControlOptions, run_control
+
+    result = asyncio.run(run_control(settings, o, log_dir=log_dir, progress=_progress, target=control.target,
+                                     control_pid=control.pid))
+    if result["errors"]:
+        print("errors:", result["errors"][:3])
+    print(f"ingest: {result['track_updates_per_s']:,.0f} updates/s acked, ack p50/p99 "
+          f"{result['ack_latency_ms']['p50']} / {result['ack_latency_ms']['p99']} ms, lag {result['max_lag_s']:.1f} s")
+    steps, ceiling = [], None
+    for offered in args.steps:
+        objects = max(1, round(offered / (args.cameras * args.fps)))
+        step = asyncio.run(run_control(settings, ControlOptions(
+            cameras=args.cameras, fps=args.fps, objects=objects, duration_s=args.step_seconds, warmup_s=3,
+            track_seconds=args.track_seconds, gallery=args.gallery, window=args.window),
+            log_dir=log_dir, target=control.target, control_pid=control.pid))
+        kept_up = step["track_updates_per_s"] >= KEPT_UP_SHARE * step["offered_updates_per_s"] \
+            and step["max_lag_s"] <= MAX_LAG_S
+        steps.append({"offered_updates_per_s": step["offered_updates_per_s"],
+                      "track_updates_per_s": step["track_updates_per_s"], "ack_latency_ms": step["ack_latency_ms"],
+                      "max_lag_s": step["max_lag_s"], "cpu_percent_avg": step["control_plane"].get("cpu_percent_avg"),
+                      "kept_up": kept_up})
+        print(f"step {step['offered_updates_per_s']:>8,.0f} offered: {step['track_updates_per_s']:>8,.0f} acked/s, "
+              f"ack p50/p99 {step['ack_latency_ms']['p50']} / {step['ack_latency_ms']['p99']} ms, "
+              f"lag {step['max_lag_s']:.1f} s, CPU {step['control_plane'].get('cpu_percent_avg', 0):.0f} % "
+              f"→ {'kept up' if kept_up else 'FELL BEHIND'}", flush=True)
+        if not kept_up:
+            break
+        ceiling = step["offered_updates_per_s"]
+    return result, steps, ceiling
+
+
+def _report(args, stack, settings, result: dict, steps: list[dict], ceiling: float | None) -> None:
     batches = round(result["batches_per_s"] * result["duration_s"])
     events = round(result["events_per_s"] * result["duration_s"])
     updates = result["track_updates_per_s"] * result["duration_s"]
@@ -103,11 +168,16 @@ def main() -> None:
     )
     met = result["track_updates_per_s"] >= 20_000
     print(f"target >= 20,000 track updates/s with recognition: {'met' if met else 'MISSED'}")
-    if result["errors"]:
-        print("errors:", result["errors"][:3])
+    fast = met and result["ack_latency_ms"]["p99"] <= 500
+    print(f"target ack p99 <= 500 ms at 20,000 updates/s: {'met' if fast else 'MISSED'} "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    if args.steps:
+        print(f"ceiling of one replica: {f'{ceiling:,.0f}' if ceiling else 'below the first step'} updates/s "
+              f"(the highest step kept up with; each step {args.step_seconds:g} s)")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({**result, "copy_updates_per_s": copy_rate, "copy_seconds": copy_s}, fh, indent=2)
+            json.dump({**result, "copy_updates_per_s": copy_rate, "copy_seconds": copy_s, "ceiling_steps": steps,
+                       "ceiling_updates_per_s": ceiling, "load_average": os.getloadavg()}, fh, indent=2)
 
 
 if __name__ == "__main__":

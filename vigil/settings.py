@@ -99,6 +99,9 @@ class ControlSettings(BaseModel):
     metrics_port: Port | None = Field(
         59100, ge=0, description="Port of the replica's Prometheus endpoint (/metrics) on control.host; 0 = any "
         "free port, unset (null) = no endpoint.")
+    ingest_group_batches: int = Field(
+        16, ge=1, le=256, description="Most batches of one Publish stream stored in one transaction (group "
+        "commit): the batches a node has in flight while the previous group commits are stored and acked together.")
     clip_before_s: float = Field(
         10.0, ge=0, le=300, description="An alert's clip starts this long before the alert's capture time.")
     clip_after_s: float = Field(

@@ -5,7 +5,7 @@
     recognition.py   faces → enrolled person / unknown cluster: one k-NN per model version per batch
     clusters.py      unknown faces into person_clusters (placeholder persons, Unknown-NNN labels)
     events.py        one event per (track, kind), re-described when a better face arrives
-    pipeline.py      IngestPipeline.process(tx, request) → BatchResult, with the on_events hooks
+    pipeline.py      IngestPipeline.store(tx, requests) → a BatchOutcome each (group commit), with the on_events hooks
     feed.py          FeedItem (what the feed carries), record() into the outbox, Subscribe's filters
     relay.py         outbox → Redis stream, exactly once, while ingest never waits for Redis
     subscription.py  one Subscribe call: resume, filter, bounded buffer, keepalives

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import numpy as np
@@ -59,7 +59,7 @@ class BestFace:
     snapshot: Snapshot | None = None  # with its checksum: registered in media_files
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: built hundreds of times per batch, and frozen init costs twice as much
 class TrackUpdate:
     index: int  # position in the batch
     track_id: str
@@ -96,7 +96,8 @@ def parse_request(request: pb.PublishRequest) -> TrackBatch:
             raise InvalidArgument(f"batch.{field}", "must be > 0")
     if b.sequence < 1:
         raise InvalidArgument("batch.sequence", "must be >= 1")
-    updates = tuple(_update(u, i) for i, u in enumerate(b.updates))
+    times: dict[tuple[int, int], datetime] = {}  # the updates of one frame share its capture time
+    updates = tuple(_update(u, i, times) for i, u in enumerate(b.updates))
     _check_fixed_classes(updates)
     return TrackBatch(node_id=_uuid("batch.node_id", b.node_id), camera_id=_uuid("batch.camera_id", b.camera_id),
                       sequence=b.sequence, idempotency_key=_idempotency_key(b.idempotency_key),
@@ -166,7 +167,37 @@ def _enum(path: str, value: int, known: dict, enum_type):
     return known[value]
 
 
-def _update(u: pb.TrackUpdate, i: int) -> TrackUpdate:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LAST_SECOND = 253402300799  # 9999-12-31T23:59:59Z, the last a Timestamp (and a datetime) can hold
+
+
+def _update(u: pb.TrackUpdate, i: int, times: dict[tuple[int, int], datetime]) -> TrackUpdate:
+    """The common case checked without building field paths (a batch holds hundreds of updates); an
+    update that fails any of these checks, or carries a body snapshot, goes through _checked_update,
+    which names the offending field."""
+    object_class, kind = CLASSES.get(u.object_class), KINDS.get(u.kind)
+    track_id, parent, b, ts = u.track_id, u.parent_track_id, u.box, u.capture_time
+    x, y, width, height, confidence = b.x, b.y, b.width, b.height, u.confidence
+    if (object_class is None or kind is None or not 0 < len(track_id) <= MAX_TRACK_ID or "\x00" in track_id
+            or (parent and (object_class is not ObjectClass.FACE or len(parent) > MAX_TRACK_ID or "\x00" in parent))
+            or u.frame_number < 0 or u.HasField("snapshot") or not u.HasField("box")
+            or not u.HasField("capture_time") or not 0 <= ts.seconds <= _LAST_SECOND
+            or not 0 <= ts.nanos < 1_000_000_000
+            or not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0 and 0.0 < width <= 1.0 and 0.0 < height <= 1.0)
+            or x + width > 1 + EDGE_TOLERANCE or y + height > 1 + EDGE_TOLERANCE or not 0.0 <= confidence <= 1.0):
+        return _checked_update(u, i)  # NaN fails every comparison above, infinity the range checks
+    moment = (ts.seconds, ts.nanos)
+    capture_time = times.get(moment)
+    if capture_time is None:  # as Timestamp.ToDatetime
+        capture_time = times[moment] = _EPOCH + timedelta(seconds=moment[0], microseconds=moment[1] // 1000)
+    return TrackUpdate(
+        index=i, track_id=track_id, kind=kind, object_class=object_class, box=Box(x, y, width, height),
+        confidence=float(confidence), frame_number=u.frame_number, capture_time=capture_time,
+        parent_track_id=parent or None, snapshot=None,
+        best_face=_best_face(u, f"batch.updates[{i}].best_face", capture_time) if u.HasField("best_face") else None)
+
+
+def _checked_update(u: pb.TrackUpdate, i: int) -> TrackUpdate:
     path = f"batch.updates[{i}]"
     object_class = _enum(f"{path}.object_class", u.object_class, CLASSES, pb.ObjectClass)
     parent = _text(f"{path}.parent_track_id", u.parent_track_id, MAX_TRACK_ID, required=False)

@@ -18,7 +18,6 @@ from vigil.control.ingest.batch import BestFace
 from vigil.control.ingest.recognition import NewCluster
 from vigil.storage.repositories.clusters import ClusterSightingRepository, HeldCluster
 from vigil.storage.repositories.faces import FaceEmbedding, FaceEmbeddingRepository, ModelVersion
-from vigil.storage.repositories.persons import PersonRepository
 
 
 @dataclass(frozen=True)
@@ -58,12 +57,14 @@ class UnknownClusters:
         return created
 
     async def _create(self, cluster: NewCluster) -> Materialised:
+        """Its holder, representative face and cluster row in one statement (recognition checked the
+        embedding against the model version)."""
         best = max(cluster.faces, key=lambda f: f.quality)
-        holder = await PersonRepository(self.conn).create(status="unknown")
-        face = await self._store(holder.id, cluster.model, best)
         times = [f.capture_time for f in cluster.faces]
-        cluster_id, label = await self.clusters.create(face.id, sample_count=len(cluster.faces),
-                                                       first_seen=min(times), last_seen=max(times))
+        cluster_id, label = await self.clusters.create_unknown(
+            cluster.model.version_string, best.embedding, best.snapshot_key or "",
+            face_quality=round(best.quality, 3), confidence=round(best.confidence, 3),
+            sample_count=len(cluster.faces), first_seen=min(times), last_seen=max(times))
         return Materialised(cluster_id, label)
 
     async def _grow(self, group: list[Sighting]) -> None:
@@ -72,7 +73,7 @@ class UnknownClusters:
         await self.clusters.record_sightings(cluster.id, added=sum(s.joins for s in group),
                                              first_seen=min(times), last_seen=max(times))
         best = max((s.face for s in group), key=lambda f: f.quality)
-        if best.quality > cluster.representative_quality:
+        if round(best.quality, 3) > cluster.representative_quality:  # compared as stored: a resent face is no better
             face = await self._store(cluster.holder_person_id, best.model_version, best)
             await self.clusters.replace_representative(cluster.id, face.id)
 

@@ -21,7 +21,13 @@ from vigil.control.ingest.clusters import Materialised, Sighting, UnknownCluster
 from vigil.control.ingest.messages import pixel_box
 from vigil.control.ingest.recognition import Identity, NewCluster, Recognized, Recognizer
 from vigil.control.ingest.tracks import TrackSummary
-from vigil.storage.repositories.events import Event, EventRepository, TrackEvent, TrackEventRepository
+from vigil.storage.repositories.events import (
+    Event,
+    EventRepository,
+    NewEvent,
+    TrackEvent,
+    TrackEventRepository,
+)
 from vigil.storage.repositories.media import MediaFileRepository
 
 SIMILARITY_DIGITS = 4
@@ -59,13 +65,15 @@ class TrackEventWriter:
     async def write(self, summaries: list[TrackSummary]) -> list[RecordedEvent]:
         keys = [(s.track_id, "human") for s in summaries if s.object_class is ObjectClass.PERSON]
         keys += [(s.track_id, "face") for s in summaries if s.face]
-        existing = await self.tracks.lock(keys)
-        recorded = [await self._human(s) for s in summaries
-                    if s.object_class is ObjectClass.PERSON and (s.track_id, "human") not in existing]
+        existing = await self.tracks.existing(keys)  # under the camera's ingest lock (pipeline.py)
+        mappings: list[TrackEvent] = []  # of the batch's new events: one statement for all of them
+        recorded = await self._humans([s for s in summaries if s.object_class is ObjectClass.PERSON
+                                       and (s.track_id, "human") not in existing], mappings)
         for s in summaries:  # a body snapshot sent after the track's first batch
             if s.snapshot and (mapping := existing.get((s.track_id, "human"))):
                 await self._register(s.snapshot, mapping.event_id, mapping.event_timestamp)
-        recorded += await self._faces(summaries, existing)
+        recorded += await self._faces(summaries, existing, mappings)
+        await self.tracks.add(mappings)
         await self.tracks.set_parents({s.track_id: s.parent_track_id for s in summaries if s.parent_track_id})
         return recorded
 
@@ -73,17 +81,21 @@ class TrackEventWriter:
         return {"track_id": s.track_id, "object_class": s.object_class.value, "node_id": str(self.batch.node_id),
                 "processing_time_ms": _milliseconds_since(observed_at)}  # capture → recorded here
 
-    async def _human(self, s: TrackSummary) -> RecordedEvent:
-        u = s.first
-        event = await self.events.insert(
-            self.batch.camera_id, "human_detected", u.capture_time, round(u.confidence, 3),
-            pixel_box(u.box, self.batch.frame_width, self.batch.frame_height), frame_number=u.frame_number,
-            metadata=self._metadata(s, u.capture_time))
-        await self.tracks.add([TrackEvent(s.track_id, "human", event.id, event.timestamp, None, None)])
-        if s.snapshot:
-            await self._register(s.snapshot, event.id, event.timestamp)
-            event = await self.events.get(event.id, event.timestamp)  # now with its snapshot's media id
-        return RecordedEvent(event, True, s.track_id)
+    async def _humans(self, new: list[TrackSummary], mappings: list[TrackEvent]) -> list[RecordedEvent]:
+        """The new person tracks' events (each describes its track's first observation), in one statement."""
+        b = self.batch
+        events = await self.events.insert_many([
+            NewEvent(b.camera_id, "human_detected", s.first.capture_time, round(s.first.confidence, 3),
+                     pixel_box(s.first.box, b.frame_width, b.frame_height), frame_number=s.first.frame_number,
+                     metadata=self._metadata(s, s.first.capture_time)) for s in new])
+        recorded = []
+        for s, event in zip(new, events):
+            mappings.append(TrackEvent(s.track_id, "human", event.id, event.timestamp, None, None))
+            if s.snapshot:
+                await self._register(s.snapshot, event.id, event.timestamp)
+                event = await self.events.get(event.id, event.timestamp)  # now with its snapshot's media id
+            recorded.append(RecordedEvent(event, True, s.track_id))
+        return recorded
 
     async def _register(self, snapshot: Snapshot, event_id: UUID, moment: datetime) -> None:
         """The node wrote the object before naming it; the row makes it the event's media."""
@@ -91,8 +103,8 @@ class TrackEventWriter:
                                   file_size=snapshot.size_bytes, mime_type="image/jpeg", timestamp=moment,
                                   retention_until=moment + SNAPSHOT_RETENTION, event_id=event_id)
 
-    async def _faces(self, summaries: list[TrackSummary],
-                     existing: dict[tuple[str, str], TrackEvent]) -> list[RecordedEvent]:
+    async def _faces(self, summaries: list[TrackSummary], existing: dict[tuple[str, str], TrackEvent],
+                     mappings: list[TrackEvent]) -> list[RecordedEvent]:
         improved = [s for s in summaries if s.face and _better(s.face, existing.get((s.track_id, "face")))]
         stored = await self.events.get_many((m.event_id, m.event_timestamp) for s in improved
                                             if (m := existing.get((s.track_id, "face"))))
@@ -106,7 +118,26 @@ class TrackEventWriter:
             return []
         identities = await self.recognizer.identify(self.conn, [c.summary.face for c in changes])
         created = await self._settle_clusters(changes, identities)
-        return [await self._face_event(c, identity, created) for c, identity in zip(changes, identities)]
+        described = [self._describe(c, identity, created) for c, identity in zip(changes, identities)]
+        new = [i for i, c in enumerate(changes) if c.previous is None]
+        inserted = dict(zip(new, await self.events.insert_many([
+            NewEvent(self.batch.camera_id, timestamp=changes[i].summary.face.capture_time, **described[i])
+            for i in new])))
+        recorded = []
+        for i, change in enumerate(changes):
+            s, face = change.summary, change.summary.face
+            if change.previous is None:
+                event = inserted[i]
+                mappings.append(TrackEvent(s.track_id, "face", event.id, event.timestamp, round(face.quality, 3),
+                                           change.parent_track_id))
+            else:
+                event = await self.events.redescribe(change.previous.id, change.previous.timestamp, **described[i])
+                await self.tracks.set_face_quality(s.track_id, round(face.quality, 3))
+            if face.snapshot:
+                await self._register(face.snapshot, event.id, face.capture_time)
+                event = await self.events.get(event.id, event.timestamp)  # now with its snapshot's media id
+            recorded.append(RecordedEvent(event, change.previous is None, s.track_id))
+        return recorded
 
     async def _settle_clusters(self, changes: list[_FaceChange],
                                identities: list[Identity]) -> dict[NewCluster, Materialised]:
@@ -121,34 +152,23 @@ class TrackEventWriter:
                 sightings.append(Sighting(c.summary.face, identity.cluster, joins=before is None or before != after))
         return await UnknownClusters(self.conn).apply(sightings, left)
 
-    async def _face_event(self, change: _FaceChange, identity: Identity,
-                          created: dict[NewCluster, Materialised]) -> RecordedEvent:
-        s, face = change.summary, change.summary.face
-        update = s.face_update
+    def _describe(self, change: _FaceChange, identity: Identity,
+                  created: dict[NewCluster, Materialised]) -> dict[str, Any]:
+        """What the track's face event says: inserted new, or re-described."""
+        face, update = change.summary.face, change.summary.face_update
         if isinstance(identity, Recognized):
             event_type, person_id, cluster_id = "person_recognized", identity.person_id, None
         else:
             cluster = identity.cluster
             event_type, person_id = "face_detected", None
             cluster_id = created[cluster].cluster_id if isinstance(cluster, NewCluster) else cluster.id
-        described = {
+        return {
             "event_type": event_type, "person_id": person_id, "cluster_id": cluster_id,
             "confidence": round(face.confidence or update.confidence, 3),
             "bounding_box": pixel_box(face.box or update.box, self.batch.frame_width, self.batch.frame_height),
             "image_path": face.snapshot_key, "frame_number": face.frame_number,
             "metadata": self._face_metadata(change, identity),
         }
-        if change.previous is None:
-            event = await self.events.insert(self.batch.camera_id, timestamp=face.capture_time, **described)
-            await self.tracks.add([TrackEvent(s.track_id, "face", event.id, event.timestamp, round(face.quality, 3),
-                                              change.parent_track_id)])
-        else:
-            event = await self.events.redescribe(change.previous.id, change.previous.timestamp, **described)
-            await self.tracks.set_face_quality(s.track_id, round(face.quality, 3))
-        if face.snapshot:
-            await self._register(face.snapshot, event.id, face.capture_time)
-            event = await self.events.get(event.id, event.timestamp)  # now with its snapshot's media id
-        return RecordedEvent(event, change.previous is None, s.track_id)
 
     def _face_metadata(self, change: _FaceChange, identity: Identity) -> dict[str, Any]:
         s, face = change.summary, change.summary.face

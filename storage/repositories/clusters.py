@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
+import numpy as np
 import psycopg
 
-from vigil.storage.repositories.base import guarded
+from vigil.storage.repositories.base import guarded, translated
 
 LABEL_DIGITS = 3  # Unknown-001 ... Unknown-999, then Unknown-1000
 
@@ -54,6 +55,34 @@ class ClusterSightingRepository:
                 "INSERT INTO person_clusters (cluster_label, representative_embedding_id, sample_count,"
                 " first_seen, last_seen) VALUES (%s, %s, %s, %s, %s) RETURNING id, cluster_label",
                 (label, representative_embedding_id, sample_count, first_seen, last_seen))
+            row = await cur.fetchone()
+        return row["id"], row["cluster_label"]
+
+    async def create_unknown(self, model_version: str, embedding: np.ndarray, source_image_path: str, *,
+                             face_quality: float, confidence: float, sample_count: int, first_seen: datetime,
+                             last_seen: datetime) -> tuple[UUID, str]:
+        """A stranger's new cluster in one statement: its placeholder person (status unknown), that
+        person's primary face (the representative: embedding checked against the model version by
+        the caller) and the active cluster labelled Unknown-NNN. (persons.primary_face_embedding_id
+        is a deferred foreign key: the person may name the face inserted beside it.)"""
+        person_id, face_id = uuid4(), uuid4()
+        async with translated("cluster"):  # inside the batch's savepoint
+            cur = await self.conn.execute(
+                "WITH person AS (INSERT INTO persons (id, status, primary_face_embedding_id)"
+                "  VALUES (%(person)s, 'unknown', %(face)s)),"
+                " face AS (INSERT INTO face_embeddings (id, person_id, model_version, embedding, embedding_dim,"
+                "  source_image_path, face_quality, confidence, is_primary)"
+                "  VALUES (%(face)s, %(person)s, %(model)s, %(embedding)s, %(dim)s, %(path)s, %(quality)s,"
+                "  %(confidence)s, true)),"
+                " label AS (SELECT nextval('person_cluster_label_seq') AS n)"
+                " INSERT INTO person_clusters (cluster_label, representative_embedding_id, sample_count, first_seen,"
+                "  last_seen) SELECT 'Unknown-' || CASE WHEN n < 10 ^ %(digits)s"
+                "  THEN lpad(n::text, %(digits)s, '0') ELSE n::text END, %(face)s, %(samples)s, %(first)s, %(last)s"
+                " FROM label RETURNING id, cluster_label",
+                {"person": person_id, "face": face_id, "model": model_version, "embedding": embedding,
+                 "dim": int(embedding.shape[0]), "path": source_image_path, "quality": face_quality,
+                 "confidence": confidence, "digits": LABEL_DIGITS, "samples": sample_count, "first": first_seen,
+                 "last": last_seen})
             row = await cur.fetchone()
         return row["id"], row["cluster_label"]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 from psycopg import sql
@@ -32,6 +32,7 @@ from vigil.storage.repositories.base import (
     insert_row,
     optional_uuid,
     parse_timestamp,
+    translated,
     unit_interval,
     uuid_list,
 )
@@ -89,9 +90,46 @@ _COLUMNS = columns_of(Event, confidence=sql.SQL("confidence::float8"), site_id=_
 _NEWEST_FIRST = Keyset(("timestamp", "id"), (parse_timestamp, UUID))
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to insert with others in one statement (EventRepository.insert_many)."""
+    camera_id: UUID
+    event_type: str
+    timestamp: datetime
+    confidence: float
+    bounding_box: dict[str, Any]
+    person_id: UUID | None = None
+    cluster_id: UUID | None = None
+    image_path: str | None = None
+    frame_number: int | None = None
+    metadata: dict[str, Any] | None = None
+
+
+_NEW_EVENT_COLUMNS = ("id", "camera_id", "event_type", "timestamp", "confidence", "bounding_box", "person_id",
+                      "cluster_id", "image_path", "frame_number", "metadata")
+
+
 class EventRepository:
     def __init__(self, conn: psycopg.AsyncConnection):
         self.conn = conn
+
+    async def insert_many(self, rows: Sequence[NewEvent]) -> list[Event]:
+        """The events in one statement (a batch's new tracks), returned in the order given."""
+        if not rows:
+            return []
+        ids = [uuid4() for _ in rows]
+        params: list[Any] = []
+        for event_id, r in zip(ids, rows):
+            params += [event_id, r.camera_id, r.event_type, aware("timestamp", r.timestamp),
+                       unit_interval("confidence", r.confidence), Jsonb(r.bounding_box), r.person_id, r.cluster_id,
+                       r.image_path, r.frame_number, Jsonb(r.metadata or {})]
+        row = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(_NEW_EVENT_COLUMNS)))
+        query = sql.SQL("INSERT INTO events ({}) VALUES {} RETURNING {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, _NEW_EVENT_COLUMNS)), sql.SQL(", ").join([row] * len(rows)),
+            _COLUMNS)
+        async with translated("event"):  # inside the batch's savepoint
+            found = {e.id: e for e in await fetch_all(self.conn, Event, query, params)}
+        return [found[i] for i in ids]
 
     async def insert(self, camera_id: UUID | str, event_type: str, timestamp: datetime, confidence: float,
                      bounding_box: dict[str, Any], *, person_id: UUID | str | None = None,
@@ -318,8 +356,9 @@ class IngestBatchRepository:
     async def claim(self, idempotency_key: str, *, node_id: UUID, camera_id: UUID, sequence: int,
                     update_count: int) -> bool:
         """Record the key; False when it was already stored. A concurrent claim of the same key waits
-        for the first transaction and then sees it (or takes over if that one rolled back)."""
-        async with guarded(self.conn, "ingest_batch", parents={"camera_id": "camera"}):
+        for the first transaction and then sees it (or takes over if that one rolled back). Run inside
+        the batch's savepoint."""
+        async with translated("ingest_batch", parents={"camera_id": "camera"}):
             cur = await self.conn.execute(
                 "INSERT INTO ingest_batches (idempotency_key, node_id, camera_id, sequence, update_count)"
                 " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1",
@@ -348,13 +387,15 @@ class TrackEventRepository:
         self.conn = conn
         self.camera_id = camera_id
 
-    async def lock(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackEvent]:
-        """The existing rows of these (track_id, kind) keys, locked until the transaction ends."""
+    async def existing(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TrackEvent]:
+        """The existing rows of these (track_id, kind) keys. Not locked row by row: only ingest writes
+        track_events, and it holds the camera's ingest lock (storage.locks) for the transaction, so
+        locking a batch's hundred rows again would only cost a WAL record each."""
         keys = list(keys)
         if not keys:
             return {}
         query = sql.SQL("SELECT {} FROM track_events WHERE camera_id = %s AND (track_id, kind) IN"
-                        " (SELECT * FROM unnest(%s::text[], %s::text[])) FOR UPDATE").format(_TRACK_EVENT_COLUMNS)
+                        " (SELECT * FROM unnest(%s::text[], %s::text[]))").format(_TRACK_EVENT_COLUMNS)
         found = await fetch_all(self.conn, TrackEvent, query,
                                 (self.camera_id, [k[0] for k in keys], [k[1] for k in keys]))
         return {(t.track_id, t.kind): t for t in found}
@@ -362,12 +403,14 @@ class TrackEventRepository:
     async def add(self, rows: Sequence[TrackEvent]) -> None:
         if not rows:
             return
-        async with guarded(self.conn, "track_event"):
-            await self.conn.cursor().executemany(
+        async with translated("track_event"):  # one statement for the batch's new tracks, in its savepoint
+            await self.conn.execute(
                 "INSERT INTO track_events (camera_id, track_id, kind, event_id, event_timestamp, face_quality,"
-                " parent_track_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [(self.camera_id, r.track_id, r.kind, r.event_id, r.event_timestamp, r.face_quality,
-                  r.parent_track_id) for r in rows])
+                " parent_track_id) SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::uuid[], %s::timestamptz[],"
+                " %s::numeric[], %s::text[])",
+                (self.camera_id, [r.track_id for r in rows], [r.kind for r in rows], [r.event_id for r in rows],
+                 [r.event_timestamp for r in rows], [r.face_quality for r in rows],
+                 [r.parent_track_id for r in rows]))
 
     async def set_face_quality(self, track_id: str, quality: float) -> None:
         async with guarded(self.conn, "track_event"):
@@ -407,7 +450,8 @@ class TrackEventRepository:
 
 
 class FeedOutboxRepository:
-    """Event-feed messages committed with their rows and not yet on the Redis stream (feed_outbox)."""
+    """Event-feed messages committed with their rows and not yet on the Redis stream (feed_outbox).
+    add() takes no savepoint of its own: a failed add fails the caller's transaction (or savepoint)."""
 
     def __init__(self, conn: psycopg.AsyncConnection):
         self.conn = conn
@@ -415,9 +459,9 @@ class FeedOutboxRepository:
     async def add(self, payloads: Sequence[dict[str, Any]]) -> None:
         if not payloads:
             return
-        async with guarded(self.conn, "feed_outbox"):
-            await self.conn.cursor().executemany("INSERT INTO feed_outbox (payload) VALUES (%s)",
-                                                 [(Jsonb(p),) for p in payloads])
+        async with translated("feed_outbox"):  # one statement; ids follow the order given
+            await self.conn.execute("INSERT INTO feed_outbox (payload) SELECT p FROM unnest(%s::jsonb[])"
+                                    " WITH ORDINALITY AS u(p, n) ORDER BY n", ([Jsonb(p) for p in payloads],))
 
     async def oldest(self, limit: int) -> list[tuple[int, UUID, dict[str, Any]]]:
         """(id, message_id, payload) of the oldest pending messages, in id order."""

@@ -287,6 +287,8 @@ async def _gallery(pool, version: str, dim: int, threshold: float, size: int, se
         if have != size:
             await register_vector_async(conn)
             async with conn.transaction():
+                # the HNSW index grows with the COPY: minutes on a loaded machine, past the pool's timeout
+                await conn.execute("SET LOCAL statement_timeout = 0")
                 await conn.execute("DELETE FROM persons WHERE id IN (SELECT person_id FROM face_embeddings"
                                    " WHERE model_version = %s)", (version,))
                 person_ids = [uuid.uuid4() for _ in range(size)]

@@ -272,7 +272,7 @@ async def run_control(settings: VigilSettings, o: ControlOptions, *, log_dir: Pa
             feeds = [asyncio.create_task(_subscribe(events, admin_md, fixtures.camera_ids, tally, r, i == 0))
                      for i, r in enumerate(readies)]
             await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 30)
-            rng = np.random.default_rng(11)
+            rng = np.random.default_rng()  # fresh strangers each run: a rerun must not meet the last run's clusters
             cams = [SyntheticCamera(c, node_id, o, fixtures.gallery, rng) for c in fixtures.camera_ids]
             seq = Sequences()
             t0 = time.monotonic()
