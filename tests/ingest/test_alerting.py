@@ -143,12 +143,17 @@ async def _acks(ingest, metadata, request):
     await call.done_writing()
 
 
-async def next_item(call, kind: str, timeout_s: float = 20.0) -> event_pb2.SubscribeResponse:
-    """The next feed message of this kind, skipping keepalives and other kinds."""
+async def next_item(call, kind: str, rule=None, timeout_s: float = 20.0) -> event_pb2.SubscribeResponse:
+    """The next feed message of this kind, skipping keepalives and other kinds; with `rule`, only
+    alerts (and their updates) of that rule: rules other tests left (global ones) fire on this
+    test's cameras too."""
     async with asyncio.timeout(timeout_s):
         while True:
             response = await call.read()
-            if response.WhichOneof("item") == kind:
+            if response.WhichOneof("item") != kind:
+                continue
+            alert = response.alert if kind == "alert" else response.alert_update.alert
+            if rule is None or alert.alert_rule_id == str(rule.id):
                 return response
 
 
@@ -174,10 +179,10 @@ async def test_an_alert_is_followed_on_a_second_replicas_feed_from_creation_to_r
                                 camera_ids=[str(camera.id)], event_types=[common_pb2.EVENT_TYPE_HUMAN_DETECTED],
                                 kinds=[event_pb2.FEED_ITEM_KIND_ALERT, event_pb2.FEED_ITEM_KIND_ALERT_UPDATE])
         await accepted(ingest, admin, batch(camera.id, [person("visitor")]))
-        created = (await next_item(feed, "alert")).alert
+        created = (await next_item(feed, "alert", rule)).alert
         assert created.alert_rule_id == str(rule.id) and created.status == alert_pb2.ALERT_STATUS_PENDING
 
-        sent = (await next_item(feed, "alert_update")).alert_update  # the webhook took it
+        sent = (await next_item(feed, "alert_update", rule)).alert_update  # the webhook took it
         assert (sent.kind, sent.previous_status, sent.alert.status) == (
             alert_pb2.ALERT_UPDATE_KIND_STATUS_CHANGED, alert_pb2.ALERT_STATUS_PENDING, alert_pb2.ALERT_STATUS_SENT)
         assert sent.alert.id == created.id and sent.change.actor_id == "" and sent.change.HasField("change_time")
@@ -186,8 +191,8 @@ async def test_an_alert_is_followed_on_a_second_replicas_feed_from_creation_to_r
         await alerts.AcknowledgeAlert(alert_pb2.AcknowledgeAlertRequest(id=created.id, note="checking"),
                                       metadata=operator)
         await alerts.ResolveAlert(alert_pb2.ResolveAlertRequest(id=created.id, note="a courier"), metadata=operator)
-        acknowledged = (await next_item(feed, "alert_update")).alert_update
-        resolved = (await next_item(feed, "alert_update")).alert_update
+        acknowledged = (await next_item(feed, "alert_update", rule)).alert_update
+        resolved = (await next_item(feed, "alert_update", rule)).alert_update
         feed.cancel()
     assert (acknowledged.previous_status, acknowledged.alert.status, acknowledged.change.note) == (
         alert_pb2.ALERT_STATUS_SENT, alert_pb2.ALERT_STATUS_ACKNOWLEDGED, "checking")
@@ -216,8 +221,8 @@ async def test_intrusions_of_one_episode_make_one_alert_updated_on_the_feed(app,
     await accepted(ingest, admin, batch(camera.id, [person("first", second=0)], sequence=1),
                    batch(camera.id, [person("second", second=5)], sequence=2),
                    batch(camera.id, [person("third", second=9)], sequence=3))
-    opened = (await next_item(feed, "alert")).alert
-    joined = [(await next_item(feed, "alert_update")).alert_update for _ in range(2)]
+    opened = (await next_item(feed, "alert", rule)).alert
+    joined = [(await next_item(feed, "alert_update", rule)).alert_update for _ in range(2)]
     feed.cancel()
     assert opened.trigger.track_id == "first" and opened.trigger.zone_id == str(zone_id)
     assert [(u.kind, u.match.track_id, u.alert.match_count) for u in joined] == [
