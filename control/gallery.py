@@ -1,10 +1,13 @@
 """The face gallery: enrolment, and search by image or embedding.
 
 Enrolment: each image is decoded, its faces detected down to 40 px (FaceAnalyzer.detect_still)
-and one chosen (the only one, or the one the caller boxed), aligned, quality-scored; accepted faces are embedded through Triton in one batch,
-their crops stored in object storage with a SHA-256, and the embeddings written in the caller's
-transaction. Objects are written before the rows and deleted again if the transaction fails, so
-no row ever points at a missing crop.
+and one chosen (the only one, or the one the caller boxed: choose_face), aligned, quality-scored;
+accepted faces are embedded through Triton in one batch, their crops stored in object storage with
+a SHA-256, and the embeddings written in the caller's transaction. Objects are written before the
+rows and deleted again if the transaction fails, so no row ever points at a missing crop.
+
+Search: the query face found the same way, the nearest persons from the version's index, and
+every search accounted for (account_for_search: the `searches` log and the audit log).
 """
 
 from __future__ import annotations
