@@ -210,9 +210,9 @@ async def _subscribe(stub, metadata, camera_ids: list[str], tally: Tally, ready:
                                                      kinds=[event_pb2.FEED_ITEM_KIND_EVENT]), metadata=metadata)
     seen: set[str] = set()
     try:
-        await call.initial_metadata()
-        ready.set()
         async for response in call:
+            if response.WhichOneof("item") == "keepalive":
+                ready.set()  # the first keepalive: from here on nothing recorded is missed
             if response.WhichOneof("item") != "event":
                 continue
             event = response.event
