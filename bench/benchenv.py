@@ -1,6 +1,7 @@
 """The benches' own embedded stack: state in /tmp/vigil-bench (VIGIL_BENCH_STATE_DIR to move it)
 and every port moved by +900 from the defaults, so a bench never touches a developer's stack on
-the default ports nor a test run (tests/conftest.py, VIGIL_TEST_PORT_OFFSET)."""
+the default ports nor a test run (tests/conftest.py, VIGIL_TEST_PORT_OFFSET). A second bench stack
+beside a running one: another VIGIL_BENCH_STATE_DIR and VIGIL_BENCH_PORT_OFFSET (added to its ports)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+_OFFSET = int(os.environ.get("VIGIL_BENCH_PORT_OFFSET", "0"))
 BENCH_ENV = {
     "VIGIL_STATE_DIR": os.environ.get("VIGIL_BENCH_STATE_DIR", "/tmp/vigil-bench"),
-    "VIGIL_DATABASE__PORT": "56332",
-    "VIGIL_REDIS__PORT": "57279",
-    "VIGIL_S3__PORT": "59233",
-    "VIGIL_S3__INTERNAL_PORT_BASE": "49300",
-    "VIGIL_TRITON__GRPC_PORT": "58901",
-    "VIGIL_TRITON__HTTP_PORT": "58900",
-    "VIGIL_TRITON__METRICS_PORT": "58902",
+    "VIGIL_DATABASE__PORT": str(56332 + _OFFSET),
+    "VIGIL_REDIS__PORT": str(57279 + _OFFSET),
+    "VIGIL_S3__PORT": str(59233 + _OFFSET),
+    "VIGIL_S3__INTERNAL_PORT_BASE": str(49300 + _OFFSET),
+    "VIGIL_TRITON__GRPC_PORT": str(58901 + _OFFSET),
+    "VIGIL_TRITON__HTTP_PORT": str(58900 + _OFFSET),
+    "VIGIL_TRITON__METRICS_PORT": str(58902 + _OFFSET),
     "VIGIL_LOG_LEVEL": os.environ.get("VIGIL_LOG_LEVEL", "warning"),
 }
 

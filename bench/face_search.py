@@ -1,26 +1,32 @@
-"""Face search: pgvector HNSW (the schema's per-version partial index on face_embeddings) against
-exact search and numpy brute force, in the same run.
+"""Face search: pgvector HNSW per model version (the index design its index_params name) against
+numpy exact search of the same vectors, in the same run, on galleries that resemble faces and on
+the i.i.d. worst case.
 
-    .venv/bin/python bench/face_search.py [--sizes 100000] [--dims 128 512] [--queries 500]
-                                         [--ef 40 64 100 200 400] [--workers 1] [--json out.json]
+    .venv/bin/python bench/face_search.py [--sizes 100000] [--dims 128 512] [--data structured iid]
+                                         [--designs vector halfvec-rerank bit-rerank] [--ef 40 64 100 200]
+                                         [--queries 500] [--workers 1] [--json out.json]
 
-For each size × dimension: a synthetic model version registered in model_versions (its trigger
-creates the partial HNSW index, which is dropped so that the rows load first and the index is
-built once, as a bulk enrolment would), N random unit vectors (one person each) loaded with one
-binary COPY written by numpy, then the index built by the schema's own fn_ensure_embedding_index
-(m=16, ef_construction=64) with maintenance_work_mem sized to hold the whole graph and
-`--workers` parallel maintenance workers: build time and size, with progress from
-pg_stat_progress_create_index.
+Data (see FaceModel and gallery()):
+- structured: identities with several faces each (1 + Poisson(1.5), at most 5), drawn so that the
+  cosine between two faces of one identity (genuine) and of two identities (impostor) follow the
+  published distributions of the model class (MODELS). Identity centres lie near a low-dimensional
+  subspace (rank LATENT_RANK, weight `rho`): real embeddings cluster by identity on a manifold of far
+  lower dimension than D, which is what makes impostors' cosines spread wider than i.i.d. vectors'.
+  A face = normalize(sqrt(g) * centre + sqrt(1 - g) * noise), g per face ~ N(g_mean, g_std).
+  Genuine probes: a *new* face of an enrolled identity (new noise, new g; never stored). Impostor
+  probes: faces of identities never enrolled.
+- iid: random unit vectors, one person each (the earlier bench's data): genuine probes are an enrolled
+  vector plus noise (cosine ~0.95), impostor probes fresh random vectors.
 
-Queries: half planted near-duplicates (an enrolled vector + noise, cosine ~0.95 to it: what a
-face search sees when the person is enrolled), half fresh random vectors (no true match; in
-high dimension their neighbours are all nearly equidistant, the hardest case for any ANN
-index). Truth: exact cosine top-10 by numpy over the same vectors. For each ef_search: recall@1
-and recall@10 against that truth (planted, fresh, all), single-query p50/p99 and QPS (the
-repository's own statement, storage/repositories/faces.py: SET LOCAL hnsw.ef_search, ORDER BY
-embedding::vector(D) <=> q LIMIT 10), batched 64 (nearest_batch's unnest/LATERAL statement)
-p99 per batch and QPS. Baseline: numpy brute force (matrix product + argpartition) over the
-same vectors, single and batched 64, in the same run. Rows are deleted afterwards (VACUUM).
+For each size x dimension x data: persons and faces loaded with one binary COPY, then for each index
+design (DESIGNS: model_versions.index_params) the version's index is built by the schema's own
+fn_ensure_embedding_index (progress from pg_stat_progress_create_index; build time and size
+recorded) and searched with the repository's own statement and settings
+(storage/repositories/faces.py: _knn_statement, search_settings) at each ef_search. Measured per
+ef_search: recall@1 against numpy's exact top-1 (genuine and impostor probes), identification rate
+(top-1 person is the probe's identity), false-match rate (impostor probes whose top-1 similarity
+reaches the model's threshold), p50/p99 latency and QPS of single queries on one connection.
+Rows are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -31,21 +37,141 @@ import math
 import os
 import threading
 import time
+from dataclasses import dataclass
+from datetime import UTC
 
 import numpy as np
 import psycopg
 from benchenv import bench_settings, bench_stack
 from pgvector.psycopg import register_vector
 
-EF = (40, 64, 100, 200, 400)
+EF = (40, 64, 100, 200)
 K = 10
+LATENT_RANK = 64
+SAME_SIMILARITY = 2e-5  # float32 cosine in numpy and in pgvector agree to ~1e-6
+
+
+@dataclass(frozen=True)
+class FaceModel:
+    """A model class's cosine distributions, and the generator parameters that reproduce them.
+
+    Targets (genuine_*, impostor_*): ArcFace-class 512-d, read from the ArcFace paper's (Deng et al.,
+    CVPR 2019) angle distributions of positive and negative pairs: negatives centred at ~88-90 degrees
+    with a spread of ~4 degrees (cosine 0.0 +- 0.065), positives at ~45-55 degrees on the harder sets
+    (cosine ~0.65 +- 0.10); threshold 0.36 (InsightFace's verification thresholds lie at 0.3-0.4).
+    SFace 128-d: OpenCV's documented threshold 0.363; genuine ~0.60 +- 0.12, impostor 0.0 +- 0.09
+    (in 128-d, near-orthogonal vectors already spread by 1/sqrt(128) = 0.088). Approximate readings,
+    not fits: the bench prints the moments it generated beside these targets.
+    """
+
+    name: str
+    dim: int
+    threshold: float
+    genuine_mean: float
+    genuine_std: float
+    impostor_mean: float
+    impostor_std: float
+    g_mean: float  # generator: a face's weight on its identity's centre
+    g_std: float
+    rho: float  # generator: the identity centres' weight on the shared low-rank subspace
+
+
+MODELS = {
+    512: FaceModel("ArcFace-class 512-d", 512, 0.36, 0.65, 0.10, 0.0, 0.065, g_mean=0.67, g_std=0.13, rho=0.55),
+    128: FaceModel("SFace 128-d", 128, 0.363, 0.60, 0.12, 0.0, 0.09, g_mean=0.62, g_std=0.15, rho=0.35),
+}
+
+# Index designs (model_versions.index_params): the same keys the repository reads.
+DESIGNS = {
+    "vector": {"storage": "vector", "m": 16, "ef_construction": 64},
+    "halfvec": {"storage": "halfvec", "m": 16, "ef_construction": 64},
+    "halfvec-rerank": {"storage": "halfvec", "m": 16, "ef_construction": 64, "rerank": 40},
+    "halfvec-m24-rerank": {"storage": "halfvec", "m": 24, "ef_construction": 96, "rerank": 100},
+    "bit-rerank": {"storage": "bit", "m": 16, "ef_construction": 64, "rerank": 400},
+}
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def copy_rows(vectors: np.ndarray, ids: np.ndarray, version: str) -> np.ndarray:
+def normalized(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    return normalized(rng.standard_normal((n, dim), dtype=np.float32))
+
+
+class Identities:
+    """Identity centres near a shared low-rank subspace, and faces of them."""
+
+    def __init__(self, model: FaceModel, rng: np.random.Generator):
+        self.model, self.rng = model, rng
+        self.basis = np.linalg.qr(rng.standard_normal((model.dim, LATENT_RANK)))[0].astype(np.float32)
+
+    def centres(self, n: int) -> np.ndarray:
+        latent = self.basis @ unit(self.rng, n, LATENT_RANK).T  # (dim, n): unit vectors in the subspace
+        rho = self.model.rho
+        return normalized(math.sqrt(rho) * latent.T + math.sqrt(1 - rho) * unit(self.rng, n, self.model.dim))
+
+    def faces(self, centres: np.ndarray) -> np.ndarray:
+        g = np.clip(self.rng.normal(self.model.g_mean, self.model.g_std, (len(centres), 1)), 0.05, 0.98)
+        noise = unit(self.rng, len(centres), self.model.dim)
+        return normalized(np.sqrt(g) * centres + np.sqrt(1 - g) * noise)
+
+
+@dataclass
+class Gallery:
+    vectors: np.ndarray  # (N, D) stored faces
+    owner: np.ndarray  # (N,) identity of each face
+    identities: int
+    genuine: np.ndarray  # (Q, D) probes of enrolled identities
+    genuine_owner: np.ndarray
+    impostor: np.ndarray  # (Q, D) probes of identities never enrolled
+    moments: dict
+
+
+def structured(n: int, model: FaceModel, queries: int, rng: np.random.Generator) -> Gallery:
+    people = Identities(model, rng)
+    counts = np.minimum(1 + rng.poisson(1.5, size=int(n / 2.5) + 10), 5)
+    counts = counts[:np.searchsorted(np.cumsum(counts), n) + 1]
+    counts[-1] -= counts.sum() - n  # exactly n faces
+    counts = counts[counts > 0]
+    centres = people.centres(len(counts))
+    owner = np.repeat(np.arange(len(counts)), counts)
+    vectors = np.empty((n, model.dim), np.float32)
+    for start in range(0, n, 200_000):
+        vectors[start:start + 200_000] = people.faces(centres[owner[start:start + 200_000]])
+    genuine_owner = rng.choice(len(counts), queries, replace=False)
+    genuine = people.faces(centres[genuine_owner])
+    impostor = people.faces(people.centres(queries))
+    first = np.searchsorted(owner, genuine_owner)  # a stored face of each probe's identity
+    genuine_cos = np.einsum("ij,ij->i", genuine, vectors[first])
+    impostor_cos = (impostor @ vectors[rng.choice(n, 200, replace=False)].T).ravel()
+    moments = {"genuine_mean": float(genuine_cos.mean()), "genuine_std": float(genuine_cos.std()),
+               "impostor_mean": float(impostor_cos.mean()), "impostor_std": float(impostor_cos.std()),
+               "identities": int(len(counts)), "faces_per_identity": round(n / len(counts), 2)}
+    return Gallery(vectors, owner, len(counts), genuine, genuine_owner, impostor, moments)
+
+
+def iid(n: int, model: FaceModel, queries: int, rng: np.random.Generator) -> Gallery:
+    vectors = unit(rng, n, model.dim)
+    genuine_owner = rng.choice(n, queries, replace=False)
+    genuine = normalized(vectors[genuine_owner] + unit(rng, queries, model.dim) * 0.33)
+    impostor = unit(rng, queries, model.dim)
+    return Gallery(vectors, np.arange(n), n, genuine, genuine_owner, impostor,
+                   {"genuine_mean": float(np.einsum("ij,ij->i", genuine, vectors[genuine_owner]).mean()),
+                    "identities": n, "faces_per_identity": 1.0})
+
+
+DATA = {"structured": structured, "iid": iid}
+
+
+# --------------------------------------------------------------------------- loading and building
+
+
+def copy_rows(vectors: np.ndarray, person_ids: np.ndarray, version: str) -> np.ndarray:
     """face_embeddings rows (person_id, embedding, embedding_dim, source_image_path, model_version)
     in PostgreSQL's binary COPY tuple format, one structured numpy record per row."""
     n, dim = vectors.shape
@@ -55,54 +181,55 @@ def copy_rows(vectors: np.ndarray, ids: np.ndarray, version: str) -> np.ndarray:
                       ("path", "S5"), ("l5", ">i4"), ("ver", f"S{len(ver)}")])
     rows = np.zeros(n, dtype=dtype)
     rows["nf"], rows["l1"], rows["l2"], rows["vdim"] = 5, 16, 4 + 4 * dim, dim
-    rows["pid"] = ids.view("V16").reshape(n)
+    rows["pid"] = person_ids.view("V16").reshape(n)
     rows["vec"] = vectors
     rows["l3"], rows["dim"], rows["l4"], rows["path"], rows["l5"], rows["ver"] = 4, dim, 5, b"bench", len(ver), ver
     return rows
 
 
-def load(conn, version: str, vectors: np.ndarray, ids: np.ndarray) -> float:
-    n, dim = vectors.shape
+def index_names(conn, version: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'face_embeddings' AND indexname LIKE"
+        " 'idx_face_embeddings_hnsw_' || substr(md5(%s), 1, 16) || '%%'", (version,)).fetchall()]
+
+
+def load(conn, version: str, gallery: Gallery, model: FaceModel) -> tuple[float, np.ndarray]:
+    """Persons (one per identity) and faces by binary COPY; the version registered first with its
+    index dropped, so that the rows load first and each design's index is built once."""
+    n = len(gallery.vectors)
     cleanup(conn, version)
     conn.execute("INSERT INTO model_versions (version_string, embedding_dim, match_threshold, created_at)"
-                 " VALUES (%s, %s, 0.5, now() - interval '30 years')", (version, dim))
-    index = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'face_embeddings' AND indexname LIKE"
-                         " 'idx_face_embeddings_hnsw_' || substr(md5(%s), 1, 16) || '%%'", (version,)).fetchone()[0]
-    conn.execute(f'DROP INDEX "{index}"')  # load first, build once: as a bulk enrolment would
+                 " VALUES (%s, %s, %s, now() - interval '30 years')", (version, model.dim, model.threshold))
+    for index in index_names(conn, version):
+        conn.execute(f'DROP INDEX "{index}"')
+    person_ids = np.frombuffer(os.urandom(16 * gallery.identities), dtype=np.uint8).reshape(-1, 16).copy()
     started = time.perf_counter()
-    hex_ids = [bytes(row).hex() for row in ids]
     # Synthetic bulk rows: triggers off for this transaction (session_replication_role = replica,
-    # superuser): persons' audit trigger would otherwise write one audit_logs row per person (and
-    # another per person on cleanup), which is not what this bench measures; the foreign keys hold
-    # by construction (persons first, the version registered above with this dimension).
+    # superuser): persons' audit trigger would otherwise write one audit_logs row per person; the
+    # foreign keys hold by construction (persons first, the version registered above).
     with conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
-        _copy(conn, n, hex_ids, vectors, ids, version)
-    return time.perf_counter() - started
-
-
-def _copy(conn, n: int, hex_ids: list[str], vectors: np.ndarray, ids: np.ndarray, version: str) -> None:
-    with conn.cursor().copy("COPY persons (id, status) FROM STDIN") as copy:
-        for start in range(0, n, 50_000):
-            copy.write("".join(f"{h}\tknown\n" for h in hex_ids[start:start + 50_000]))
-    rows = copy_rows(vectors, ids, version)
-    with conn.cursor().copy("COPY face_embeddings (person_id, embedding, embedding_dim, source_image_path,"
-                            " model_version) FROM STDIN WITH (FORMAT BINARY)") as copy:
-        copy.write(b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big"))
-        step = max(1, 64 * 2**20 // rows.itemsize)
-        for start in range(0, n, step):
-            copy.write(rows[start:start + step].tobytes())
-            if n > step:
-                log(f"  COPY {min(n, start + step):,}/{n:,} rows")
-        copy.write((-1).to_bytes(2, "big", signed=True))
+        hex_ids = [bytes(row).hex() for row in person_ids]
+        with conn.cursor().copy("COPY persons (id, status) FROM STDIN") as copy:
+            for start in range(0, len(hex_ids), 50_000):
+                copy.write("".join(f"{h}\tknown\n" for h in hex_ids[start:start + 50_000]))
+        rows = copy_rows(gallery.vectors, person_ids[gallery.owner], version)
+        with conn.cursor().copy("COPY face_embeddings (person_id, embedding, embedding_dim, source_image_path,"
+                                " model_version) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.write(b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big"))
+            step = max(1, 64 * 2**20 // rows.itemsize)
+            for start in range(0, n, step):
+                copy.write(rows[start:start + step].tobytes())
+                if n > step:
+                    log(f"  COPY {min(n, start + step):,}/{n:,} rows")
+            copy.write((-1).to_bytes(2, "big", signed=True))
+    return time.perf_counter() - started, person_ids
 
 
 def cleanup(conn, version: str) -> None:
     """This version's rows, persons and model version gone (any left by an interrupted run too);
     its index is dropped first, so that VACUUM does not repair a graph whose rows all went."""
-    for (index,) in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'face_embeddings' AND"
-                                 " indexname LIKE 'idx_face_embeddings_hnsw_' || substr(md5(%s), 1, 16) || '%%'",
-                                 (version,)).fetchall():
+    for index in index_names(conn, version):
         conn.execute(f'DROP INDEX "{index}"')
     with conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")  # see load()
@@ -116,18 +243,19 @@ def watch_build(dsn: str, stop: threading.Event, interval: float) -> None:
     """Progress of the index build, from another session."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         while not stop.wait(interval):
-            row = conn.execute("SELECT phase, tuples_done, tuples_total, blocks_done, blocks_total"
-                               " FROM pg_stat_progress_create_index WHERE relid = 'face_embeddings'::regclass"
-                               " LIMIT 1").fetchone()
+            row = conn.execute("SELECT phase, tuples_done, tuples_total FROM pg_stat_progress_create_index"
+                               " WHERE relid = 'face_embeddings'::regclass LIMIT 1").fetchone()
             if row:
-                phase, td, tt, bd, bt = row
-                log(f"  build: {phase}, tuples {td:,}/{tt:,}, blocks {bd:,}/{bt:,}")
+                log(f"  build: {row[0]}, tuples {row[1]:,}/{row[2]:,}")
 
 
-def build(conn, dsn: str, version: str, n: int, dim: int, workers: int) -> dict:
-    # pgvector's graph in memory: per element the vector, its neighbour lists (2m at layer 0) and
-    # overhead; sized with a margin so that the build never spills ("no longer fits" notice)
-    mem_mb = max(256, math.ceil(n * (4 * dim + 2 * 16 * 8 + 256) * 1.3 / 2**20))
+def build(conn, dsn: str, version: str, n: int, dim: int, params: dict, workers: int) -> dict:
+    """The version's index as `params` say, built by the schema's trigger (UPDATE index_params)."""
+    # the graph in memory: per element the indexed value, neighbour lists (2m at layer 0), overhead
+    bytes_per = {"vector": 4 * dim, "halfvec": 2 * dim, "bit": dim // 8}[params["storage"]]
+    mem_mb = max(256, math.ceil(n * (bytes_per + 2 * params["m"] * 8 + 256) * 1.3 / 2**20))
+    for index in index_names(conn, version):
+        conn.execute(f'DROP INDEX "{index}"')
     notices: list[str] = []
     conn.add_notice_handler(lambda d: notices.append(d.message_primary))
     conn.execute(f"SET maintenance_work_mem = '{mem_mb}MB'")
@@ -137,163 +265,159 @@ def build(conn, dsn: str, version: str, n: int, dim: int, workers: int) -> dict:
     watcher.start()
     started = time.perf_counter()
     try:
-        name = conn.execute("SELECT fn_ensure_embedding_index(%s, %s)", (version, dim)).fetchone()[0]
+        conn.execute("UPDATE model_versions SET index_params = %s WHERE version_string = %s",
+                     (json.dumps(params), version))
     finally:
         stop.set()
     elapsed = time.perf_counter() - started
     watcher.join()
+    (name,) = index_names(conn, version)
     size = conn.execute("SELECT pg_relation_size(%s::regclass)", (name,)).fetchone()[0]
     conn.execute("ANALYZE face_embeddings")
-    for message in notices:
-        log(f"  notice: {message}")
-    return {"build_s": elapsed, "index_bytes": size, "maintenance_work_mem_mb": mem_mb, "workers": workers,
-            "spilled": any("no longer fits" in m for m in notices)}
+    return {"build_s": round(elapsed, 1), "index_mb": round(size / 2**20, 1), "maintenance_work_mem_mb": mem_mb,
+            "spilled": any("no longer fits" in m for m in notices), "index": name}
 
 
-def topk(sims: np.ndarray, k: int = K) -> np.ndarray:
-    """Indices of the k largest per row, largest first."""
-    part = np.argpartition(-sims, k, axis=-1)[..., :k]
-    order = np.argsort(-np.take_along_axis(sims, part, axis=-1), axis=-1)
-    return np.take_along_axis(part, order, axis=-1)
+# --------------------------------------------------------------------------- searching
 
 
-def numpy_baseline(vectors: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, float, float, float]:
-    """Exact top-10 of every query (the truth), batched-64 QPS and p99 per batch, single QPS."""
-    truth, batch_lat = [], []
-    for start in range(0, len(q), 64):
-        t = time.perf_counter()
-        truth.append(topk(q[start:start + 64] @ vectors.T))
-        batch_lat.append(time.perf_counter() - t)
+def numpy_exact(vectors: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Exact top-1 index and similarity of each probe, and numpy's single-query QPS."""
+    best, sims = [], []
+    for start in range(0, len(probes), 64):
+        s = probes[start:start + 64] @ vectors.T
+        i = np.argmax(s, axis=1)
+        best.append(i)
+        sims.append(s[np.arange(len(i)), i])
     single = []
-    for vec in q[:50]:
+    for vec in probes[:30]:
         t = time.perf_counter()
-        topk(vectors @ vec)
+        s = vectors @ vec
+        np.argpartition(-s, K)[:K]
         single.append(time.perf_counter() - t)
-    return (np.vstack(truth), len(q) / sum(batch_lat), float(np.percentile(batch_lat, 99)),
-            1 / float(np.mean(single)))
+    return np.concatenate(best), np.concatenate(sims), 1 / float(np.mean(single))
 
 
-def recall(found: list[list[int]], truth: np.ndarray, rows: slice) -> tuple[float, float]:
-    f, t = found[rows], truth[rows]
-    r1 = sum(bool(a) and a[0] == b[0] for a, b in zip(f, t)) / len(f)
-    r10 = sum(len(set(a) & set(b.tolist())) for a, b in zip(f, t)) / (K * len(f))
-    return round(r1, 4), round(r10, 4)
+def model_version(version: str, model: FaceModel, params: dict):
+    from datetime import datetime
+    from uuid import uuid4
+
+    from vigil.storage.repositories.faces import ModelVersion
+
+    return ModelVersion(id=uuid4(), version_string=version, embedding_dim=model.dim, match_threshold=model.threshold,
+                        metrics={}, is_production=False, is_rollback_available=False, deployed_at=None,
+                        training_job_id=None, created_at=datetime.now(UTC), index_params=params)
 
 
-def run_one(dsn: str, n: int, dim: int, queries: int, efs: list[int], workers: int,
-            rng: np.random.Generator) -> dict:
+def sweep(conn, mv, probes: np.ndarray, efs: list[int]) -> list[dict]:
+    """For each ef_search: the repository's statement under the repository's settings, one probe at
+    a time: (top-1 person ids, top-1 similarities, latencies)."""
     from psycopg import sql
 
-    from vigil.storage.repositories.faces import _knn_statement
+    from vigil.storage.repositories.faces import _knn_statement, search_settings
 
-    version = f"bench-{dim}d-{n}"
-    log(f"{n:,} × {dim}-d: generating vectors")
-    vectors = rng.standard_normal((n, dim), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    ids = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
-    index_of = {bytes(row): i for i, row in enumerate(ids)}
-    planted = rng.choice(n, queries // 2, replace=False)
-    noise = rng.standard_normal((len(planted), dim), dtype=np.float32) * (0.33 / np.sqrt(dim))
-    near = vectors[planted] + noise
-    fresh = rng.standard_normal((queries - len(planted), dim), dtype=np.float32)
-    q = np.vstack([near, fresh])
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    halves = {"planted": slice(0, len(planted)), "fresh": slice(len(planted), queries), "all": slice(0, queries)}
+    statement = _knn_statement(mv, sql.Placeholder("query"), filtered=False)
+    index = mv.index
+    out = []
+    for ef in efs:
+        settings = search_settings(index, K, filtered=False, ef_search=ef)
+        with conn.transaction():
+            conn.execute("SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings),
+                         [v for item in settings.items() for v in item])
+            ids, sims, latencies = [], [], []
+            params = {"model_version": mv.version_string, "k": K, "candidates": max(index.rerank, K)}
+            for vec in probes:
+                t = time.perf_counter()
+                rows = conn.execute(statement, {**params, "query": vec}).fetchall()
+                latencies.append(time.perf_counter() - t)
+                ids.append(rows[0][1] if rows else None)
+                sims.append(1 - rows[0][2] if rows else -1.0)
+        out.append({"ef": ef, "ids": ids, "sims": np.asarray(sims), "lat": np.asarray(latencies)})
+    return out
 
-    log("numpy brute force (truth and baseline)")
-    truth, np_batch_qps, np_batch_p99, np_single_qps = numpy_baseline(vectors, q)
-    log(f"  numpy: {np_single_qps:,.1f} QPS single, {np_batch_qps:,.1f} QPS batched 64 "
-        f"(p99 {np_batch_p99 * 1000:.1f} ms per batch)")
 
-    single_sql = _knn_statement(dim, sql.Placeholder("query"), filtered=False)
-    batch_sql = sql.SQL("SELECT q.ord, n.person_id, n.distance FROM unnest(%(queries)s::vector[]) WITH ORDINALITY"
-                        " AS q(vec, ord) CROSS JOIN LATERAL ({knn}) AS n ORDER BY q.ord, n.distance").format(
-        knn=_knn_statement(dim, sql.SQL("q.vec"), filtered=False))
+def run_one(dsn: str, n: int, dim: int, data: str, designs: list[str], queries: int, efs: list[int], workers: int,
+            rng: np.random.Generator) -> dict:
+    model = MODELS[dim]
+    version = f"bench-{data}-{dim}d-{n}"
+    log(f"{n:,} x {dim}-d {data} ({model.name}): generating")
+    gallery = DATA[data](n, model, queries, rng)
+    moments = json.dumps({k: round(v, 3) for k, v in gallery.moments.items()})
+    log(f"  {gallery.identities:,} identities; moments {moments}"
+        f" (targets: genuine {model.genuine_mean} +- {model.genuine_std}, impostor {model.impostor_mean} +- "
+        f"{model.impostor_std})")
+    probes = np.vstack([gallery.genuine, gallery.impostor])
+    genuine, impostor = slice(0, queries), slice(queries, 2 * queries)
+    log("numpy exact search (truth and baseline)")
+    exact_idx, exact_sim, np_qps = numpy_exact(gallery.vectors, probes)
+    exact_ident = float(np.mean(gallery.owner[exact_idx[genuine]] == gallery.genuine_owner))
+    exact_fmr = float(np.mean(exact_sim[impostor] >= model.threshold))
+    log(f"  numpy: {np_qps:,.1f} QPS single; identification {exact_ident:.4f}, FMR at {model.threshold} "
+        f"{exact_fmr:.4f}")
+    result = {"n": n, "dim": dim, "data": data, "model": model.name, "threshold": model.threshold,
+              "moments": gallery.moments, "numpy_single_qps": round(np_qps, 1),
+              "numpy_identification": round(exact_ident, 4), "numpy_fmr": round(exact_fmr, 4), "designs": []}
     with psycopg.connect(dsn, autocommit=True) as conn:
         register_vector(conn)
-        log(f"COPY {n:,} rows")
-        load_s = load(conn, version, vectors, ids)
-        log(f"  loaded in {load_s:.1f} s ({n / load_s:,.0f} rows/s)")
-        log(f"building HNSW (m=16, ef_construction=64, {workers} parallel worker(s))")
-        b = build(conn, dsn, version, n, dim, workers)
-        log(f"  built in {b['build_s']:.1f} s, {b['index_bytes'] / 2**20:.0f} MB, maintenance_work_mem "
-            f"{b['maintenance_work_mem_mb']} MB{' (spilled!)' if b['spilled'] else ''}")
-        plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + single_sql,
-                                                    {"query": q[0], "model_version": version, "k": K}))
-        uses_index = "idx_face_embeddings_hnsw_" in plan
-        log(f"  plan uses the version's HNSW index: {uses_index}")
-        sweeps = []
-        for ef in efs:
-            with conn.transaction():
-                conn.execute("SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan',"
-                             " 'off', true)", (str(ef),))
-                latencies, found = [], []
-                for vec in q:
-                    t = time.perf_counter()
-                    rows = conn.execute(single_sql, {"query": vec, "model_version": version, "k": K}).fetchall()
-                    latencies.append(time.perf_counter() - t)
-                    found.append([index_of[r[1].bytes] for r in rows])
-                batch_lat, batch_found = [], [[] for _ in range(queries)]
-                for start in range(0, queries - 63, 64):
-                    t = time.perf_counter()
-                    rows = conn.execute(batch_sql, {"queries": list(q[start:start + 64]), "model_version": version,
-                                                    "k": K}).fetchall()
-                    batch_lat.append(time.perf_counter() - t)
-                    for ord_, pid, _ in rows:
-                        batch_found[start + ord_ - 1].append(index_of[pid.bytes])
-            lat = np.asarray(latencies)
-            s = {"ef_search": ef,
-                 **{f"recall_at_1_{h}": recall(found, truth, sl)[0] for h, sl in halves.items()},
-                 **{f"recall_at_10_{h}": recall(found, truth, sl)[1] for h, sl in halves.items()},
-                 "single_p50_ms": round(float(np.percentile(lat, 50)) * 1000, 2),
-                 "single_p99_ms": round(float(np.percentile(lat, 99)) * 1000, 2),
-                 "single_qps": round(1 / lat.mean(), 1),
-                 "batch64_p99_ms": round(float(np.percentile(batch_lat, 99)) * 1000, 2),
-                 "batch64_qps": round(64 * len(batch_lat) / sum(batch_lat), 1),
-                 "batch64_recall_at_1_all": recall(batch_found[:64 * len(batch_lat)], truth[:64 * len(batch_lat)],
-                                                   slice(None))[0]}
-            sweeps.append(s)
-            log(f"  ef {ef}: R@1 planted {s['recall_at_1_planted']:.3f} fresh {s['recall_at_1_fresh']:.3f}, "
-                f"R@10 all {s['recall_at_10_all']:.3f}, single p99 {s['single_p99_ms']:.2f} ms "
-                f"{s['single_qps']:,.0f} QPS, batch64 p99 {s['batch64_p99_ms']:.1f} ms {s['batch64_qps']:,.0f} QPS")
+        log(f"COPY {n:,} faces")
+        load_s, person_ids = load(conn, version, gallery, model)
+        result["load_s"] = round(load_s, 1)
+        identity_of = {pid.tobytes(): i for i, pid in enumerate(person_ids)}
+        for design in designs:
+            params = DESIGNS[design]
+            log(f"{design}: building HNSW {json.dumps(params)} ({workers} parallel worker(s))")
+            b = build(conn, dsn, version, n, dim, params, workers)
+            log(f"  built in {b['build_s']} s, {b['index_mb']} MB{' (spilled!)' if b['spilled'] else ''}")
+            mv = model_version(version, model, params)
+            entry = {"design": design, "params": params, **{k: v for k, v in b.items() if k != "index"}, "sweeps": []}
+            for s in sweep(conn, mv, probes, efs):
+                # the exact top-1 was found when the top-1 has its similarity (ties of distinct faces to
+                # SAME_SIMILARITY are negligible); identification by the top-1 person's identity
+                hit = np.abs(s["sims"] - exact_sim) <= SAME_SIMILARITY
+                person = np.array([identity_of.get(p.bytes, -1) if p else -1 for p in s["ids"]])
+                lat = s["lat"] * 1000
+                r = {"ef_search": s["ef"],
+                     "recall_at_1_genuine": round(float(np.mean(hit[genuine])), 4),
+                     "recall_at_1_impostor": round(float(np.mean(hit[impostor])), 4),
+                     "identification": round(float(np.mean(person[genuine] == gallery.genuine_owner)), 4),
+                     "fmr": round(float(np.mean(s["sims"][impostor] >= model.threshold)), 4),
+                     "p50_ms": round(float(np.percentile(lat, 50)), 2),
+                     "p99_ms": round(float(np.percentile(lat, 99)), 2),
+                     "qps": round(1000 / float(lat.mean()), 1)}
+                entry["sweeps"].append(r)
+                log(f"  ef {r['ef_search']}: R@1 genuine {r['recall_at_1_genuine']:.3f} impostor "
+                    f"{r['recall_at_1_impostor']:.3f}, identification {r['identification']:.3f}, FMR {r['fmr']:.4f}, "
+                    f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms, {r['qps']:,.0f} QPS")
+            result["designs"].append(entry)
         log("cleaning up")
         cleanup(conn, version)
         conn.execute("VACUUM face_embeddings")
-
-    def meeting(half: str) -> int | None:
-        return next((s["ef_search"] for s in sweeps if s[f"recall_at_1_{half}"] >= 0.99
-                     and s["single_p99_ms"] <= 10), None)
-
-    return {"n": n, "dim": dim, "queries": queries, "load_s": round(load_s, 1), "build_s": round(b["build_s"], 1),
-            "index_mb": round(b["index_bytes"] / 2**20, 1), "maintenance_work_mem_mb": b["maintenance_work_mem_mb"],
-            "workers": workers, "build_spilled": b["spilled"], "plan_uses_index": uses_index,
-            "numpy_single_qps": round(np_single_qps, 1), "numpy_batched_qps": round(np_batch_qps, 1),
-            "numpy_batch64_p99_ms": round(np_batch_p99 * 1000, 2), "sweeps": sweeps,
-            "ef_meeting_target_planted": meeting("planted"), "ef_meeting_target_all": meeting("all")}
+    return result
 
 
 def report(r: dict) -> None:
-    print(f"\n{r['n']:,} × {r['dim']}-d: COPY {r['load_s']} s, HNSW build {r['build_s']} s "
-          f"({r['workers']} worker(s), maintenance_work_mem {r['maintenance_work_mem_mb']} MB"
-          f"{', spilled' if r['build_spilled'] else ''}), index {r['index_mb']} MB; numpy brute force "
-          f"{r['numpy_single_qps']:,.1f} QPS single, {r['numpy_batched_qps']:,.1f} QPS batched 64")
-    print(f"{'ef':>4} {'R@1 pl':>6} {'R@1 fr':>6} {'R@1 all':>7} {'R@10':>6} {'p50 ms':>7} {'p99 ms':>7} {'QPS':>7}"
-          f" {'vs np':>6} {'b64 p99':>8} {'b64 QPS':>8} {'vs np':>6}")
-    for s in r["sweeps"]:
-        print(f"{s['ef_search']:>4} {s['recall_at_1_planted']:>6.3f} {s['recall_at_1_fresh']:>6.3f}"
-              f" {s['recall_at_1_all']:>7.3f} {s['recall_at_10_all']:>6.3f} {s['single_p50_ms']:>7.2f}"
-              f" {s['single_p99_ms']:>7.2f} {s['single_qps']:>7,.0f} {s['single_qps'] / r['numpy_single_qps']:>6.1f}"
-              f" {s['batch64_p99_ms']:>8.1f} {s['batch64_qps']:>8,.0f}"
-              f" {s['batch64_qps'] / r['numpy_batched_qps']:>6.1f}")
-    print(f"ef_search meeting recall@1 >= 0.99 with p99 <= 10 ms: planted queries "
-          f"{r['ef_meeting_target_planted'] or 'none'}, all queries {r['ef_meeting_target_all'] or 'none'}", flush=True)
+    print(f"\n{r['n']:,} x {r['dim']}-d {r['data']} ({r['model']}, threshold {r['threshold']}): COPY {r['load_s']} s;"
+          f" numpy exact {r['numpy_single_qps']:,.1f} QPS, identification {r['numpy_identification']:.3f},"
+          f" FMR {r['numpy_fmr']:.4f}; moments {json.dumps({k: round(v, 3) for k, v in r['moments'].items()})}")
+    print(f"{'design':<20} {'build s':>8} {'MB':>7} {'ef':>4} {'R@1 gen':>7} {'R@1 imp':>7} {'ident':>6} {'FMR':>7}"
+          f" {'p50 ms':>7} {'p99 ms':>7} {'QPS':>6} {'x np':>5}")
+    for d in r["designs"]:
+        for i, s in enumerate(d["sweeps"]):
+            head = f"{d['design']:<20} {d['build_s']:>8} {d['index_mb']:>7}" if i == 0 else " " * 37
+            print(f"{head} {s['ef_search']:>4} {s['recall_at_1_genuine']:>7.3f} {s['recall_at_1_impostor']:>7.3f}"
+                  f" {s['identification']:>6.3f} {s['fmr']:>7.4f} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f}"
+                  f" {s['qps']:>6,.0f} {s['qps'] / r['numpy_single_qps']:>5.1f}")
+    print(flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
-    parser.add_argument("--dims", type=int, nargs="+", default=[128, 512])
-    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--dims", type=int, nargs="+", default=[128, 512], choices=sorted(MODELS))
+    parser.add_argument("--data", nargs="+", default=["structured", "iid"], choices=sorted(DATA))
+    parser.add_argument("--designs", nargs="+", default=["vector", "halfvec-rerank", "bit-rerank"],
+                        choices=sorted(DESIGNS))
+    parser.add_argument("--queries", type=int, default=500, help="genuine probes; as many impostor probes")
     parser.add_argument("--ef", type=int, nargs="+", default=list(EF))
     parser.add_argument("--workers", type=int, default=1, help="max_parallel_maintenance_workers for the build")
     parser.add_argument("--json", default=None)
@@ -304,11 +428,12 @@ def main() -> None:
     results = []
     for n in args.sizes:
         for dim in args.dims:
-            results.append(run_one(dsn, n, dim, args.queries, args.ef, args.workers, rng))
-            report(results[-1])
-            if args.json:
-                with open(args.json, "w") as fh:
-                    json.dump(results, fh, indent=2)
+            for data in args.data:
+                results.append(run_one(dsn, n, dim, data, args.designs, args.queries, args.ef, args.workers, rng))
+                report(results[-1])
+                if args.json:
+                    with open(args.json, "w") as fh:
+                        json.dump(results, fh, indent=2)
 
 
 if __name__ == "__main__":

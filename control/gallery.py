@@ -1,17 +1,22 @@
 """The face gallery: enrolment, and search by image or embedding.
 
-Enrolment: each image is decoded, its face detected and chosen (exactly one, or the one the
-caller boxed), aligned, quality-scored; accepted faces are embedded through Triton in one batch,
-their crops stored in object storage with a SHA-256, and the embeddings written in the caller's
-transaction. Objects are written before the rows and deleted again if the transaction fails, so
-no row ever points at a missing crop.
+Enrolment: each image is decoded, its faces detected down to 40 px (FaceAnalyzer.detect_still)
+and one chosen (the only one, or the one the caller boxed: choose_face), aligned, quality-scored;
+accepted faces are embedded through Triton in one batch, their crops stored in object storage with
+a SHA-256, and the embeddings written in the caller's transaction. Objects are written before the
+rows and deleted again if the transaction fails, so no row ever points at a missing crop.
+
+Search: the query face found the same way, the nearest persons from the version's index, and
+every search accounted for (account_for_search: the `searches` log and the audit log).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from uuid import UUID, uuid4
 
 import cv2
@@ -30,11 +35,11 @@ from vigil.storage.repositories.faces import (
     Neighbor,
 )
 from vigil.storage.repositories.persons import PersonRepository
+from vigil.storage.repositories.searches import SearchRecord, SearchRepository, SearchTimings
 
 MAX_IMAGES = 20
 MAX_MEGAPIXELS = 40
 MIN_ENROL_QUALITY = 0.3  # below: blurred, tiny or strongly turned faces make poor gallery entries
-MIN_BOX_OVERLAP = 0.5  # share of a detected face inside the caller's face_box
 
 
 @dataclass(frozen=True)
@@ -46,12 +51,19 @@ class Box:
     w: float
     h: float
 
-    def covers(self, face: Box) -> float:
-        """The share of `face` inside this box: a loose box drawn around a face still picks it."""
-        ix = max(0.0, min(self.x + self.w, face.x + face.w) - max(self.x, face.x))
-        iy = max(0.0, min(self.y + self.h, face.y + face.h) - max(self.y, face.y))
-        area = face.w * face.h
-        return ix * iy / area if area > 0 else 0.0
+    def intersection(self, other: Box) -> float:
+        ix = max(0.0, min(self.x + self.w, other.x + other.w) - max(self.x, other.x))
+        iy = max(0.0, min(self.y + self.h, other.y + other.h) - max(self.y, other.y))
+        return ix * iy
+
+    def iou(self, other: Box) -> float:
+        inter = self.intersection(other)
+        union = self.w * self.h + other.w * other.h - inter
+        return inter / union if union > 0 else 0.0
+
+    def holds_centre_of(self, other: Box) -> bool:
+        cx, cy = other.x + other.w / 2, other.y + other.h / 2
+        return self.x <= cx <= self.x + self.w and self.y <= cy <= self.y + self.h
 
 
 @dataclass(frozen=True)
@@ -111,10 +123,12 @@ def choose_face(faces: list[DetectedFace], wanted: Box | None) -> DetectedFace |
         if len(faces) > 1:
             return Rejection("multiple_faces", f"{len(faces)} faces were found; give face_box to choose one")
         return faces[0]
-    best = max(faces, key=lambda f: wanted.covers(_box(f)))
-    if wanted.covers(_box(best)) < MIN_BOX_OVERLAP:
+    # A box drawn tightly (inside the detector's box) or loosely (around head and shoulders) holds
+    # the centre of the face it means; of several such faces, or none, the one it overlaps most.
+    overlapping = [f for f in faces if wanted.intersection(_box(f)) > 0]
+    if not overlapping:
         return Rejection("face_box_mismatch", "no detected face overlaps face_box")
-    return best
+    return max(overlapping, key=lambda f: (wanted.holds_centre_of(_box(f)), wanted.iou(_box(f))))
 
 
 async def resolve_model(conn, version: str | None) -> ModelVersion:
@@ -136,7 +150,7 @@ class FaceGallery:
         self.max_image_bytes = max_image_bytes
 
     def _examine(self, index: int, pixels: np.ndarray, wanted: Box | None) -> _Candidate | ImageOutcome:
-        chosen = choose_face(self.analyzer.detect(pixels), wanted)
+        chosen = choose_face(self.analyzer.detect_still(pixels), wanted)
         if isinstance(chosen, Rejection):
             return ImageOutcome(index, None, rejection=chosen)
         quality = self.analyzer.quality(pixels, chosen)
@@ -217,7 +231,7 @@ class FaceGallery:
     def query_vector(self, data: bytes, wanted: Box | None) -> tuple[np.ndarray, Box, float]:
         """Worker thread: the embedding of the chosen (or largest) face of a query image."""
         pixels = decode_image(data, "image", self.max_image_bytes)
-        faces = self.analyzer.detect(pixels)
+        faces = self.analyzer.detect_still(pixels)
         if not faces:
             raise InvalidArgument("image", "no face was found in the image")
         if wanted is None:
@@ -241,6 +255,44 @@ class SearchFilters:
     def __bool__(self) -> bool:
         return bool(self.watchlist_ids or self.statuses or self.labels)
 
+    def logged(self) -> dict[str, list[str]]:
+        return {"watchlist_ids": [str(w) for w in self.watchlist_ids], "statuses": list(self.statuses),
+                "labels": list(self.labels)}
+
+
+@dataclass
+class SearchClock:
+    """Where a search's time goes: the probe's embedding, the k-NN search, the other queries."""
+
+    started: float = field(default_factory=time.perf_counter)
+    spent: dict[str, float] = field(default_factory=lambda: {"embed": 0.0, "vector": 0.0, "db": 0.0})
+
+    @contextmanager
+    def timing(self, part: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent[part] += (time.perf_counter() - start) * 1000
+
+    def timings(self) -> SearchTimings:
+        return SearchTimings(embed_ms=self.spent["embed"], vector_ms=self.spent["vector"], db_ms=self.spent["db"],
+                             total_ms=(time.perf_counter() - self.started) * 1000)
+
+
+async def account_for_search(tx, query_type: str, model: ModelVersion, filters: dict, matches: Sequence[Neighbor],
+                             clock: SearchClock, **context) -> SearchRecord:
+    """Log the search in `searches` and audit it: who searched, with what, and whom it found
+    (faces are personal data). `context` (e.g. the query face's quality) goes into the log's metadata."""
+    person_ids = [str(n.person_id) for n in matches]
+    record = await SearchRepository(tx.conn).record(
+        query_type, user_id=tx.caller.user_id, api_key_id=tx.caller.key.id, model_version=model.version_string,
+        filters=filters, result_count=len(matches), top_score=max((n.similarity for n in matches), default=None),
+        timings=clock.timings(), client_ip=tx.caller.client_ip, metadata={"matched_person_ids": person_ids, **context})
+    await tx.audit("person.search_faces", "search", record.id, {
+        "query_type": query_type, "model_version": model.version_string, "matched_person_ids": person_ids})
+    return record
+
 
 async def _eligible_persons(conn, filters: SearchFilters) -> list[UUID]:
     return await PersonRepository(conn).ids_matching(statuses=filters.statuses, labels=filters.labels,
@@ -248,15 +300,19 @@ async def _eligible_persons(conn, filters: SearchFilters) -> list[UUID]:
 
 
 async def nearest_persons(conn, model: ModelVersion, vector: Sequence[float], top_k: int, *,
-                          filters: SearchFilters, min_similarity: float | None) -> list[Neighbor]:
+                          filters: SearchFilters, min_similarity: float | None,
+                          clock: SearchClock | None = None) -> list[Neighbor]:
     """The top_k most similar persons (each with their most similar face), most similar first."""
-    person_ids = await _eligible_persons(conn, filters) if filters else None
+    clock = clock or SearchClock()
+    with clock.timing("db"):
+        person_ids = await _eligible_persons(conn, filters) if filters else None
     if person_ids == []:
         return []
     # several faces per person: ask for more neighbours than persons wanted
-    neighbours = await FaceEmbeddingRepository(conn).nearest(
-        model, vector, k=min(top_k * 5, 1000), person_ids=person_ids,
-        max_distance=None if min_similarity is None else 1.0 - min_similarity)
+    with clock.timing("vector"):
+        neighbours = await FaceEmbeddingRepository(conn).nearest(
+            model, vector, k=min(top_k * 5, 1000), person_ids=person_ids,
+            max_distance=None if min_similarity is None else 1.0 - min_similarity)
     best: dict[UUID, Neighbor] = {}
     for n in neighbours:
         best.setdefault(n.person_id, n)

@@ -15,7 +15,16 @@ from vigil.api.v1 import common_pb2, person_pb2_grpc
 from vigil.api.v1 import person_pb2 as pb
 from vigil.control.convert import EnumMap, text, timestamp
 from vigil.control.field_mask import masked_changes
-from vigil.control.gallery import Box, FaceGallery, ImageOutcome, SearchFilters, nearest_persons, resolve_model
+from vigil.control.gallery import (
+    Box,
+    FaceGallery,
+    ImageOutcome,
+    SearchClock,
+    SearchFilters,
+    account_for_search,
+    nearest_persons,
+    resolve_model,
+)
 from vigil.control.request_checks import (
     api_token,
     checked_text,
@@ -44,6 +53,7 @@ from vigil.storage.repositories.persons import (
     PersonLabel,
     PersonRepository,
 )
+from vigil.storage.repositories.searches import SearchRecord, SearchRepository
 
 STATUS = EnumMap(common_pb2.PersonStatus, "PERSON_STATUS_", "status")
 LABEL = EnumMap(common_pb2.PersonLabel, "PERSON_LABEL_", "label")
@@ -54,6 +64,8 @@ TEXT_LIMITS = {"name": 200, "role": 100, "department": 100, "company": 200, "not
 UPDATABLE = (*TEXT_LIMITS, "status", "primary_face_id")
 OUTPUT_ONLY = ("id", "labels", "aliases", "face_count", "created_by", "create_time", "update_time")
 MAX_MERGE_SOURCES = 100
+# SearchQueryType <-> searches.query_type ('face': a probe embedding, as ChronoTrace names it)
+SEARCH_QUERY_TYPES = {pb.SEARCH_QUERY_TYPE_IMAGE: "image", pb.SEARCH_QUERY_TYPE_EMBEDDING: "face"}
 
 
 # --------------------------------------------------------------------------- request checks
@@ -164,6 +176,24 @@ def cluster_message(c: UnknownCluster) -> pb.UnknownCluster:
 
 
 # --------------------------------------------------------------------------- the service
+
+
+def search_message(record: SearchRecord) -> pb.SearchLogEntry:
+    filters, metadata = record.filters, record.metadata
+    entry = pb.SearchLogEntry(
+        id=str(record.id), user_id=text(record.user_id), api_key_id=text(record.api_key_id),
+        query_type={label: number for number, label in SEARCH_QUERY_TYPES.items()}.get(record.query_type, 0),
+        model_version=record.model_version or "", watchlist_ids=filters.get("watchlist_ids", []),
+        statuses=[STATUS.number(s) for s in filters.get("statuses", [])],
+        labels=[LABEL.number(label) for label in filters.get("labels", [])], top_k=filters.get("top_k") or 0,
+        matched_person_ids=metadata.get("matched_person_ids", []), embed_time_ms=record.embed_time_ms,
+        vector_time_ms=record.vector_time_ms, db_time_ms=record.db_time_ms, total_time_ms=record.execution_time_ms,
+        client_ip=text(record.ip_address), create_time=timestamp(record.created_at))
+    if filters.get("min_similarity") is not None:
+        entry.min_similarity = filters["min_similarity"]
+    if record.top_score is not None:
+        entry.top_score = record.top_score
+    return entry
 
 
 def face_box(message: Message, field: str) -> Box | None:
@@ -511,27 +541,52 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
         if query == "embedding" and not request.model_version:
             raise InvalidArgument("model_version", "is required with an embedding query")
         box = face_box(request, "face_box")
+        clock = SearchClock()
+        logged_filters = {**filters.logged(), "top_k": top_k, "min_similarity": min_similarity,
+                          "face_box": None if box is None else vars(box)}
         async with self.db.transaction() as tx:
-            model = await resolve_model(tx.conn, request.model_version or None)
+            with clock.timing("db"):
+                model = await resolve_model(tx.conn, request.model_version or None)
             response = pb.SearchFacesResponse(model_version=model.version_string,
                                               match_threshold=model.match_threshold or 0.0)
             if query == "embedding":
                 vector = embedding_values(request.embedding.values, model.embedding_dim)
             else:
-                vector, used_box, quality = await asyncio.to_thread(self.gallery.query_vector,
-                                                                    request.image, box)
+                with clock.timing("embed"):
+                    vector, used_box, quality = await asyncio.to_thread(self.gallery.query_vector,
+                                                                        request.image, box)
                 response.query_face_box.CopyFrom(box_message(used_box))
                 response.query_face_quality = quality
             neighbours = await nearest_persons(tx.conn, model, vector, top_k, filters=filters,
-                                               min_similarity=min_similarity)
-            repo = PersonRepository(tx.conn)
-            persons = {n.person_id: await repo.get(n.person_id) for n in neighbours}
-            messages = dict(zip(persons, await self._messages(repo, list(persons.values()))))
+                                               min_similarity=min_similarity, clock=clock)
+            with clock.timing("db"):
+                repo = PersonRepository(tx.conn)
+                persons = {n.person_id: await repo.get(n.person_id) for n in neighbours}
+                messages = dict(zip(persons, await self._messages(repo, list(persons.values()))))
+            context = {} if query == "embedding" else {"query_face_quality": round(quality, 3)}
+            await account_for_search(tx, "face" if query == "embedding" else "image", model, logged_filters,
+                                     neighbours, clock, **context)
         threshold = model.match_threshold if model.match_threshold is not None else 1.0
         response.matches.extend(
             pb.FaceMatch(person=messages[n.person_id], similarity=n.similarity, face_id=str(n.embedding_id),
                          above_threshold=n.similarity >= threshold)
             for n in neighbours if n.person_id in messages)
         return response
+
+    @rpc("audit", "read")
+    async def ListSearches(self, request, context):
+        since, until = time_bounds(request, "time_range")
+        query_types = []
+        for i, number in enumerate(request.query_types):
+            if number not in SEARCH_QUERY_TYPES:
+                raise InvalidArgument(f"query_types[{i}]", "must be SEARCH_QUERY_TYPE_IMAGE or _EMBEDDING")
+            query_types.append(SEARCH_QUERY_TYPES[number])
+        user_id = required_id("user_id", request.user_id) if request.user_id else None
+        async with self.db.transaction() as tx:
+            page = await SearchRepository(tx.conn).list(query_types=query_types, user_id=user_id, since=since,
+                                                        until=until, **page_request(request))
+        return pb.ListSearchesResponse(searches=[search_message(r) for r in page.items],
+                                       next_page_token=page.next_page_token or "")
+
 
 SERVICE = (PersonService, person_pb2_grpc.add_PersonServiceServicer_to_server, "vigil.v1.PersonService")

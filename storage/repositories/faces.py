@@ -1,9 +1,12 @@
 """Face model versions and the embedding gallery with its k-NN search.
 
-All model versions share face_embeddings; each version has a partial HNSW index on
-`embedding::vector(D)` WHERE model_version = '<version>' (see SCHEMA.md). Searches therefore
-use exactly that expression and predicate, with D read from the model version, so the planner
-can pick the version's own index and only same-model vectors are ever compared.
+All model versions share face_embeddings; each version has a partial HNSW index WHERE
+model_version = '<version>' on the expression its index_params name (SCHEMA.md, 0027):
+`embedding::vector(D)`, `embedding::halfvec(D)` or `binary_quantize(embedding::vector(D))::bit(D)`.
+Searches use exactly that expression and predicate, with D read from the model version, so the
+planner picks the version's own index and only same-model vectors are ever compared. With
+`rerank` set the index yields that many candidates, re-ranked by exact cosine on the stored
+float32 vectors (two stages). The bench (bench/face_search.py) measures these same statements.
 """
 
 from __future__ import annotations
@@ -43,6 +46,61 @@ from vigil.storage.repositories.filters import Filters
 MAX_DIM = 2000  # pgvector's HNSW limit for `vector`
 MAX_K = 1000  # hnsw.ef_search's upper bound: an index scan returns at most ef_search rows
 DEFAULT_EF_SEARCH = 64
+# A search filtered to at most this many persons is exact (their rows found by the person index and
+# sorted): no graph walk can lose a person that 99 % of the gallery hides.
+EXACT_FILTER_PERSONS = 5_000
+# Filtered searches over more rows walk the graph iteratively; pgvector stops after this many
+# tuples (its default, 20,000, can end a walk before a 1 %-selective filter found k rows).
+MAX_SCAN_TUPLES = 200_000
+STORAGES = ("vector", "halfvec", "bit")
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """How a model version's gallery is indexed and searched (model_versions.index_params)."""
+
+    storage: str = "vector"  # vector (float32) | halfvec (float16) | bit (binary-quantised)
+    m: int = 16
+    ef_construction: int = 64
+    ef_search: int = DEFAULT_EF_SEARCH
+    rerank: int = 0  # candidates the index yields for exact re-ranking; 0 = one stage
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any] | None) -> IndexParams:
+        fields = {f: document[f] for f in cls.__dataclass_fields__ if document and f in document}
+        return cls(**fields).checked()
+
+    def checked(self) -> IndexParams:
+        def integer(name: str, low: int, high: int) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise InvalidArgument(f"index_params.{name}", f"must be an integer in {low}..{high}")
+
+        if self.storage not in STORAGES:
+            raise InvalidArgument("index_params.storage", f"must be one of {', '.join(STORAGES)}")
+        integer("m", 2, 100)
+        integer("ef_construction", max(4, 2 * self.m), 1000)
+        integer("ef_search", 1, MAX_K)
+        integer("rerank", 1 if self.storage == "bit" else 0, MAX_K)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    def indexed(self, dim: int, vector: sql.Composable) -> sql.Composed:
+        """`vector` as the index stores it (the index's expression when `vector` is the column)."""
+        if self.storage == "halfvec":
+            return sql.SQL("{}::halfvec({})").format(vector, sql.Literal(dim))
+        if self.storage == "bit":
+            return sql.SQL("binary_quantize({}::vector({}))::bit({})").format(vector, sql.Literal(dim),
+                                                                               sql.Literal(dim))
+        return sql.SQL("{}::vector({})").format(vector, sql.Literal(dim))
+
+    def distance(self, dim: int, query: sql.Composable) -> sql.Composed:
+        """The index's ordering: cosine distance, or Hamming distance between the sign bits."""
+        operator = sql.SQL("<~>" if self.storage == "bit" else "<=>")
+        return sql.SQL("{} {} {}").format(self.indexed(dim, sql.Identifier("embedding")), operator,
+                                          self.indexed(dim, query))
 
 
 @dataclass(frozen=True)
@@ -57,6 +115,11 @@ class ModelVersion:
     deployed_at: datetime | None
     training_job_id: UUID | None
     created_at: datetime
+    index_params: dict[str, Any]  # IndexParams as stored; see .index
+
+    @property
+    def index(self) -> IndexParams:
+        return IndexParams.from_json(self.index_params)
 
 
 @dataclass(frozen=True)
@@ -91,8 +154,9 @@ class ModelVersionRepository:
         self.conn = conn
 
     async def register(self, version_string: str, embedding_dim: int, match_threshold: float, *,
-                       metrics: dict[str, Any] | None = None) -> ModelVersion:
-        """Register a face embedder; the schema's trigger builds its HNSW index in the same transaction."""
+                       metrics: dict[str, Any] | None = None, index: IndexParams | None = None) -> ModelVersion:
+        """Register a face embedder; the schema's trigger builds its HNSW index (as `index` says:
+        the defaults when None) in the same transaction."""
         if not isinstance(version_string, str) or not 1 <= len(version_string.strip()) <= 100:
             raise InvalidArgument("version_string", "must be 1 to 100 characters")
         if not isinstance(embedding_dim, int) or isinstance(embedding_dim, bool) or not 1 <= embedding_dim <= MAX_DIM:
@@ -101,8 +165,18 @@ class ModelVersionRepository:
                 or not -1.0 <= match_threshold <= 1.0:
             raise InvalidArgument("match_threshold", "must be a cosine similarity in [-1, 1]")
         values = {"version_string": version_string, "embedding_dim": embedding_dim,
-                  "match_threshold": match_threshold, "metrics": Jsonb(metrics or {})}
+                  "match_threshold": match_threshold, "metrics": Jsonb(metrics or {}),
+                  "index_params": Jsonb((index or IndexParams()).checked().to_json())}
         return await insert_row(self.conn, "model_versions", values, ModelVersion, _MODEL_COLUMNS, "model_version")
+
+    async def set_index(self, version_string: str, index: IndexParams) -> ModelVersion:
+        """Index and search the version's gallery anew: the trigger rebuilds its index now (minutes
+        for a large gallery) when storage, m or ef_construction change."""
+        model = await self.get(version_string)
+        async with guarded(self.conn, "model_version"):
+            await self.conn.execute("UPDATE model_versions SET index_params = %s WHERE id = %s",
+                                    (Jsonb(index.checked().to_json()), model.id))
+        return await self.get(version_string)
 
     async def get(self, version_string: str) -> ModelVersion:
         model = await fetch_one(self.conn, ModelVersion, sql.SQL(
@@ -155,19 +229,30 @@ def _max_distance(value: float | None) -> float | None:
     return value
 
 
-def _knn_statement(dim: int, query: sql.Composable, *, filtered: bool) -> sql.Composed:
-    """The k nearest embeddings of one model version to `query`, in the index's own terms.
+def _knn_statement(model: ModelVersion, query: sql.Composable, *, filtered: bool,
+                   exact: bool = False) -> sql.Composed:
+    """The k nearest embeddings of one model version to `query`, in the index's own terms: one
+    stage, or the index's `rerank` candidates re-ranked by exact cosine. `exact` orders all rows
+    (of the filtered persons) by exact cosine, with no index.
 
     D is interpolated as an integer literal (a type modifier cannot be a parameter); the
     version is a parameter whose value the planner sees, so the partial index qualifies.
     """
-    vector_d = sql.SQL("vector({})").format(sql.Literal(int(dim)))
-    distance = sql.SQL("embedding::{vector_d} <=> {query}::{vector_d}").format(vector_d=vector_d, query=query)
+    dim, index = int(model.embedding_dim), model.index
+    exact_distance = sql.SQL("embedding::vector({d}) <=> {q}::vector({d})").format(d=sql.Literal(dim), q=query)
     person_filter = sql.SQL(" AND person_id = ANY(%(person_ids)s)") if filtered else sql.SQL("")
+    where = sql.SQL("FROM face_embeddings WHERE model_version = %(model_version)s{}").format(person_filter)
+    if exact:  # `+ 0`: an expression no index matches, so the planner sorts the (few) rows itself
+        return sql.SQL("SELECT id AS embedding_id, person_id, ({distance}) + 0 AS distance {where}"
+                       " ORDER BY 3 LIMIT %(k)s").format(distance=exact_distance, where=where)
+    if not index.rerank:
+        return sql.SQL("SELECT id AS embedding_id, person_id, {distance} AS distance {where}"
+                       " ORDER BY {order} LIMIT %(k)s").format(distance=exact_distance, where=where,
+                                                                order=index.distance(dim, query))
     return sql.SQL(
-        "SELECT id AS embedding_id, person_id, {distance} AS distance FROM face_embeddings"
-        " WHERE model_version = %(model_version)s{person_filter} ORDER BY {distance} LIMIT %(k)s"
-    ).format(distance=distance, person_filter=person_filter)
+        "SELECT id AS embedding_id, person_id, {distance} AS distance FROM"
+        " (SELECT id, person_id, embedding {where} ORDER BY {order} LIMIT %(candidates)s) AS candidates"
+        " ORDER BY 3 LIMIT %(k)s").format(distance=exact_distance, where=where, order=index.distance(dim, query))
 
 
 def _neighbor(row: dict[str, Any]) -> Neighbor:
@@ -279,21 +364,23 @@ class FaceEmbeddingRepository:
 
     async def nearest(self, model_version: ModelVersion | str, query_vector: Sequence[float], k: int = 10, *,
                       max_distance: float | None = None, person_ids: Iterable[UUID | str] | None = None,
-                      ef_search: int = DEFAULT_EF_SEARCH) -> list[Neighbor]:
+                      ef_search: int | None = None) -> list[Neighbor]:
         """The k nearest embeddings of this model version, nearest first, optionally only those of
-        `person_ids` and only within `max_distance` (e.g. 1 - match_threshold)."""
+        `person_ids` and only within `max_distance` (e.g. 1 - match_threshold). Searched as the
+        version's index_params say; `ef_search` overrides theirs."""
         model = await self._embedder(model_version)
         query = _vector("query_vector", query_vector, model.embedding_dim)
         person_ids = uuid_list("person_ids", person_ids)
         max_distance = _max_distance(max_distance)
-        statement = _knn_statement(model.embedding_dim, sql.Placeholder("query"), filtered=person_ids is not None)
+        statement = _knn_statement(model, sql.Placeholder("query"), filtered=person_ids is not None,
+                                   exact=_exact(person_ids))
         rows = await self._search(statement, {"query": query}, model, k, person_ids, ef_search)
         return _within(map(_neighbor, rows), max_distance)
 
     async def nearest_batch(self, model_version: ModelVersion | str, query_vectors: Sequence[Sequence[float]],
                             k: int = 10, *, max_distance: float | None = None,
                             person_ids: Iterable[UUID | str] | None = None,
-                            ef_search: int = DEFAULT_EF_SEARCH) -> list[list[Neighbor]]:
+                            ef_search: int | None = None) -> list[list[Neighbor]]:
         """nearest() for many queries in one statement (one round trip per frame batch, not per face):
         a LATERAL k-NN per element of an unnested vector array. Results come in query order."""
         model = await self._embedder(model_version)
@@ -302,7 +389,7 @@ class FaceEmbeddingRepository:
         max_distance = _max_distance(max_distance)
         if not queries:
             return []
-        knn = _knn_statement(model.embedding_dim, sql.SQL("q.vec"), filtered=person_ids is not None)
+        knn = _knn_statement(model, sql.SQL("q.vec"), filtered=person_ids is not None, exact=_exact(person_ids))
         statement = sql.SQL(
             "SELECT q.ord, n.embedding_id, n.person_id, n.distance"
             " FROM unnest(%(queries)s::vector[]) WITH ORDINALITY AS q(vec, ord)"
@@ -314,16 +401,16 @@ class FaceEmbeddingRepository:
         return [_within(map(_neighbor, found), max_distance) for found in per_query]
 
     async def _search(self, statement: sql.Composed, params: dict[str, Any], model: ModelVersion, k: int,
-                      person_ids: list[UUID] | None, ef_search: int) -> list[dict[str, Any]]:
+                      person_ids: list[UUID] | None, ef_search: int | None) -> list[dict[str, Any]]:
         """Run a k-NN statement under transaction-local search settings (they end with the
-        transaction and never leak into the pool). With a person filter, pgvector (0.8+) keeps
-        walking the graph until k rows pass it."""
-        ef_search = _ef_search(ef_search, _k(k))
-        params = {**params, "model_version": model.version_string, "k": k, "person_ids": person_ids}
+        transaction and never leak into the pool)."""
+        settings = search_settings(model.index, _k(k), filtered=person_ids is not None, ef_search=ef_search)
+        params = {**params, "model_version": model.version_string, "k": k, "person_ids": person_ids,
+                  "candidates": max(model.index.rerank, k)}
         async with guarded(self.conn, "face_embedding"):
             await self.conn.execute(
-                "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', %s, true)",
-                (str(ef_search), "off" if person_ids is None else "strict_order"))
+                "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings),
+                [value for item in settings.items() for value in item])
             cur = await self.conn.execute(statement, params)
             return await cur.fetchall()
 
@@ -331,12 +418,29 @@ class FaceEmbeddingRepository:
                               k: int = 10) -> str:
         """The plan of nearest()'s statement, to check that the version's HNSW index serves it."""
         model = await self._embedder(model_version)
-        params = {"model_version": model.version_string, "k": _k(k),
+        params = {"model_version": model.version_string, "k": _k(k), "candidates": max(model.index.rerank, k),
                   "query": _vector("query_vector", query_vector, model.embedding_dim)}
-        statement = _knn_statement(model.embedding_dim, sql.Placeholder("query"), filtered=False)
+        statement = _knn_statement(model, sql.Placeholder("query"), filtered=False)
         async with guarded(self.conn, "face_embedding"):
             cur = await self.conn.execute(sql.SQL("EXPLAIN ") + statement, params)
             return "\n".join(next(iter(row.values())) for row in await cur.fetchall())
+
+
+def _exact(person_ids: list[UUID] | None) -> bool:
+    return person_ids is not None and len(person_ids) <= EXACT_FILTER_PERSONS
+
+
+def search_settings(index: IndexParams, k: int, *, filtered: bool, ef_search: int | None = None) -> dict[str, str]:
+    """The pgvector settings of one search: ef_search large enough for the candidates wanted; with
+    a filter, an iterative scan (pgvector 0.8) that keeps walking the graph until enough rows pass
+    it, in strict order unless a re-rank orders them anyway."""
+    wanted = max(index.rerank, k)
+    ef = max(_ef_search(index.ef_search if ef_search is None else ef_search, k), min(wanted, MAX_K))
+    settings = {"hnsw.ef_search": str(ef), "hnsw.iterative_scan": "off"}
+    if filtered:
+        settings["hnsw.iterative_scan"] = "relaxed_order" if index.rerank else "strict_order"
+        settings["hnsw.max_scan_tuples"] = str(MAX_SCAN_TUPLES)
+    return settings
 
 
 # --------------------------------------------------------------------------- unknown-face clusters

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import hashlib
 
+import cv2
 import grpc
+import numpy as np
 import pytest
 
+from tests.fixtures.stack import MEDIA_CACHE
 from vigil.api.v1 import common_pb2, person_pb2, person_pb2_grpc
+from vigil.control.gallery import Box, Rejection, choose_face
+from vigil.models.detection import DetectedFace
+from vigil.models.samples import GROUP_PHOTO, GROUP_PHOTO_FACES, INSIGHTFACE, face_photos
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +129,175 @@ async def test_stored_crop_matches_its_checksum(persons, as_role, face_models, p
     data = app.objects.get(key)
     assert app.objects.stat(key).sha256 == hashlib.sha256(data).hexdigest()
     assert data[:2] == b"\xff\xd8"  # a JPEG crop
+
+
+# --------------------------------------------------------------------------- face_box: which face
+
+
+def _face(x, y, w, h) -> DetectedFace:
+    return DetectedFace(box=(x, y, w, h), box_normalized=(x, y, w, h), landmarks=np.zeros((5, 2)),
+                        landmarks_normalized=np.zeros((5, 2)), score=0.9)
+
+
+def test_a_tight_box_inside_the_detected_face_picks_it():
+    left, right = _face(0.10, 0.10, 0.20, 0.30), _face(0.50, 0.10, 0.20, 0.30)
+    tight = Box(0.55, 0.16, 0.10, 0.15)  # a quarter of the detector's box: most of it outside
+    assert choose_face([left, right], tight) is right
+
+
+def test_a_loose_box_picks_the_face_whose_centre_it_holds():
+    small, large = _face(0.33, 0.42, 0.05, 0.06), _face(0.42, 0.15, 0.20, 0.25)
+    loose = Box(0.30, 0.30, 0.20, 0.20)  # head and shoulders of the small face; a corner of the large one
+    assert loose.iou(Box(*large.box_normalized)) > loose.iou(Box(*small.box_normalized))  # IoU alone: wrong face
+    assert choose_face([large, small], loose) is small
+
+
+def test_of_faces_whose_centres_it_holds_the_box_picks_the_best_overlap():
+    a, b = _face(0.10, 0.10, 0.10, 0.10), _face(0.22, 0.10, 0.12, 0.12)
+    assert choose_face([a, b], Box(0.05, 0.05, 0.30, 0.20)) is b
+    assert choose_face([a, b], Box(0.08, 0.08, 0.20, 0.14)) is a
+
+
+def test_a_box_overlapping_no_face_is_refused():
+    chosen = choose_face([_face(0.1, 0.1, 0.1, 0.1)], Box(0.5, 0.5, 0.2, 0.2))
+    assert isinstance(chosen, Rejection) and chosen.reason == "face_box_mismatch"
+    assert choose_face([_face(0.1, 0.1, 0.1, 0.1)], Box(0.19, 0.19, 0.2, 0.2)).box == (0.1, 0.1, 0.1, 0.1)
+
+
+# --------------------------------------------------------------------------- group photos, small faces
+
+
+@pytest.fixture(scope="module")
+def group_photo() -> bytes:
+    """insightface's t1.jpg: six people at a table, faces 94-110 px wide."""
+    return face_photos(MEDIA_CACHE.parent / INSIGHTFACE.name, INSIGHTFACE)[GROUP_PHOTO].read_bytes()
+
+
+def _shrunk(box: common_pb2.BoundingBox, by: float) -> common_pb2.BoundingBox:
+    """The box scaled about its centre: `by` < 1 draws it tighter than the detector did."""
+    cx, cy = box.x + box.width / 2, box.y + box.height / 2
+    return common_pb2.BoundingBox(x=cx - box.width * by / 2, y=cy - box.height * by / 2,
+                                  width=box.width * by, height=box.height * by)
+
+
+async def test_group_photo_enrolment_by_a_tight_face_box(persons, as_role, face_models, group_photo):
+    md = as_role("admin")
+    person = await _person(persons, md, "Group photo")
+    reply = await persons.EnrollFace(person_pb2.EnrollFaceRequest(
+        person_id=person, images=[person_pb2.EnrollImage(image=group_photo)]), metadata=md)
+    rejection = reply.results[0].rejection
+    assert rejection.reason == person_pb2.FACE_REJECTION_REASON_MULTIPLE_FACES
+    assert f"{GROUP_PHOTO_FACES} faces" in rejection.message
+
+    # each face's detected box, as search reports it, drawn tighter (half its size), picks that face
+    boxes = []
+    for x in (0.1, 0.3, 0.45, 0.65, 0.75, 0.92):
+        found = await persons.SearchFaces(person_pb2.SearchFacesRequest(
+            image=group_photo, face_box=common_pb2.BoundingBox(x=x - 0.04, y=0.0, width=0.08, height=0.6),
+            top_k=1), metadata=md)
+        boxes.append(found.query_face_box)
+    assert len({round(b.x, 3) for b in boxes}) == GROUP_PHOTO_FACES  # six different faces
+    tight = _shrunk(boxes[3], 0.5)
+    enrolled = await persons.EnrollFace(person_pb2.EnrollFaceRequest(
+        person_id=person, images=[person_pb2.EnrollImage(image=group_photo, face_box=tight)]), metadata=md)
+    result = enrolled.results[0]
+    assert result.WhichOneof("result") == "face", result
+    assert abs(result.face_box.x - boxes[3].x) < 1e-3 and abs(result.face_box.width - boxes[3].width) < 1e-3
+
+    # searching the same photo with the same tight box finds the enrolled person first
+    found = await persons.SearchFaces(person_pb2.SearchFacesRequest(image=group_photo, face_box=tight, top_k=3),
+                                      metadata=md)
+    assert found.matches[0].person.id == person and found.matches[0].similarity > 0.95
+
+    # a box over the table, where no face is, is refused
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await persons.SearchFaces(person_pb2.SearchFacesRequest(
+            image=group_photo, face_box=common_pb2.BoundingBox(x=0.3, y=0.8, width=0.3, height=0.15)), metadata=md)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "no detected face" in err.value.details()
+
+
+async def test_search_finds_a_small_face_in_a_large_photo(persons, as_role, face_models, photos):
+    """Obama enrolled from a portrait, searched by a 4000x3000 photo where his face is 64 px tall."""
+    from vigil.samples.scene import cut_out, read_photo
+
+    md = as_role("admin")
+    obama = await _person(persons, md, "Obama, small in a large photo")
+    await persons.EnrollFace(person_pb2.EnrollFaceRequest(
+        person_id=obama, images=[person_pb2.EnrollImage(image=photos["obama2"].read_bytes())]), metadata=md)
+    cut = cut_out(read_photo(photos["obama3"]), "obama3", 64)
+    width, height = 4000, 3000
+    canvas = np.full((height, width, 3), 110, np.float32)
+    ox, oy = 2900, 2100
+    h, w = cut.alpha.shape[:2]
+    canvas[oy:oy + h, ox:ox + w] = canvas[oy:oy + h, ox:ox + w] * (1 - cut.alpha) + cut.alpha * cut.image
+    image = cv2.imencode(".jpg", canvas.clip(0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    fx, fy, fw, fh = cut.face
+    reply = await persons.SearchFaces(person_pb2.SearchFacesRequest(image=image, top_k=5), metadata=md)
+    box = reply.query_face_box
+    assert abs(box.x * width - (ox + fx)) < 8 and abs(box.y * height - (oy + fy)) < 8 and box.height * height > 50
+    ours = [m for m in reply.matches if m.person.id == obama]  # other tests enrol Obama too
+    assert ours and ours[0].above_threshold, [(m.person.name, m.similarity) for m in reply.matches]
+
+
+# --------------------------------------------------------------------------- every search accounted for
+
+
+async def test_each_search_is_logged_audited_and_listed_for_admins(persons, as_role, face_models, photos, db):
+    from google.protobuf import timestamp_pb2
+
+    md = as_role("admin")
+    person = await _person(persons, md, "Logged search")
+    enrolled = await persons.EnrollFace(person_pb2.EnrollFaceRequest(
+        person_id=person, images=[person_pb2.EnrollImage(image=photos["biden"].read_bytes())]), metadata=md)
+    model_version = enrolled.results[0].face.model_version
+    start = timestamp_pb2.Timestamp()
+    start.GetCurrentTime()
+
+    by_image = await persons.SearchFaces(person_pb2.SearchFacesRequest(
+        image=photos["biden"].read_bytes(), top_k=3, statuses=[common_pb2.PERSON_STATUS_KNOWN]),
+        metadata=as_role("viewer"))
+    probe = db.execute("SELECT embedding::text FROM face_embeddings WHERE person_id = %s", (person,)).fetchone()[0]
+    by_embedding = await persons.SearchFaces(person_pb2.SearchFacesRequest(
+        embedding=person_pb2.Embedding(values=[float(v) for v in probe.strip("[]").split(",")]),
+        model_version=model_version, top_k=2, min_similarity=0.5), metadata=as_role("operator"))
+
+    window = common_pb2.TimeRange(start_time=start)
+    listed = await persons.ListSearches(person_pb2.ListSearchesRequest(time_range=window), metadata=md)
+    embedding_entry, image_entry = listed.searches[:2]  # newest first
+    assert image_entry.query_type == person_pb2.SEARCH_QUERY_TYPE_IMAGE
+    assert list(image_entry.matched_person_ids) == [m.person.id for m in by_image.matches]
+    assert person in image_entry.matched_person_ids  # other tests enrol Biden too
+    assert image_entry.top_score == pytest.approx(by_image.matches[0].similarity, abs=1e-4)
+    assert list(image_entry.statuses) == [common_pb2.PERSON_STATUS_KNOWN] and image_entry.top_k == 3
+    assert image_entry.model_version == model_version
+    # the image query spent most of its time embedding; each part is measured, the whole covers them
+    assert image_entry.embed_time_ms > 0 and image_entry.vector_time_ms > 0 and image_entry.db_time_ms > 0
+    parts = image_entry.embed_time_ms + image_entry.vector_time_ms + image_entry.db_time_ms
+    assert parts <= image_entry.total_time_ms and image_entry.embed_time_ms > image_entry.vector_time_ms
+    assert image_entry.api_key_id and not image_entry.user_id  # the test keys are service keys
+
+    assert embedding_entry.query_type == person_pb2.SEARCH_QUERY_TYPE_EMBEDDING
+    assert embedding_entry.embed_time_ms == 0 and embedding_entry.min_similarity == pytest.approx(0.5)
+    assert list(embedding_entry.matched_person_ids) == [m.person.id for m in by_embedding.matches]
+    assert embedding_entry.api_key_id != image_entry.api_key_id  # operator's key, not the viewer's
+
+    only_images = await persons.ListSearches(person_pb2.ListSearchesRequest(
+        time_range=window, query_types=[person_pb2.SEARCH_QUERY_TYPE_IMAGE]), metadata=md)
+    assert [s.id for s in only_images.searches] == [image_entry.id]
+    paged = await persons.ListSearches(person_pb2.ListSearchesRequest(time_range=window, page_size=1), metadata=md)
+    assert [s.id for s in paged.searches] == [embedding_entry.id] and paged.next_page_token
+
+    # audited: who searched whom
+    audited = db.execute("SELECT details FROM audit_logs WHERE action = 'person.search_faces' AND resource_id = %s",
+                         (image_entry.id,)).fetchone()
+    assert audited and audited[0]["changed_fields"]["matched_person_ids"] == list(image_entry.matched_person_ids)
+    assert audited[0]["api_key_id"] == image_entry.api_key_id
+
+    # admins only: faces are personal data
+    for role in ("viewer", "operator"):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await persons.ListSearches(person_pb2.ListSearchesRequest(), metadata=as_role(role))
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await persons.ListSearches(person_pb2.ListSearchesRequest(query_types=[0]), metadata=md)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "query_types[0]" in err.value.details()

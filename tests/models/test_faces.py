@@ -8,12 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.fixtures.stack import MEDIA_CACHE
 from vigil.models.alignment import align_face
 from vigil.models.catalog import SFACE_COSINE_THRESHOLD
 from vigil.models.detection import letterbox
 from vigil.models.errors import InferenceError, InvalidImageError
 from vigil.models.faces import FaceAnalyzer
 from vigil.models.images import to_bgr
+from vigil.models.samples import GROUP_PHOTO, GROUP_PHOTO_FACES, INSIGHTFACE, face_photos
 
 OBAMA = ["obama", "obama2", "obama3", "obama_partial_face", "obama_partial_face2"]
 SINGLE_FACE_PHOTOS = [*OBAMA, "biden"]
@@ -181,3 +183,90 @@ def test_unknown_model_is_an_inference_error(endpoints, served_models):
 def test_align_face_rejects_degenerate_landmarks():
     with pytest.raises(ValueError, match="degenerate"):
         align_face(np.zeros((50, 50, 3), np.uint8), np.zeros((5, 2), np.float32))
+
+
+# --- still images: group photos and small faces in large photos --------------------------------
+
+@pytest.fixture(scope="module")
+def group_photo() -> np.ndarray:
+    """insightface's t1.jpg: a real photo of six people at a table (two look down at their cards)."""
+    return to_bgr(face_photos(MEDIA_CACHE.parent / INSIGHTFACE.name, INSIGHTFACE)[GROUP_PHOTO])
+
+
+def _iou(a, b) -> float:
+    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
+
+
+def _matched(found, truth: list[tuple[float, float, float, float]]) -> list[float]:
+    """For each true face box, the best IoU of a found face."""
+    return [max((_iou(t, f.box) for f in found), default=0.0) for t in truth]
+
+
+@pytest.fixture(scope="module")
+def group_faces(analyzer, group_photo):
+    """The six faces of the group photo at its own resolution (faces 94-110 px wide)."""
+    found = analyzer.detect_still(group_photo)
+    assert len(found) == GROUP_PHOTO_FACES, [f.box for f in found]
+    return found
+
+
+def test_every_face_of_a_group_photo(analyzer, group_photo, group_faces):
+    # the real-time path (one 640 px canvas) finds fewer: the still path is what enrolment needs
+    assert len(analyzer.detect(group_photo)) < GROUP_PHOTO_FACES
+    assert all(f.score >= 0.8 and f.box[2] > 80 for f in group_faces)
+    centres = sorted(f.box[0] + f.box[2] / 2 for f in group_faces)
+    assert np.diff(centres).min() > 50  # six different people, not one face twice
+
+
+@pytest.mark.parametrize("scale", [0.32, 0.6])
+def test_small_faces_of_a_group_photo_in_a_large_photo(analyzer, group_photo, group_faces, scale):
+    """The group photo shrunk so its faces are 40-48 px tall (scale 0.32) inside a 4000x3000 photo."""
+    small = cv2.resize(group_photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    large = np.full((3000, 4000, 3), 96, np.uint8)
+    ox, oy = 2300, 1700
+    large[oy:oy + small.shape[0], ox:ox + small.shape[1]] = small
+    truth = [(ox + x * scale, oy + y * scale, w * scale, h * scale) for x, y, w, h in (f.box for f in group_faces)]
+    assert min(h for *_, h in truth) >= 40
+    found = analyzer.detect_still(large)
+    assert len(found) == GROUP_PHOTO_FACES, [f.box for f in found]
+    assert min(_matched(found, truth)) >= 0.5
+    assert len(analyzer.detect(large)) == 0  # on one canvas these faces are 6-10 px: none found
+
+
+def test_composed_crowd_from_real_faces_40_to_300_px(analyzer):
+    """Real faces (face_recognition photos, scikit-image's astronaut) cut out and placed at known
+    positions and sizes on a 4000x3000 brick wall, some across tile borders."""
+    from vigil.samples.scene import astronaut_bgr, cut_out, load_textures, read_photo
+
+    photos = face_photos(MEDIA_CACHE)
+    sources = {stem: read_photo(photos[stem]) for stem in ("obama2", "obama3", "biden")}
+    sources["astronaut"] = astronaut_bgr()
+    width, height = 4000, 3000
+    wall = cv2.resize(np.tile(load_textures()["brick"][:, :, None], (1, 1, 3)), (width, height))
+    canvas = wall.astype(np.float32)
+    people = [("obama2", 40, 500, 500), ("biden", 44, 1300, 900), ("astronaut", 48, 2100, 600),
+              ("obama3", 60, 3000, 1500), ("biden", 90, 700, 2000), ("astronaut", 150, 1800, 1800),
+              ("obama2", 300, 2900, 2300), ("obama3", 40, 960, 1420)]
+    truth = []
+    for stem, face_height, cx, cy in people:
+        cut = cut_out(sources[stem], stem, face_height)
+        fx, fy, fw, fh = cut.face
+        ox, oy = int(cx - fx - fw / 2), int(cy - fy - fh / 2)
+        h, w = cut.alpha.shape[:2]
+        canvas[oy:oy + h, ox:ox + w] = canvas[oy:oy + h, ox:ox + w] * (1 - cut.alpha) + cut.alpha * cut.image
+        truth.append((ox + fx, oy + fy, fw, fh))
+    crowd = canvas.clip(0, 255).astype(np.uint8)
+    found = analyzer.detect_still(crowd)
+    assert len(found) == len(people), [f.box for f in found]
+    assert min(_matched(found, truth)) >= 0.5
+
+
+@pytest.mark.parametrize("name", SINGLE_FACE_PHOTOS)
+def test_still_detection_finds_the_one_face_of_a_portrait(analyzer, faces, name):
+    """Tiles at finer scales find no extra faces (no eye or hair taken for a face) in a portrait."""
+    image, detected, _ = faces[name]
+    still = analyzer.detect_still(image)
+    assert len(still) == 1, [f.box for f in still]
+    assert _iou(still[0].box, detected[0].box) >= 0.7

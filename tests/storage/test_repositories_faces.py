@@ -11,7 +11,14 @@ import pytest
 
 from tests.storage.builders import count
 from vigil.errors import AlreadyExists, InvalidArgument, NotFound
-from vigil.storage.repositories.faces import FaceEmbeddingRepository, ModelVersion, ModelVersionRepository
+from vigil.storage.repositories import faces as faces_repository
+from vigil.storage.repositories.faces import (
+    FaceEmbeddingRepository,
+    IndexParams,
+    ModelVersion,
+    ModelVersionRepository,
+    search_settings,
+)
 from vigil.storage.repositories.persons import PersonRepository
 
 
@@ -225,3 +232,92 @@ async def test_search_plan_uses_the_versions_own_hnsw_index(owner_conn):
         assert f"Index Scan using {index_name(model)}" in plan, plan
         hits = await embeddings.nearest(model, unit(rng, model.embedding_dim), k=10)
         assert len(hits) == 10
+
+
+# --------------------------------------------------------------------------- index design per model version
+
+
+async def _crowd(conn, model: ModelVersion, vectors: np.ndarray) -> list[uuid.UUID]:
+    """One person per vector (a person each, so that a person filter selects faces one by one)."""
+    cur = await conn.execute("INSERT INTO persons (name, status) SELECT 'crowd ' || n, 'known'"
+                             " FROM generate_series(1, %s) AS n RETURNING id", (len(vectors),))
+    ids = [row["id"] for row in await cur.fetchall()]
+    async with conn.cursor() as cur, cur.copy("COPY face_embeddings (person_id, embedding, embedding_dim,"
+                                             " source_image_path, model_version) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["uuid", "vector", "int4", "text", "text"])
+        for person_id, vector in zip(ids, vectors.astype(np.float32)):
+            await copy.write_row((person_id, vector, model.embedding_dim, "crowd.jpg", model.version_string))
+    await conn.execute("ANALYZE face_embeddings")
+    return ids
+
+
+TWO_STAGE = {
+    "halfvec": IndexParams(storage="halfvec", m=16, ef_construction=64, ef_search=40, rerank=40),
+    "bit": IndexParams(storage="bit", m=16, ef_construction=64, ef_search=200, rerank=200),
+}
+
+
+@pytest.mark.parametrize("design", sorted(TWO_STAGE))
+async def test_two_stage_search_recall_on_a_planted_set(owner_conn, design):
+    """A compact index (halfvec, or binary-quantised sign bits) yields candidates that are re-ranked
+    on the float32 vectors: the planted face comes first, with its exact distance."""
+    rng = np.random.default_rng(5)
+    index = TWO_STAGE[design]
+    model = await ModelVersionRepository(owner_conn).register(f"repo-{design}-{uuid.uuid4().hex[:8]}", 128, 0.36,
+                                                              index=index)
+    assert model.index == index
+    cur = await owner_conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname LIKE %s",
+                                   (index_name(model) + "\\_%",))
+    definition = (await cur.fetchone())["indexdef"]
+    assert ("halfvec_cosine_ops" if design == "halfvec" else "bit_hamming_ops") in definition, definition
+    gallery = unit(rng, 3000, 128)
+    ids = await _crowd(owner_conn, model, gallery)
+    embeddings = FaceEmbeddingRepository(owner_conn)
+    plan = await embeddings.explain_nearest(model, gallery[0], k=5)
+    assert f"Index Scan using {index_name(model)}_{design[0]}_m16_c64" in plan, plan
+
+    planted = rng.choice(len(gallery), 100, replace=False)
+    probes = gallery[planted] + unit(rng, 100, 128) * 0.3  # the same face seen again: cosine ~0.95
+    found = await embeddings.nearest_batch(model, probes, k=5)
+    exact = np.argsort(-(probes / np.linalg.norm(probes, axis=1, keepdims=True)) @ gallery.T, axis=1)[:, :5]
+    recall = np.mean([hits[0].person_id == ids[row[0]] for hits, row in zip(found, exact)])
+    assert recall >= 0.99, recall
+    first = found[0][0]
+    expected = 1 - float(probes[0] @ gallery[planted[0]] / np.linalg.norm(probes[0]))
+    assert first.distance == pytest.approx(expected, abs=1e-5)  # re-ranked on float32, not float16 or bits
+
+
+@pytest.mark.parametrize("path", ["exact", "iterative index scan"])
+async def test_a_filter_hiding_99_percent_of_the_gallery_loses_no_one(owner_conn, monkeypatch, path):
+    """A watchlist-sized filter (1 % of 3,000 persons): the filtered person nearest the probe is found
+    although 99 % of the gallery, nearer decoys included, is filtered out."""
+    if path != "exact":
+        monkeypatch.setattr(faces_repository, "EXACT_FILTER_PERSONS", 0)  # force the graph walk
+    rng = np.random.default_rng(9)
+    model = await ModelVersionRepository(owner_conn).register(
+        f"repo-filter-{uuid.uuid4().hex[:8]}", 128, 0.36, index=TWO_STAGE["halfvec"])
+    gallery = unit(rng, 3000, 128)
+    probe = unit(rng, 128)
+    gallery[:200] = probe + unit(rng, 200, 128) * 0.4  # decoys near the probe, all filtered out
+    gallery[2500] = probe + unit(rng, 128) * 0.9  # the watched person: farther than every decoy
+    ids = await _crowd(owner_conn, model, gallery / np.linalg.norm(gallery, axis=1, keepdims=True))
+    watched = [ids[i] for i in range(2500, 3000, 17)]  # 30 persons, 1 %
+    embeddings = FaceEmbeddingRepository(owner_conn)
+    hits = await embeddings.nearest(model, probe, k=3, person_ids=watched)
+    assert hits[0].person_id == ids[2500] and len(hits) == 3
+    assert {h.person_id for h in hits} <= set(watched)
+    unfiltered = await embeddings.nearest(model, probe, k=3)
+    assert unfiltered[0].person_id in ids[:200]  # without the filter a decoy wins
+
+
+def test_index_params_are_checked():
+    for params, field in ((IndexParams(storage="pq"), "storage"), (IndexParams(m=1), "m"),
+                          (IndexParams(m=32, ef_construction=40), "ef_construction"),
+                          (IndexParams(storage="bit"), "rerank"), (IndexParams(ef_search=0), "ef_search")):
+        with pytest.raises(InvalidArgument) as refused:
+            params.checked()
+        assert refused.value.field == f"index_params.{field}"
+    assert IndexParams.from_json({}) == IndexParams()
+    assert IndexParams.from_json({"storage": "halfvec", "rerank": 40}).to_json()["rerank"] == 40
+    settings = search_settings(IndexParams(rerank=300, ef_search=40), 10, filtered=True)
+    assert settings["hnsw.ef_search"] == "300" and settings["hnsw.iterative_scan"] == "relaxed_order"

@@ -1,6 +1,11 @@
 """YuNet's conventions on both sides of the network: letterboxing a frame onto the model's
 canvas, and decoding its per-anchor outputs into faces exactly as OpenCV's FaceDetectorYN does
-(same score, box and landmark formulas, same integer-box NMS)."""
+(same score, box and landmark formulas, same integer-box NMS).
+
+Still images (enrolment, search by image) are not real-time, so they are also cut into windows:
+the whole image on one canvas, then overlapping canvas-sized tiles of the image at finer scales,
+down to the scale at which the smallest face wanted spans MIN_CANVAS_FACE canvas pixels. The
+faces of all windows are merged into one list (see merge_windows)."""
 
 from __future__ import annotations
 
@@ -22,6 +27,23 @@ TOP_K = 5000
 BOX = slice(0, 4)  # x, y, w, h of the top-left corner and size
 LANDMARKS = slice(4, 14)  # right eye, left eye, nose tip, right and left mouth corner (x, y each)
 SCORE = 14
+
+# Stills: faces of MIN_STILL_FACE image pixels (box height) and up must be found. YuNet finds
+# faces whose box is 40 canvas px tall or more at score >= 0.9 (measured on the face_recognition
+# photos and scikit-image's astronaut, scaled onto a brick texture: 3 of 4 found at 24-36 px,
+# 4 of 4 from 40 px); MIN_CANVAS_FACE keeps a margin above that.
+MIN_STILL_FACE = 40
+MIN_CANVAS_FACE = 48
+# The score a still's face must reach. Lower than FaceDetectorYN's 0.9: on insightface's t1.jpg
+# (six people, two looking down) scaled to faces of 38-60 px, 0.9 finds 4 of 6 and 0.8 all 6, with
+# no false face at 0.7 on it or on the face_recognition photos.
+STILL_SCORE_THRESHOLD = 0.8
+LEVEL_STEP = 2.0  # scale ratio between successive tile levels: each finds faces of 48-96 canvas px
+# Tiles of one level overlap by more than the largest face that level alone must find
+# (LEVEL_STEP * MIN_CANVAS_FACE canvas px), so each such face lies whole inside some tile.
+TILE_OVERLAP = 128
+EDGE_MARGIN = 2  # canvas px: a face this close to a tile's inner edge is cut by it (whole in another window)
+CONTAINED = 0.6  # share of a face box inside a larger face box that makes it a part of that face
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,113 @@ def letterbox(image_bgr: np.ndarray, canvas_size: tuple[int, int]) -> Letterboxe
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
     canvas[:new_h, :new_w] = resized
     return Letterboxed(canvas=canvas, scale=scale)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A part of a still image and the scale at which it is drawn onto the canvas."""
+
+    x: int  # top-left, image pixels
+    y: int
+    width: int  # image pixels covered
+    height: int
+    scale: float  # canvas pixels per image pixel
+
+
+def _starts(length: int, window: int, stride: int) -> list[int]:
+    """Window origins covering [0, length): evenly strided, the last one flush with the end."""
+    if length <= window:
+        return [0]
+    count = -(-(length - window) // stride) + 1
+    return sorted({round(i * (length - window) / (count - 1)) for i in range(count)})
+
+
+def still_windows(image_size: tuple[int, int], canvas_size: tuple[int, int],
+                  min_face: float = MIN_STILL_FACE) -> list[Window]:
+    """The whole image letterboxed onto the canvas, then tile levels at LEVEL_STEP times the
+    previous scale until a face of `min_face` image pixels spans MIN_CANVAS_FACE canvas pixels."""
+    check_canvas_size(canvas_size)
+    width, height = image_size
+    canvas_w, canvas_h = canvas_size
+    scale = min(canvas_w / width, canvas_h / height)
+    windows = [Window(0, 0, width, height, scale)]
+    finest = MIN_CANVAS_FACE / min_face
+    while scale < finest:
+        scale = min(scale * LEVEL_STEP, finest)
+        tile_w, tile_h = min(width, int(canvas_w / scale)), min(height, int(canvas_h / scale))
+        stride_w = max(1, int((canvas_w - TILE_OVERLAP) / scale))
+        stride_h = max(1, int((canvas_h - TILE_OVERLAP) / scale))
+        windows += [Window(x, y, tile_w, tile_h, scale)
+                    for y in _starts(height, tile_h, stride_h) for x in _starts(width, tile_w, stride_w)]
+    return windows
+
+
+def window_canvas(image_bgr: np.ndarray, window: Window, canvas_size: tuple[int, int]) -> np.ndarray:
+    """The window's pixels scaled onto the canvas's top-left corner, the rest black."""
+    part = image_bgr[window.y:window.y + window.height, window.x:window.x + window.width]
+    width, height = canvas_size
+    new_w = max(1, min(width, round(window.width * window.scale)))
+    new_h = max(1, min(height, round(window.height * window.scale)))
+    interpolation = cv2.INTER_AREA if window.scale < 1 else cv2.INTER_LINEAR
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    canvas[:new_h, :new_w] = cv2.resize(part, (new_w, new_h), interpolation=interpolation)
+    return canvas
+
+
+def in_window(rows: np.ndarray, window: Window, image_size: tuple[int, int]) -> np.ndarray:
+    """Canvas rows of a window mapped to image pixels, without the faces its inner edges cut
+    (an edge that is also the image's own edge cuts nothing: faces there are as whole as the photo)."""
+    if rows.size == 0:
+        return rows.reshape(0, 15)
+    margin = EDGE_MARGIN / window.scale
+    out = rows.astype(np.float64).copy()
+    out[:, :SCORE] /= window.scale
+    out[:, [0, *range(4, 14, 2)]] += window.x  # box corner and landmarks move; width and height do not
+    out[:, [1, *range(5, 14, 2)]] += window.y
+    width, height = image_size
+    x0, y0 = out[:, 0], out[:, 1]
+    x1, y1 = x0 + out[:, 2], y0 + out[:, 3]
+    cut = np.zeros(len(out), dtype=bool)
+    if window.x > 0:
+        cut |= x0 <= window.x + margin
+    if window.y > 0:
+        cut |= y0 <= window.y + margin
+    if window.x + window.width < width:
+        cut |= x1 >= window.x + window.width - margin
+    if window.y + window.height < height:
+        cut |= y1 >= window.y + window.height - margin
+    return out[~cut]
+
+
+def merge_windows(rows: np.ndarray, nms_threshold: float = NMS_THRESHOLD) -> np.ndarray:
+    """Rows in image pixels from several windows to one row per face, best score first: of
+    overlapping boxes (IoU above nms_threshold) the best-scored stays, and a box mostly inside a
+    larger kept one is a part of that face (a fine tile's view of a large face) and goes."""
+    order = np.argsort(-rows[:, SCORE], kind="stable")
+    kept: list[np.ndarray] = []
+    for row in rows[order]:
+        if not any(_iou(row, k) > nms_threshold or _contained(row, k) for k in kept):
+            kept = [k for k in kept if not _contained(k, row)]
+            kept.append(row)
+    return np.array(kept, dtype=np.float64).reshape(-1, 15)
+
+
+def _intersection(a: np.ndarray, b: np.ndarray) -> float:
+    iw = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    ih = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0.0, iw) * max(0.0, ih)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = _intersection(a, b)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _contained(small: np.ndarray, large: np.ndarray) -> bool:
+    """`small` is the smaller box and lies mostly inside `large`."""
+    area = small[2] * small[3]
+    return 0 < area < large[2] * large[3] and _intersection(small, large) / area >= CONTAINED
 
 
 def detector_blob(canvases: list[np.ndarray]) -> np.ndarray:
@@ -111,7 +240,8 @@ def decode(
 
 
 def to_detected_faces(rows: np.ndarray, scale: float, image_size: tuple[int, int]) -> list[DetectedFace]:
-    """Canvas rows back to the caller's image: undo the letterbox scale, clip boxes to the image."""
+    """Canvas rows back to the caller's image: undo the letterbox scale, clip boxes to the image
+    (rows already in image pixels, as merge_windows returns them, take scale 1)."""
     width, height = image_size
     size = np.array([width, height], dtype=np.float64)
     faces = []

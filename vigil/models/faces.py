@@ -28,15 +28,21 @@ from vigil.models.catalog import (
     FACE_EMBEDDER,
 )
 from vigil.models.detection import (
+    MIN_STILL_FACE,
     NMS_THRESHOLD,
     SCORE_THRESHOLD,
+    STILL_SCORE_THRESHOLD,
     TOP_K,
     DetectedFace,
     check_canvas_size,
     decode,
     detector_blob,
+    in_window,
     letterbox,
+    merge_windows,
+    still_windows,
     to_detected_faces,
+    window_canvas,
 )
 from vigil.models.errors import InferenceError, InvalidImageError
 from vigil.models.images import ImageInput, to_bgr
@@ -64,6 +70,7 @@ class FaceAnalyzer:
         score_threshold: float = SCORE_THRESHOLD,
         nms_threshold: float = NMS_THRESHOLD,
         top_k: int = TOP_K,
+        still_score_threshold: float = STILL_SCORE_THRESHOLD,
         timeout_s: float = 30.0,
     ):
         check_canvas_size(canvas_size)
@@ -73,6 +80,7 @@ class FaceAnalyzer:
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.top_k = top_k
+        self.still_score_threshold = still_score_threshold
         self.timeout_s = timeout_s
         self.url = endpoints.triton_url
         self._client = triton_grpc.InferenceServerClient(endpoints.triton_url)
@@ -129,6 +137,23 @@ class FaceAnalyzer:
                 height, width = frames[index].shape[:2]
                 found.append(to_detected_faces(rows, boxed[index].scale, (width, height)))
         return found
+
+    def detect_still(self, image: ImageInput, *, min_face: float = MIN_STILL_FACE) -> list[DetectedFace]:
+        """Faces in a still photo down to `min_face` pixels (box height), best score first: the
+        whole image and overlapping tiles at finer scales (detection.still_windows), merged.
+        Slower than detect() by the number of tiles; for enrolment and search, not for video."""
+        frame = to_bgr(image)
+        height, width = frame.shape[:2]
+        windows = still_windows((width, height), self.canvas_size, min_face)
+        rows = []
+        for chunk in _chunks(len(windows), self._max_batch_size(self.detector_model)):
+            blob = detector_blob([window_canvas(frame, windows[i], self.canvas_size) for i in chunk])
+            outputs = self._infer(self.detector_model, DETECTOR_INPUT, blob, DETECTOR_OUTPUTS)
+            for row, index in enumerate(chunk):
+                found = decode({name: out[row] for name, out in outputs.items()}, self.canvas_size,
+                               self.still_score_threshold, self.nms_threshold, self.top_k)
+                rows.append(in_window(found, windows[index], (width, height)))
+        return to_detected_faces(merge_windows(np.vstack(rows), self.nms_threshold), 1.0, (width, height))
 
     # --- alignment, embedding, quality -----------------------------------------------------
 
