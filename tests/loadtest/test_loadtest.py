@@ -22,7 +22,7 @@ def run_loadtest(settings, tmp_path, *args: str, timeout: float = 600) -> dict:
 
 
 def test_control_loadtest_reports_rates(stack, settings, tmp_path):
-    result = run_loadtest(settings, tmp_path, "control", "--cameras", "2", "--duration", "3", "--warmup", "1",
+    result = run_loadtest(settings, tmp_path, "control", "--cameras", "2", "--duration", "6", "--warmup", "2",
                           "--track-seconds", "1", "--gallery", "50")
     assert result["kind"] == "control"
     assert result["track_updates_per_s"] > 0
