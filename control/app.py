@@ -15,6 +15,8 @@ from datetime import timedelta
 
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from vigil.control.alerting import AlertingHook
 from vigil.control.auth import PermissionTable
@@ -48,7 +50,12 @@ class ControlApp:
         self.pool: AsyncConnectionPool = create_pool(
             self.endpoints.database_dsn, min_size=database.pool_min, max_size=database.pool_max,
             statement_timeout_ms=database.statement_timeout_ms, name="control")
-        self.redis = aioredis.Redis.from_url(self.endpoints.redis_url, decode_responses=True)
+        self.redis = aioredis.Redis.from_url(
+            self.endpoints.redis_url, decode_responses=True,
+            # a pooled connection that Redis closed (it restarted since) is retried on a fresh one;
+            # Redis still down gives up quickly: callers answer UNAVAILABLE
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+            retry_on_error=[aioredis.ConnectionError, aioredis.TimeoutError])
         self.rate_limiter = RateLimiter(self.redis)
         self.objects = ObjectStore.from_endpoints(self.endpoints)
         self.secrets = SecretBox(self.endpoints.encryption_key)
