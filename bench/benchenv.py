@@ -24,6 +24,9 @@ BENCH_ENV = {
     "VIGIL_TRITON__HTTP_PORT": str(58900 + _OFFSET),
     "VIGIL_TRITON__METRICS_PORT": str(58902 + _OFFSET),
     "VIGIL_LOG_LEVEL": os.environ.get("VIGIL_LOG_LEVEL", "warning"),
+    # a 1M x 512-d gallery (heap ~2.6 GB, index 0.3-1.3 GB) searched from the buffer cache, as a
+    # production server sized for its gallery would (database.shared_buffers_mb)
+    "VIGIL_DATABASE__SHARED_BUFFERS_MB": os.environ.get("VIGIL_DATABASE__SHARED_BUFFERS_MB", "6144"),
 }
 
 

@@ -22,10 +22,19 @@ For each size x dimension x data: persons and faces loaded with one binary COPY,
 design (DESIGNS: model_versions.index_params) the version's index is built by the schema's own
 fn_ensure_embedding_index (progress from pg_stat_progress_create_index; build time and size
 recorded) and searched with the repository's own statement and settings
-(storage/repositories/faces.py: _knn_statement, search_settings) at each ef_search. Measured per
+(storage/repositories/faces.py: _knn_statement, search_settings) at each ef_search, warm (index and
+heap prewarmed into a buffer cache sized for them, as a server sized for its gallery runs; the bench
+stack's shared_buffers is 6 GB). Binary-quantised designs re-rank ef_search candidates. Measured per
 ef_search: recall@1 against numpy's exact top-1 (genuine and impostor probes), identification rate
 (top-1 person is the probe's identity), false-match rate (impostor probes whose top-1 similarity
-reaches the model's threshold), p50/p99 latency and QPS of single queries on one connection.
+reaches the model's 1:1 threshold), p50/p99 latency and QPS of single queries on one connection.
+
+The 1:N threshold: a 1:1 threshold names strangers more often the larger the gallery (the best of N
+impostor scores grows with N). The bench measures the truth with CALIBRATION_PROBES faces of
+strangers (exact search: the similarity exceeded in FPIR of their searches), and runs the product's
+own calibration (FaceEmbeddingRepository.calibrate_identification, `vigil models calibrate`: enrolled
+faces searched for their nearest other person) beside it; FMR 1:N and TPIR (genuine probes named
+correctly at or above it) are measured at the strangers' threshold, and at the product's.
 Rows are deleted afterwards.
 """
 
@@ -37,7 +46,8 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC
 
 import numpy as np
@@ -48,6 +58,8 @@ from pgvector.psycopg import register_vector
 EF = (40, 64, 100, 200)
 K = 10
 LATENT_RANK = 64
+FPIR = 0.001  # the false-positive identification rate a 1:N threshold is set for
+CALIBRATION_PROBES = 4_000
 SAME_SIMILARITY = 2e-5  # float32 cosine in numpy and in pgvector agree to ~1e-6
 
 
@@ -130,6 +142,7 @@ class Gallery:
     genuine_owner: np.ndarray
     impostor: np.ndarray  # (Q, D) probes of identities never enrolled
     moments: dict
+    strangers: Callable[[int], np.ndarray]  # more faces of identities never enrolled (calibration)
 
 
 def structured(n: int, model: FaceModel, queries: int, rng: np.random.Generator) -> Gallery:
@@ -152,7 +165,8 @@ def structured(n: int, model: FaceModel, queries: int, rng: np.random.Generator)
     moments = {"genuine_mean": float(genuine_cos.mean()), "genuine_std": float(genuine_cos.std()),
                "impostor_mean": float(impostor_cos.mean()), "impostor_std": float(impostor_cos.std()),
                "identities": int(len(counts)), "faces_per_identity": round(n / len(counts), 2)}
-    return Gallery(vectors, owner, len(counts), genuine, genuine_owner, impostor, moments)
+    return Gallery(vectors, owner, len(counts), genuine, genuine_owner, impostor, moments,
+                   lambda m: people.faces(people.centres(m)))
 
 
 def iid(n: int, model: FaceModel, queries: int, rng: np.random.Generator) -> Gallery:
@@ -162,7 +176,7 @@ def iid(n: int, model: FaceModel, queries: int, rng: np.random.Generator) -> Gal
     impostor = unit(rng, queries, model.dim)
     return Gallery(vectors, np.arange(n), n, genuine, genuine_owner, impostor,
                    {"genuine_mean": float(np.einsum("ij,ij->i", genuine, vectors[genuine_owner]).mean()),
-                    "identities": n, "faces_per_identity": 1.0})
+                    "identities": n, "faces_per_identity": 1.0}, lambda m: unit(rng, m, model.dim))
 
 
 DATA = {"structured": structured, "iid": iid}
@@ -251,9 +265,10 @@ def watch_build(dsn: str, stop: threading.Event, interval: float) -> None:
 
 def build(conn, dsn: str, version: str, n: int, dim: int, params: dict, workers: int) -> dict:
     """The version's index as `params` say, built by the schema's trigger (UPDATE index_params)."""
-    # the graph in memory: per element the indexed value, neighbour lists (2m at layer 0), overhead
+    # the graph in memory: per element the indexed value, neighbour lists (2m candidates of ~24 bytes
+    # at layer 0) and overhead; an estimate short of it spills the build to disk (10x slower)
     bytes_per = {"vector": 4 * dim, "halfvec": 2 * dim, "bit": dim // 8}[params["storage"]]
-    mem_mb = max(256, math.ceil(n * (bytes_per + 2 * params["m"] * 8 + 256) * 1.3 / 2**20))
+    mem_mb = max(256, math.ceil(n * (bytes_per + 2 * params["m"] * 24 + 512) * 1.3 / 2**20))
     for index in index_names(conn, version):
         conn.execute(f'DROP INDEX "{index}"')
     notices: list[str] = []
@@ -274,6 +289,10 @@ def build(conn, dsn: str, version: str, n: int, dim: int, params: dict, workers:
     (name,) = index_names(conn, version)
     size = conn.execute("SELECT pg_relation_size(%s::regclass)", (name,)).fetchone()[0]
     conn.execute("ANALYZE face_embeddings")
+    # Searched warm, as a server whose buffer cache holds its gallery (database.shared_buffers_mb;
+    # pg_prewarm's autoprewarm restores the cache after a restart) searches it in steady state.
+    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+    conn.execute("SELECT pg_prewarm(%s::regclass), pg_prewarm('face_embeddings')", (name,))
     return {"build_s": round(elapsed, 1), "index_mb": round(size / 2**20, 1), "maintenance_work_mem_mb": mem_mb,
             "spilled": any("no longer fits" in m for m in notices), "index": name}
 
@@ -281,7 +300,7 @@ def build(conn, dsn: str, version: str, n: int, dim: int, params: dict, workers:
 # --------------------------------------------------------------------------- searching
 
 
-def numpy_exact(vectors: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def numpy_exact(vectors: np.ndarray, probes: np.ndarray, *, timed: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
     """Exact top-1 index and similarity of each probe, and numpy's single-query QPS."""
     best, sims = [], []
     for start in range(0, len(probes), 64):
@@ -290,12 +309,12 @@ def numpy_exact(vectors: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np
         best.append(i)
         sims.append(s[np.arange(len(i)), i])
     single = []
-    for vec in probes[:30]:
+    for vec in probes[:30 if timed else 0]:
         t = time.perf_counter()
         s = vectors @ vec
         np.argpartition(-s, K)[:K]
         single.append(time.perf_counter() - t)
-    return np.concatenate(best), np.concatenate(sims), 1 / float(np.mean(single))
+    return np.concatenate(best), np.concatenate(sims), 1 / float(np.mean(single)) if single else 0.0
 
 
 def model_version(version: str, model: FaceModel, params: dict):
@@ -306,20 +325,22 @@ def model_version(version: str, model: FaceModel, params: dict):
 
     return ModelVersion(id=uuid4(), version_string=version, embedding_dim=model.dim, match_threshold=model.threshold,
                         metrics={}, is_production=False, is_rollback_available=False, deployed_at=None,
-                        training_job_id=None, created_at=datetime.now(UTC), index_params=params)
+                        training_job_id=None, created_at=datetime.now(UTC), index_params=params,
+                        identification_threshold=None, identification_calibration={})
 
 
 def sweep(conn, mv, probes: np.ndarray, efs: list[int]) -> list[dict]:
     """For each ef_search: the repository's statement under the repository's settings, one probe at
-    a time: (top-1 person ids, top-1 similarities, latencies)."""
+    a time: (top-1 person ids, top-1 similarities, latencies). A binary-quantised design re-ranks
+    ef_search candidates (its Hamming order is too coarse to re-rank fewer than it walks)."""
     from psycopg import sql
 
     from vigil.storage.repositories.faces import _knn_statement, search_settings
 
     statement = _knn_statement(mv, sql.Placeholder("query"), filtered=False)
-    index = mv.index
     out = []
     for ef in efs:
+        index = replace(mv.index, rerank=ef) if mv.index.storage == "bit" else mv.index
         settings = search_settings(index, K, filtered=False, ef_search=ef)
         with conn.transaction():
             conn.execute("SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings),
@@ -336,8 +357,42 @@ def sweep(conn, mv, probes: np.ndarray, efs: list[int]) -> list[dict]:
     return out
 
 
+def calibrate(dsn: str, mv, probes: int, last: dict, s: dict, gallery: Gallery, identity_of: dict, genuine: slice,
+              impostor: slice, threshold_1n: float) -> dict:
+    """The product's own 1:N calibration (vigil models calibrate) on this gallery, against the
+    threshold measured with strangers' faces; FMR and TPIR at it from the last (largest ef) sweep."""
+    import asyncio
+
+    from pgvector.psycopg import register_vector_async
+    from psycopg.rows import dict_row
+
+    from vigil.storage.repositories.faces import FaceEmbeddingRepository
+
+    async def measure():
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+            await register_vector_async(conn)
+            return await FaceEmbeddingRepository(conn).calibrate_identification(
+                mv, fpir=FPIR, probes=probes,
+                progress=lambda done, total: done % 1000 == 0 and log(f"  calibrating: {done:,}/{total:,}"))
+
+    started = time.perf_counter()
+    calibration = asyncio.run(measure())
+    person = np.array([identity_of.get(p.bytes, -1) if p else -1 for p in s["ids"]])
+    threshold = calibration.threshold
+    out = {"threshold": round(threshold, 4), "strangers_threshold": round(threshold_1n, 4),
+           "probes": calibration.details["probes"], "seconds": round(time.perf_counter() - started, 1),
+           "ef_search": last["ef_search"],
+           "fmr": round(float(np.mean(s["sims"][impostor] >= threshold)), 4),
+           "tpir": round(float(np.mean((person[genuine] == gallery.genuine_owner)
+                                       & (s["sims"][genuine] >= threshold))), 4)}
+    log(f"  product calibration ({out['probes']:,} enrolled faces, {out['seconds']} s): 1:N threshold"
+        f" {out['threshold']:.4f} (strangers' {threshold_1n:.4f}); at ef {out['ef_search']}: FMR {out['fmr']:.4f},"
+        f" TPIR {out['tpir']:.4f}")
+    return out
+
+
 def run_one(dsn: str, n: int, dim: int, data: str, designs: list[str], queries: int, efs: list[int], workers: int,
-            rng: np.random.Generator) -> dict:
+            rng: np.random.Generator, calibration_probes: int = 0) -> dict:
     model = MODELS[dim]
     version = f"bench-{data}-{dim}d-{n}"
     log(f"{n:,} x {dim}-d {data} ({model.name}): generating")
@@ -354,9 +409,18 @@ def run_one(dsn: str, n: int, dim: int, data: str, designs: list[str], queries: 
     exact_fmr = float(np.mean(exact_sim[impostor] >= model.threshold))
     log(f"  numpy: {np_qps:,.1f} QPS single; identification {exact_ident:.4f}, FMR at {model.threshold} "
         f"{exact_fmr:.4f}")
+    # The 1:N threshold: the similarity that strangers' best matches in this gallery exceed in FPIR of
+    # searches (exact search of CALIBRATION_PROBES faces of identities never enrolled).
+    _, stranger_sim, _ = numpy_exact(gallery.vectors, gallery.strangers(CALIBRATION_PROBES), timed=False)
+    threshold_1n = float(np.quantile(stranger_sim, 1 - FPIR))
+    exact_tpir = float(np.mean((gallery.owner[exact_idx[genuine]] == gallery.genuine_owner)
+                               & (exact_sim[genuine] >= threshold_1n)))
+    log(f"  1:N threshold for FPIR {FPIR:.1%}: {threshold_1n:.3f} (model's 1:1 threshold {model.threshold});"
+        f" numpy's true-positive identification rate at it {exact_tpir:.4f}")
     result = {"n": n, "dim": dim, "data": data, "model": model.name, "threshold": model.threshold,
               "moments": gallery.moments, "numpy_single_qps": round(np_qps, 1),
-              "numpy_identification": round(exact_ident, 4), "numpy_fmr": round(exact_fmr, 4), "designs": []}
+              "numpy_identification": round(exact_ident, 4), "numpy_fmr": round(exact_fmr, 4),
+              "threshold_1n": round(threshold_1n, 4), "numpy_tpir_1n": round(exact_tpir, 4), "designs": []}
     with psycopg.connect(dsn, autocommit=True) as conn:
         register_vector(conn)
         log(f"COPY {n:,} faces")
@@ -381,6 +445,9 @@ def run_one(dsn: str, n: int, dim: int, data: str, designs: list[str], queries: 
                      "recall_at_1_impostor": round(float(np.mean(hit[impostor])), 4),
                      "identification": round(float(np.mean(person[genuine] == gallery.genuine_owner)), 4),
                      "fmr": round(float(np.mean(s["sims"][impostor] >= model.threshold)), 4),
+                     "fmr_1n": round(float(np.mean(s["sims"][impostor] >= threshold_1n)), 4),
+                     "tpir_1n": round(float(np.mean((person[genuine] == gallery.genuine_owner)
+                                                    & (s["sims"][genuine] >= threshold_1n))), 4),
                      "p50_ms": round(float(np.percentile(lat, 50)), 2),
                      "p99_ms": round(float(np.percentile(lat, 99)), 2),
                      "qps": round(1000 / float(lat.mean()), 1)}
@@ -388,6 +455,10 @@ def run_one(dsn: str, n: int, dim: int, data: str, designs: list[str], queries: 
                 log(f"  ef {r['ef_search']}: R@1 genuine {r['recall_at_1_genuine']:.3f} impostor "
                     f"{r['recall_at_1_impostor']:.3f}, identification {r['identification']:.3f}, FMR {r['fmr']:.4f}, "
                     f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms, {r['qps']:,.0f} QPS")
+            if calibration_probes:
+                entry["calibration"] = calibrate(dsn, replace(mv, index_params={**params, "ef_search": max(efs)}),
+                                                 calibration_probes, entry["sweeps"][-1], s, gallery, identity_of,
+                                                 genuine, impostor, threshold_1n)
             result["designs"].append(entry)
         log("cleaning up")
         cleanup(conn, version)
@@ -398,15 +469,22 @@ def run_one(dsn: str, n: int, dim: int, data: str, designs: list[str], queries: 
 def report(r: dict) -> None:
     print(f"\n{r['n']:,} x {r['dim']}-d {r['data']} ({r['model']}, threshold {r['threshold']}): COPY {r['load_s']} s;"
           f" numpy exact {r['numpy_single_qps']:,.1f} QPS, identification {r['numpy_identification']:.3f},"
-          f" FMR {r['numpy_fmr']:.4f}; moments {json.dumps({k: round(v, 3) for k, v in r['moments'].items()})}")
+          f" FMR {r['numpy_fmr']:.4f}; 1:N threshold {r['threshold_1n']:.3f} (FPIR {FPIR:.1%}), numpy TPIR at it"
+          f" {r['numpy_tpir_1n']:.3f}; moments {json.dumps({k: round(v, 3) for k, v in r['moments'].items()})}")
     print(f"{'design':<20} {'build s':>8} {'MB':>7} {'ef':>4} {'R@1 gen':>7} {'R@1 imp':>7} {'ident':>6} {'FMR':>7}"
-          f" {'p50 ms':>7} {'p99 ms':>7} {'QPS':>6} {'x np':>5}")
+          f" {'FMR 1:N':>7} {'TPIR':>6} {'p50 ms':>7} {'p99 ms':>7} {'QPS':>6} {'x np':>5}")
     for d in r["designs"]:
         for i, s in enumerate(d["sweeps"]):
             head = f"{d['design']:<20} {d['build_s']:>8} {d['index_mb']:>7}" if i == 0 else " " * 37
             print(f"{head} {s['ef_search']:>4} {s['recall_at_1_genuine']:>7.3f} {s['recall_at_1_impostor']:>7.3f}"
-                  f" {s['identification']:>6.3f} {s['fmr']:>7.4f} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f}"
+                  f" {s['identification']:>6.3f} {s['fmr']:>7.4f} {s['fmr_1n']:>7.4f} {s['tpir_1n']:>6.3f}"
+                  f" {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f}"
                   f" {s['qps']:>6,.0f} {s['qps'] / r['numpy_single_qps']:>5.1f}")
+        if "calibration" in d:
+            c = d["calibration"]
+            print(f"{'':<20} product's 1:N calibration ({c['probes']:,} faces, {c['seconds']} s): threshold"
+                  f" {c['threshold']:.4f} (strangers' {c['strangers_threshold']:.4f}); at ef {c['ef_search']}"
+                  f" FMR {c['fmr']:.4f}, TPIR {c['tpir']:.3f}")
     print(flush=True)
 
 
@@ -420,6 +498,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500, help="genuine probes; as many impostor probes")
     parser.add_argument("--ef", type=int, nargs="+", default=list(EF))
     parser.add_argument("--workers", type=int, default=1, help="max_parallel_maintenance_workers for the build")
+    parser.add_argument("--calibration-probes", type=int, default=2000,
+                        help="enrolled faces the product's 1:N calibration searches per design (0: skip)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     settings = bench_settings()
@@ -429,7 +509,8 @@ def main() -> None:
     for n in args.sizes:
         for dim in args.dims:
             for data in args.data:
-                results.append(run_one(dsn, n, dim, data, args.designs, args.queries, args.ef, args.workers, rng))
+                results.append(run_one(dsn, n, dim, data, args.designs, args.queries, args.ef, args.workers, rng,
+                                       args.calibration_probes))
                 report(results[-1])
                 if args.json:
                     with open(args.json, "w") as fh:

@@ -131,18 +131,6 @@ def choose_face(faces: list[DetectedFace], wanted: Box | None) -> DetectedFace |
     return max(overlapping, key=lambda f: (wanted.holds_centre_of(_box(f)), wanted.iou(_box(f))))
 
 
-async def resolve_model(conn, version: str | None) -> ModelVersion:
-    """The named embedding model version, else the production one, else the newest registered."""
-    repo = ModelVersionRepository(conn)
-    if version:
-        return await repo.get(version)
-    embedders = [m for m in await repo.list() if m.embedding_dim]
-    if not embedders:
-        raise FailedPrecondition("no face embedding model is registered: run `vigil models prepare`")
-    production = [m for m in embedders if m.is_production]
-    return (production or sorted(embedders, key=lambda m: m.created_at))[-1]
-
-
 class FaceGallery:
     def __init__(self, analyzer: FaceAnalyzer, objects: ObjectStore, *, max_image_bytes: int):
         self.analyzer = analyzer
@@ -180,7 +168,7 @@ class FaceGallery:
             check_box(box, f"images[{i}].face_box")
             decoded.append((decode_image(data, f"images[{i}].image", self.max_image_bytes), box))
         person = await PersonRepository(tx.conn).get(person_id)  # NOT_FOUND before any heavy work
-        model = await resolve_model(tx.conn, model_version)
+        model = await ModelVersionRepository(tx.conn).embedder(model_version)
         examined, candidates, vectors = await asyncio.to_thread(self._analyse, decoded)
         if candidates and vectors.shape[1] != model.embedding_dim:
             raise FailedPrecondition(f"model version {model.version_string} has {model.embedding_dim} dimensions "
@@ -291,6 +279,33 @@ async def account_for_search(tx, query_type: str, model: ModelVersion, filters: 
         timings=clock.timings(), client_ip=tx.caller.client_ip, metadata={"matched_person_ids": person_ids, **context})
     await tx.audit("person.search_faces", "search", record.id, {
         "query_type": query_type, "model_version": model.version_string, "matched_person_ids": person_ids})
+    return record
+
+
+@dataclass
+class SearchAttempt:
+    """What a face search has established so far, for the log when it fails part-way."""
+
+    query_type: str  # searches.query_type: 'image' or 'face' (a probe embedding)
+    clock: SearchClock = field(default_factory=SearchClock)
+    filters: dict = field(default_factory=dict)  # as logged; empty until the request's were checked
+    model: ModelVersion | None = None  # once resolved
+
+
+ERROR_EXCERPT = 300  # characters of a failed search's error kept in its log entry
+
+
+async def account_for_failed_search(tx, attempt: SearchAttempt, error: str) -> SearchRecord:
+    """Log and audit a search that ended in an error, with what it had asked: who tried to search
+    whom matters as much as who found whom."""
+    error = error if len(error) <= ERROR_EXCERPT else error[:ERROR_EXCERPT - 1] + "…"
+    version = attempt.model.version_string if attempt.model else None
+    record = await SearchRepository(tx.conn).record(
+        attempt.query_type, user_id=tx.caller.user_id, api_key_id=tx.caller.key.id, model_version=version,
+        filters=attempt.filters, result_count=0, top_score=None, timings=attempt.clock.timings(),
+        client_ip=tx.caller.client_ip, metadata={"matched_person_ids": [], "error": error})
+    await tx.audit("person.search_faces", "search", record.id, {
+        "query_type": attempt.query_type, "model_version": version, "matched_person_ids": [], "error": error})
     return record
 
 

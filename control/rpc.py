@@ -27,7 +27,9 @@ _STATUS = {
 }
 
 
-def status_of(exc: RepositoryError) -> grpc.StatusCode:
+def status_of(exc: RepositoryError | InferenceError) -> grpc.StatusCode:
+    if isinstance(exc, InferenceError):
+        return grpc.StatusCode.UNAVAILABLE
     for cls, code in _STATUS.items():
         if isinstance(exc, cls):
             return code

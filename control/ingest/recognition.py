@@ -87,17 +87,20 @@ class Recognizer:
         started: list[NewCluster] = []
         identities = []
         for face, near in zip(faces, neighbours):
-            enrolled = next((n for n in near if n.person_id not in held), None)
+            model = models[face.model_version]
+            # an enrolled person is named at the gallery's 1:N threshold; clusters match at 1:1
+            enrolled = next((n for n in near if n.person_id not in held and n.similarity >= model.identifies_at), None)
             if enrolled is not None:
                 identities.append(Recognized(enrolled.person_id, enrolled.embedding_id, enrolled.similarity))
             else:
-                identities.append(self._unknown(face, models[face.model_version], near, held, started))
+                identities.append(self._unknown(face, model, [n for n in near if n.person_id in held], held,
+                                                started))
         return identities
 
     @staticmethod
     def _unknown(face: BestFace, model: ModelVersion, near, held: dict[UUID, HeldCluster],
                  started: list[NewCluster]) -> Unknown:
-        candidates = [Unknown(held[n.person_id], n.similarity) for n in near[:1]]  # nearest first: all are held
+        candidates = [Unknown(held[n.person_id], n.similarity) for n in near[:1]]  # the nearest held cluster
         vector = unit(face.embedding)
         candidates += [Unknown(c, float(vector @ c.seed)) for c in started if c.model is model]
         best = max(candidates, key=lambda u: u.similarity, default=None)

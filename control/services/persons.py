@@ -19,11 +19,11 @@ from vigil.control.gallery import (
     Box,
     FaceGallery,
     ImageOutcome,
-    SearchClock,
+    SearchAttempt,
     SearchFilters,
+    account_for_failed_search,
     account_for_search,
     nearest_persons,
-    resolve_model,
 )
 from vigil.control.request_checks import (
     api_token,
@@ -35,9 +35,10 @@ from vigil.control.request_checks import (
     required_message,
     time_bounds,
 )
-from vigil.control.rpc import rpc
+from vigil.control.rpc import rpc, status_of
 from vigil.control.transactions import CallerDatabase
-from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from vigil.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, RepositoryError
+from vigil.models.errors import InferenceError
 from vigil.storage.repositories.faces import (
     ClusterRepository,
     FaceEmbedding,
@@ -157,6 +158,7 @@ def face_message(face: FaceEmbedding) -> pb.Face:
 def model_version_message(model: ModelVersion) -> pb.ModelVersion:
     return pb.ModelVersion(id=str(model.id), version_string=model.version_string,
                            embedding_dim=model.embedding_dim or 0, match_threshold=model.match_threshold,
+                           identification_threshold=model.identification_threshold,
                            is_production=model.is_production, deploy_time=timestamp(model.deployed_at),
                            create_time=timestamp(model.created_at))
 
@@ -188,7 +190,8 @@ def search_message(record: SearchRecord) -> pb.SearchLogEntry:
         labels=[LABEL.number(label) for label in filters.get("labels", [])], top_k=filters.get("top_k") or 0,
         matched_person_ids=metadata.get("matched_person_ids", []), embed_time_ms=record.embed_time_ms,
         vector_time_ms=record.vector_time_ms, db_time_ms=record.db_time_ms, total_time_ms=record.execution_time_ms,
-        client_ip=text(record.ip_address), create_time=timestamp(record.created_at))
+        client_ip=text(record.ip_address), create_time=timestamp(record.created_at),
+        error=metadata.get("error") or "")
     if filters.get("min_similarity") is not None:
         entry.min_similarity = filters["min_similarity"]
     if record.top_score is not None:
@@ -526,6 +529,17 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
 
     @rpc("persons", "read")
     async def SearchFaces(self, request, context):
+        """Every call is accounted for: a search that fails (no face in the image, an unknown model
+        version, bad input, the face models down) is logged and audited with its error too."""
+        attempt = SearchAttempt("face" if request.WhichOneof("query") == "embedding" else "image")
+        try:
+            return await self._search_faces(request, attempt)
+        except (RepositoryError, InferenceError) as exc:
+            async with self.db.transaction() as tx:
+                await account_for_failed_search(tx, attempt, f"{status_of(exc).name}: {exc}")
+            raise
+
+    async def _search_faces(self, request, attempt: SearchAttempt):
         top_k = request.top_k or 10
         if not 1 <= top_k <= 100:
             raise InvalidArgument("top_k", "must be 1..100 (0 = 10)")
@@ -541,14 +555,14 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
         if query == "embedding" and not request.model_version:
             raise InvalidArgument("model_version", "is required with an embedding query")
         box = face_box(request, "face_box")
-        clock = SearchClock()
-        logged_filters = {**filters.logged(), "top_k": top_k, "min_similarity": min_similarity,
-                          "face_box": None if box is None else vars(box)}
+        clock = attempt.clock
+        logged_filters = attempt.filters = {**filters.logged(), "top_k": top_k, "min_similarity": min_similarity,
+                                            "face_box": None if box is None else vars(box)}
         async with self.db.transaction() as tx:
             with clock.timing("db"):
-                model = await resolve_model(tx.conn, request.model_version or None)
+                model = attempt.model = await ModelVersionRepository(tx.conn).embedder(request.model_version or None)
             response = pb.SearchFacesResponse(model_version=model.version_string,
-                                              match_threshold=model.match_threshold or 0.0)
+                                              match_threshold=model.identifies_at or 0.0)
             if query == "embedding":
                 vector = embedding_values(request.embedding.values, model.embedding_dim)
             else:
@@ -564,9 +578,8 @@ class PersonService(person_pb2_grpc.PersonServiceServicer):
                 persons = {n.person_id: await repo.get(n.person_id) for n in neighbours}
                 messages = dict(zip(persons, await self._messages(repo, list(persons.values()))))
             context = {} if query == "embedding" else {"query_face_quality": round(quality, 3)}
-            await account_for_search(tx, "face" if query == "embedding" else "image", model, logged_filters,
-                                     neighbours, clock, **context)
-        threshold = model.match_threshold if model.match_threshold is not None else 1.0
+            await account_for_search(tx, attempt.query_type, model, logged_filters, neighbours, clock, **context)
+        threshold = model.identifies_at if model.identifies_at is not None else 1.0
         response.matches.extend(
             pb.FaceMatch(person=messages[n.person_id], similarity=n.similarity, face_id=str(n.embedding_id),
                          above_threshold=n.similarity >= threshold)

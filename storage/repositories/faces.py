@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -103,6 +103,15 @@ class IndexParams:
                                           self.indexed(dim, query))
 
 
+# The designs bench/face_search.py measured best per embedding size (BENCHMARKS.md, "Face search");
+# `vigil models prepare` registers its embedders with theirs. Other versions keep IndexParams()
+# until ModelVersionRepository.set_index.
+MEASURED_DESIGNS = {
+    128: IndexParams(storage="halfvec", m=16, ef_construction=64, ef_search=200, rerank=40),
+    512: IndexParams(storage="halfvec", m=16, ef_construction=64, ef_search=400, rerank=40),
+}
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     id: UUID
@@ -116,10 +125,20 @@ class ModelVersion:
     training_job_id: UUID | None
     created_at: datetime
     index_params: dict[str, Any]  # IndexParams as stored; see .index
+    identification_threshold: float | None  # 1:N, from the gallery's calibration; None = not calibrated
+    identification_calibration: dict[str, Any]
 
     @property
     def index(self) -> IndexParams:
         return IndexParams.from_json(self.index_params)
+
+    @property
+    def identifies_at(self) -> float | None:
+        """The similarity at which a face is named as an enrolled person among the whole gallery:
+        the 1:1 match threshold, raised by the gallery's 1:N calibration when that is higher."""
+        if self.match_threshold is None or self.identification_threshold is None:
+            return self.match_threshold
+        return max(self.match_threshold, self.identification_threshold)
 
 
 @dataclass(frozen=True)
@@ -143,7 +162,8 @@ class Neighbor:
     similarity: float  # 1 - distance, compared with ModelVersion.match_threshold
 
 
-_MODEL_COLUMNS = columns_of(ModelVersion, match_threshold=sql.SQL("match_threshold::float8"))
+_MODEL_COLUMNS = columns_of(ModelVersion, match_threshold=sql.SQL("match_threshold::float8"),
+                            identification_threshold=sql.SQL("identification_threshold::float8"))
 _BEST_FIRST = "face_quality DESC, confidence DESC, created_at DESC, id DESC"  # the best embedding of several
 _EMBEDDING_COLUMNS = columns_of(FaceEmbedding, face_quality=sql.SQL("face_quality::float8"),
                                 confidence=sql.SQL("confidence::float8"))
@@ -178,12 +198,32 @@ class ModelVersionRepository:
                                     (Jsonb(index.checked().to_json()), model.id))
         return await self.get(version_string)
 
+    async def set_identification(self, version_string: str, threshold: float, calibration: dict[str, Any]
+                                 ) -> ModelVersion:
+        """Store the version's 1:N threshold and how it was measured (calibrate_identification)."""
+        model = await self.get(version_string)
+        async with guarded(self.conn, "model_version"):
+            await self.conn.execute(
+                "UPDATE model_versions SET identification_threshold = %s, identification_calibration = %s"
+                " WHERE id = %s", (round(threshold, 4), Jsonb(calibration), model.id))
+        return await self.get(version_string)
+
     async def get(self, version_string: str) -> ModelVersion:
         model = await fetch_one(self.conn, ModelVersion, sql.SQL(
             "SELECT {} FROM model_versions WHERE version_string = %s").format(_MODEL_COLUMNS), (version_string,))
         if model is None:
             raise NotFound("model_version", version_string)
         return model
+
+    async def embedder(self, version_string: str | None = None) -> ModelVersion:
+        """The named model version, else the production embedder, else the newest registered one."""
+        if version_string:
+            return await self.get(version_string)
+        embedders = [m for m in await self.list() if m.embedding_dim]
+        if not embedders:
+            raise FailedPrecondition("no face embedding model is registered: run `vigil models prepare`")
+        production = [m for m in embedders if m.is_production]
+        return (production or sorted(embedders, key=lambda m: m.created_at))[-1]
 
     async def list(self) -> list[ModelVersion]:
         return await fetch_all(self.conn, ModelVersion, sql.SQL(
@@ -262,6 +302,30 @@ def _neighbor(row: dict[str, Any]) -> Neighbor:
 
 def _within(neighbors: Iterable[Neighbor], max_distance: float | None) -> list[Neighbor]:
     return [n for n in neighbors if max_distance is None or n.distance <= max_distance]
+
+
+# --------------------------------------------------------------------------- 1:N calibration
+
+DEFAULT_FPIR = 0.001  # the false-positive identification rate the 1:N threshold is set for
+CALIBRATION_PROBES_PER_TAIL = 10  # probes beyond the quantile: 10,000 for an FPIR of 0.1 %
+MAX_CALIBRATION_PROBES = 100_000
+CALIBRATION_BATCH = 100
+CALIBRATION_NEIGHBOURS = 20  # enough to pass a probe's own other faces and unnamed placeholders
+# Persons the recogniser names: not the unnamed placeholders holding an unknown-face cluster's faces
+# (ClusterSightingRepository.held_by), which may be another cluster of the same face.
+_NAMED_BY_RECOGNISER = ("(p.name IS NOT NULL OR NOT EXISTS (SELECT 1 FROM person_clusters c JOIN face_embeddings r"
+                        " ON r.id = c.representative_embedding_id WHERE c.status = 'active' AND r.person_id = p.id))")
+_ENROLLED = "JOIN persons p ON p.id = f.person_id WHERE f.model_version = %s AND " + _NAMED_BY_RECOGNISER
+_ENROLLED_FACES_COUNT = "SELECT count(*) AS n FROM face_embeddings f " + _ENROLLED
+_SAMPLED_FACES = "SELECT f.person_id, f.embedding FROM face_embeddings f TABLESAMPLE BERNOULLI (%s) " + _ENROLLED \
+                 + " LIMIT %s"
+_PLACEHOLDERS = "SELECT p.id FROM persons p WHERE p.id = ANY(%s) AND NOT " + _NAMED_BY_RECOGNISER
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float  # the similarity the gallery's best impostor scores exceed in `fpir` of searches
+    details: dict[str, Any]  # model_versions.identification_calibration
 
 
 class FaceEmbeddingRepository:
@@ -399,6 +463,52 @@ class FaceEmbeddingRepository:
         for row in rows:
             per_query[row["ord"] - 1].append(row)
         return [_within(map(_neighbor, found), max_distance) for found in per_query]
+
+    async def calibrate_identification(self, model_version: ModelVersion | str, *, fpir: float = DEFAULT_FPIR,
+                                       probes: int | None = None, progress=None) -> Calibration:
+        """Measure the 1:N threshold of this version's gallery: `probes` enrolled faces (of persons
+        the recogniser names, not cluster placeholders) are each searched, as the recogniser
+        searches, for the nearest face of another such person; the threshold is the similarity those
+        best impostor scores exceed in `fpir` of the searches, so that a stranger's face is named
+        as someone about that often.
+        Store it with ModelVersionRepository.set_identification."""
+        model = await self._embedder(model_version)
+        if not isinstance(fpir, (int, float)) or not 0 < fpir < 0.5:
+            raise InvalidArgument("fpir", "must be a rate in (0, 0.5)")
+        wanted = probes if probes is not None else math.ceil(CALIBRATION_PROBES_PER_TAIL / fpir)
+        if not isinstance(wanted, int) or isinstance(wanted, bool) or not 1 <= wanted <= MAX_CALIBRATION_PROBES:
+            raise InvalidArgument("probes", f"must be an integer in 1..{MAX_CALIBRATION_PROBES}")
+        cur = await self.conn.execute(_ENROLLED_FACES_COUNT, (model.version_string,))
+        enrolled = (await cur.fetchone())["n"]
+        if enrolled < 2:
+            raise FailedPrecondition(f"{model.version_string} has {enrolled} enrolled faces; calibrating needs a "
+                                     "gallery (enrol persons first)")
+        percent = min(100.0, 100.0 * 1.3 * wanted / enrolled)  # a page-level sample, trimmed to `wanted`
+        cur = await self.conn.execute(_SAMPLED_FACES, (percent, model.version_string, wanted))
+        sample = await cur.fetchall()
+        best: list[float] = []
+        for start in range(0, len(sample), CALIBRATION_BATCH):
+            batch = sample[start:start + CALIBRATION_BATCH]
+            found = await self.nearest_batch(model, [row["embedding"].to_numpy() for row in batch],
+                                             k=CALIBRATION_NEIGHBOURS)
+            cur = await self.conn.execute(_PLACEHOLDERS, (list({n.person_id for near in found for n in near}),))
+            unnamed = {row["id"] for row in await cur.fetchall()}
+            for row, near in zip(batch, found):
+                other = next((n for n in near if n.person_id != row["person_id"] and n.person_id not in unnamed), None)
+                if other is not None:
+                    best.append(other.similarity)
+            if progress:
+                progress(min(start + CALIBRATION_BATCH, len(sample)), len(sample))
+        if not best:
+            raise FailedPrecondition(f"{model.version_string}'s gallery has faces of one enrolled person only; "
+                                     "calibrating needs faces of several")
+        scores = np.asarray(best)
+        threshold = float(np.quantile(scores, 1.0 - fpir))
+        return Calibration(threshold, {
+            "fpir": fpir, "probes": len(scores), "gallery_faces": enrolled,
+            "quantiles": {q: round(float(np.quantile(scores, float(q))), 4) for q in ("0.5", "0.99", "0.999")},
+            "max": round(float(scores.max()), 4), "resolution": round(1.0 / len(scores), 6),
+            "index_params": model.index.to_json(), "calibrated_at": datetime.now(UTC).isoformat()})
 
     async def _search(self, statement: sql.Composed, params: dict[str, Any], model: ModelVersion, k: int,
                       person_ids: list[UUID] | None, ef_search: int | None) -> list[dict[str, Any]]:

@@ -301,3 +301,34 @@ async def test_each_search_is_logged_audited_and_listed_for_admins(persons, as_r
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await persons.ListSearches(person_pb2.ListSearchesRequest(query_types=[0]), metadata=md)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "query_types[0]" in err.value.details()
+
+
+async def test_failed_searches_are_logged_and_audited_with_their_error(persons, as_role, face_models, db):
+    from google.protobuf import timestamp_pb2
+
+    start = timestamp_pb2.Timestamp()
+    start.GetCurrentTime()
+    md = as_role("operator")
+    blank = cv2.imencode(".jpg", np.full((240, 320, 3), 128, np.uint8))[1].tobytes()
+    with pytest.raises(grpc.aio.AioRpcError) as no_face:
+        await persons.SearchFaces(person_pb2.SearchFacesRequest(image=blank, top_k=4), metadata=md)
+    model_version = db.execute("SELECT version_string FROM model_versions WHERE embedding_dim IS NOT NULL"
+                               " ORDER BY created_at DESC LIMIT 1").fetchone()[0]
+    with pytest.raises(grpc.aio.AioRpcError) as wrong_size:
+        await persons.SearchFaces(person_pb2.SearchFacesRequest(
+            embedding=person_pb2.Embedding(values=[0.1] * 7), model_version=model_version), metadata=md)
+    assert wrong_size.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    listed = await persons.ListSearches(person_pb2.ListSearchesRequest(
+        time_range=common_pb2.TimeRange(start_time=start)), metadata=as_role("admin"))
+    mine = [s for s in listed.searches if s.error]
+    by_embedding, by_image = mine[:2]  # newest first
+    assert by_image.query_type == person_pb2.SEARCH_QUERY_TYPE_IMAGE and by_image.top_k == 4
+    assert by_image.error.startswith(no_face.value.code().name + ": ")
+    assert not by_image.matched_person_ids and not by_image.HasField("top_score")
+    assert by_embedding.query_type == person_pb2.SEARCH_QUERY_TYPE_EMBEDDING
+    assert by_embedding.error.startswith("INVALID_ARGUMENT: ") and "7" in by_embedding.error
+    assert by_embedding.model_version == model_version  # resolved before the vector was refused
+    audited = db.execute("SELECT details FROM audit_logs WHERE action = 'person.search_faces' AND resource_id = %s",
+                         (by_image.id,)).fetchone()
+    assert audited and audited[0]["changed_fields"]["error"] == by_image.error

@@ -14,6 +14,7 @@ from tests.ingest.builders import accepted, batch, best_face, face_track, person
 from vigil.api.v1 import common_pb2, person_pb2, person_pb2_grpc
 from vigil.api.v1 import event_pb2 as event_pb
 from vigil.storage.repositories.events import EventRepository
+from vigil.storage.repositories.faces import ModelVersionRepository
 
 
 async def camera_events(events, camera, metadata) -> dict[str, event_pb.Event]:
@@ -49,6 +50,40 @@ async def test_an_enrolled_persons_face_is_recognized(ingest, node, events, chan
     assert (stored.metadata["track_id"], stored.metadata["parent_track_id"]) == ("face", "body")
     assert isinstance(stored.metadata["processing_time_ms"], int)
     assert len(stored.metadata["landmarks"]) == 5
+
+
+async def test_a_calibrated_1n_threshold_above_a_match_leaves_the_face_unnamed(
+        ingest, node, events, channel, admin, app, camera, model_version, photos, real_faces):
+    """The gallery's 1:N threshold (vigil models calibrate) is applied at once: a face that matches
+    an enrolled person at the 1:1 threshold but not at the calibrated one is a stranger, and
+    SearchFaces reports the threshold it named persons at."""
+    persons = person_pb2_grpc.PersonServiceStub(channel)
+    calibrated = (await persons.CreatePerson(person_pb2.CreatePersonRequest(person=person_pb2.Person(
+        name="Calibrated Obama", status=common_pb2.PERSON_STATUS_KNOWN)), metadata=admin)).person.id
+    await persons.EnrollFace(person_pb2.EnrollFaceRequest(
+        person_id=calibrated, model_version=model_version,
+        images=[person_pb2.EnrollImage(image=photos["obama"].read_bytes())]), metadata=admin)
+    face = best_face(real_faces["obama3"], model_version)
+    await accepted(ingest, node, batch(camera.id, [face_track("before", face)]))
+    before = (await camera_events(events, camera, admin))["before"]
+    assert before.person_id  # named at the 1:1 threshold (by this or another test's enrolment)
+
+    async with database(app) as conn:
+        await ModelVersionRepository(conn).set_identification(model_version, min(0.9999, before.similarity + 0.02),
+                                                              {"fpir": 0.001, "note": "test"})
+    try:
+        await accepted(ingest, node, batch(camera.id, [face_track("after", face, second=30)]))
+        after = (await camera_events(events, camera, admin))["after"]
+        assert after.event_type == common_pb2.EVENT_TYPE_FACE_DETECTED and not after.person_id and after.cluster_id
+        searched = await persons.SearchFaces(person_pb2.SearchFacesRequest(
+            image=photos["obama3"].read_bytes(), model_version=model_version), metadata=admin)
+        assert searched.match_threshold == pytest.approx(min(0.9999, before.similarity + 0.02), abs=1e-4)
+        assert searched.matches and all(m.above_threshold == (m.similarity >= searched.match_threshold)
+                                        for m in searched.matches)
+    finally:
+        async with database(app) as conn:
+            await conn.execute("UPDATE model_versions SET identification_threshold = NULL,"
+                               " identification_calibration = '{}' WHERE version_string = %s", (model_version,))
 
 
 async def test_an_unknown_face_seen_twice_is_one_cluster(ingest, node, events, channel, admin, app, camera,

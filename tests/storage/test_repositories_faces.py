@@ -321,3 +321,57 @@ def test_index_params_are_checked():
     assert IndexParams.from_json({"storage": "halfvec", "rerank": 40}).to_json()["rerank"] == 40
     settings = search_settings(IndexParams(rerank=300, ef_search=40), 10, filtered=True)
     assert settings["hnsw.ef_search"] == "300" and settings["hnsw.iterative_scan"] == "relaxed_order"
+
+
+# --------------------------------------------------------------------------- 1:N calibration
+
+
+async def test_calibration_measures_the_galleries_best_impostor_scores(owner_conn):
+    """The 1:N threshold is the (1 - fpir) quantile of each enrolled face's nearest *other* person,
+    as exact search over the same gallery gives it; placeholders of unknown-face clusters (here
+    near-copies of enrolled faces, as an unmerged second sighting would be) are no impostors."""
+    from datetime import UTC, datetime
+
+    from vigil.storage.repositories.clusters import ClusterSightingRepository
+
+    rng = np.random.default_rng(11)
+    model = await ModelVersionRepository(owner_conn).register(f"repo-calib-{uuid.uuid4().hex[:8]}", 128, 0.36)
+    identities = unit(rng, 600, 128)
+    faces = np.repeat(identities, 2, axis=0) + unit(rng, 1200, 128) * 0.35  # two faces per person, cosine ~0.9
+    faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+    cur = await owner_conn.execute("INSERT INTO persons (name, status) SELECT 'calib ' || n, 'known'"
+                                   " FROM generate_series(1, 600) AS n RETURNING id")
+    persons = [row["id"] for row in await cur.fetchall()]
+    owner = np.repeat(np.arange(600), 2)
+    async with owner_conn.cursor() as cur, cur.copy(
+            "COPY face_embeddings (person_id, embedding, embedding_dim, source_image_path, model_version)"
+            " FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["uuid", "vector", "int4", "text", "text"])
+        for i, vector in enumerate(faces.astype(np.float32)):
+            await copy.write_row((persons[owner[i]], vector, 128, "calib.jpg", model.version_string))
+    now = datetime.now(UTC)
+    for face in faces[:120:2]:  # 60 enrolled persons also seen as strangers, not yet merged
+        copy_of = face + unit(rng, 128) * 0.1
+        await ClusterSightingRepository(owner_conn).create_unknown(
+            model.version_string, (copy_of / np.linalg.norm(copy_of)).astype(np.float32), "sighting.jpg",
+            face_quality=0.8, confidence=0.9, sample_count=1, first_seen=now, last_seen=now)
+
+    similarity = faces @ faces.T
+    similarity[owner[:, None] == owner[None, :]] = -1  # a person's own faces are no impostors
+    exact = np.quantile(similarity.max(axis=1), 0.98)
+
+    embeddings = FaceEmbeddingRepository(owner_conn)
+    calibration = await embeddings.calibrate_identification(model, fpir=0.02, probes=1000)
+    assert calibration.details["gallery_faces"] == 1200 and calibration.details["probes"] >= 700
+    assert calibration.threshold == pytest.approx(exact, abs=0.03), (calibration.threshold, exact)
+    assert calibration.threshold < 0.6  # the placeholders' ~0.99 copies did not count
+
+    stored = await ModelVersionRepository(owner_conn).set_identification(model.version_string, 0.5,
+                                                                          calibration.details)
+    assert stored.identification_threshold == 0.5 and stored.identifies_at == 0.5
+    assert stored.identification_calibration["fpir"] == 0.02
+    lowered = await ModelVersionRepository(owner_conn).set_identification(model.version_string, 0.2, {})
+    assert lowered.identifies_at == pytest.approx(0.36)  # never below the 1:1 threshold
+    with pytest.raises(InvalidArgument) as refused:
+        await embeddings.calibrate_identification(model, fpir=0.7)
+    assert refused.value.field == "fpir"

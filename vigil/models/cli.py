@@ -1,4 +1,5 @@
-"""`vigil models prepare | list`: the Triton model repository and the registered model versions."""
+"""`vigil models prepare | list | calibrate`: the Triton model repository, the registered model
+versions and their galleries' 1:N identification thresholds."""
 
 from __future__ import annotations
 
@@ -112,3 +113,65 @@ def list_models() -> None:
                       _megabytes(model.model_file) if model.model_file.is_file() else "[yellow]absent[/yellow]",
                       version or "-", state)
     console.print(table)
+
+
+async def _calibrate(settings, version: str | None, fpir: float, probes: int | None, store: bool):
+    from vigil.endpoints import resolve
+    from vigil.storage.db import create_pool
+    from vigil.storage.repositories.audit import AuditLogRepository
+    from vigil.storage.repositories.faces import FaceEmbeddingRepository, ModelVersionRepository
+
+    pool = create_pool(resolve(settings).database_dsn, min_size=1, max_size=1, statement_timeout_ms=0)
+    await pool.open(wait=True, timeout=10)
+    try:
+        async with pool.connection() as conn:
+            model = await ModelVersionRepository(conn).embedder(version)
+            err.print(f"calibrating {model.version_string} for a false-positive identification rate of {fpir:.2%}")
+            calibration = await FaceEmbeddingRepository(conn).calibrate_identification(
+                model, fpir=fpir, probes=probes,
+                progress=lambda done, total: err.print(f"  searched {done:,}/{total:,} enrolled faces"))
+            if store:
+                async with conn.transaction():
+                    model = await ModelVersionRepository(conn).set_identification(
+                        model.version_string, calibration.threshold, calibration.details)
+                    await AuditLogRepository(conn).record(
+                        "model_version.calibrate", "model_version", resource_id=model.id,
+                        changed_fields={"identification_threshold": model.identification_threshold},
+                        details={"via": "cli", "calibration": calibration.details})
+            return model, calibration
+    finally:
+        await pool.close()
+
+
+@models_app.command("calibrate")
+def calibrate(
+    version: Annotated[str | None, typer.Option(help="Model version (default: the production embedder, "
+                                                     "else the newest registered).")] = None,
+    fpir: Annotated[float, typer.Option(help="False-positive identification rate to hold: the share of "
+                                             "strangers' faces that may be named as someone.")] = 0.001,
+    probes: Annotated[int | None, typer.Option(help="Enrolled faces searched (default: 10 / fpir).")] = None,
+    store: Annotated[bool, typer.Option(help="Store the threshold on the model version (recognition and "
+                                             "SearchFaces use it at once).")] = True,
+) -> None:
+    """Measure the 1:N identification threshold of a gallery: how similar the nearest other person
+    of an enrolled face gets at this gallery's size. Run again as the gallery grows."""
+    import asyncio
+
+    import psycopg
+
+    from vigil.errors import RepositoryError
+
+    settings = cli_settings()
+    try:
+        model, calibration = asyncio.run(_calibrate(settings, version, fpir, probes, store))
+    except RepositoryError as exc:
+        raise fail(str(exc), 2) from exc
+    except psycopg.Error as exc:
+        raise fail(f"calibration failed: {str(exc).strip()[:300]}. Is the database up? Try `vigil stack up`.") \
+            from exc
+    details = calibration.details
+    console.print(f"{model.version_string}: 1:N threshold {calibration.threshold:.4f} for FPIR {fpir:.2%} over "
+                  f"{details['gallery_faces']:,} enrolled faces ({details['probes']:,} searched; best impostor "
+                  f"score median {details['quantiles']['0.5']}, max {details['max']}); 1:1 match threshold "
+                  f"{model.match_threshold}; persons are named at {model.identifies_at}"
+                  + ("" if store else " (not stored: --no-store)"))

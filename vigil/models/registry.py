@@ -14,6 +14,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from vigil.models.prepare import PreparedModel
+from vigil.storage.repositories.faces import MEASURED_DESIGNS, IndexParams
 
 
 @dataclass(frozen=True)
@@ -34,18 +35,22 @@ def register_model_version(conn: psycopg.Connection, prepared: PreparedModel) ->
         "model_sha256": prepared.model_sha256,
         "max_abs_diff_vs_opencv": prepared.max_abs_diff,
     }
+    index = MEASURED_DESIGNS.get(prepared.embedding_dim or 0, IndexParams())
     with conn.transaction():
+        # A new version gets the index design measured for its size; a registered one keeps its own
+        # (changing it rebuilds the gallery's index: ModelVersionRepository.set_index, deliberately).
         row = conn.execute(
             """
-            INSERT INTO model_versions (version_string, embedding_dim, match_threshold, metrics)
-            VALUES (%s, %s, %s, %s)
+            INSERT INTO model_versions (version_string, embedding_dim, match_threshold, metrics, index_params)
+            VALUES (%s, %s, %s, %s, %s)
             ON CONFLICT (version_string) DO UPDATE
                SET embedding_dim = EXCLUDED.embedding_dim,
                    match_threshold = EXCLUDED.match_threshold,
                    metrics = model_versions.metrics || EXCLUDED.metrics
             RETURNING id
             """,
-            (prepared.version_string, prepared.embedding_dim, prepared.match_threshold, Jsonb(metrics)),
+            (prepared.version_string, prepared.embedding_dim, prepared.match_threshold, Jsonb(metrics),
+             Jsonb(index.to_json())),
         ).fetchone()
     return row[0]
 

@@ -161,8 +161,10 @@ class Postgres(Service):
             "-p", str(self.settings.database.port),
             "-c", "unix_socket_directories=",  # TCP only: socket paths under deep state dirs overflow
             "-c", "max_connections=200",
-            "-c", "shared_buffers=256MB",
-            "-c", "maintenance_work_mem=512MB",  # HNSW builds stay in memory
+            "-c", f"shared_buffers={self.settings.database.shared_buffers_mb}MB",
+            "-c", f"maintenance_work_mem={self.settings.database.maintenance_work_mem_mb}MB",
+            # the buffer cache (the galleries' HNSW graphs) comes back warm after a restart
+            "-c", "shared_preload_libraries=pg_prewarm",
             "-c", "log_min_messages=warning",
             "-c", "log_line_prefix=%m [%p] %q%u@%d ",
         ]
