@@ -98,7 +98,8 @@ DESIGNS = {
     "vector": {"storage": "vector", "m": 16, "ef_construction": 64},
     "halfvec": {"storage": "halfvec", "m": 16, "ef_construction": 64},
     "halfvec-rerank": {"storage": "halfvec", "m": 16, "ef_construction": 64, "rerank": 40},
-    "halfvec-m24-rerank": {"storage": "halfvec", "m": 24, "ef_construction": 96, "rerank": 100},
+    "halfvec-m24-rerank": {"storage": "halfvec", "m": 24, "ef_construction": 96, "rerank": 40},
+    "halfvec-c200-rerank": {"storage": "halfvec", "m": 16, "ef_construction": 200, "rerank": 40},
     "bit-rerank": {"storage": "bit", "m": 16, "ef_construction": 64, "rerank": 400},
 }
 
@@ -357,6 +358,31 @@ def sweep(conn, mv, probes: np.ndarray, efs: list[int]) -> list[dict]:
     return out
 
 
+def profile(conn, mv, probes: np.ndarray, ef: int, top: int = 25) -> list[str]:
+    """Where the search backend's time goes at `ef`: `perf record` on its process while the probes
+    are searched, the hottest symbols (self time) returned. Needs perf (linux-perf) and the rights
+    to attach to the PostgreSQL backend."""
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+
+    if not shutil.which("perf"):
+        return ["perf not installed (apt install linux-perf): no profile"]
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = f"{tmp}/perf.data"
+        recorder = subprocess.Popen(["perf", "record", "-F", "1999", "-p", str(pid), "-o", data],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        sweep(conn, mv, probes, [ef])
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(timeout=30)
+        report = subprocess.run(["perf", "report", "--stdio", "--no-children", "--sort", "dso,symbol", "-i", data],
+                                capture_output=True, text=True, timeout=120).stdout
+    return [line.strip() for line in report.splitlines() if line.strip() and not line.startswith("#")][:top]
+
+
 def calibrate(dsn: str, mv, probes: int, last: dict, s: dict, gallery: Gallery, identity_of: dict, genuine: slice,
               impostor: slice, threshold_1n: float) -> dict:
     """The product's own 1:N calibration (vigil models calibrate) on this gallery, against the
@@ -392,7 +418,7 @@ def calibrate(dsn: str, mv, probes: int, last: dict, s: dict, gallery: Gallery, 
 
 
 def run_one(dsn: str, n: int, dim: int, data: str, designs: list[str], queries: int, efs: list[int], workers: int,
-            rng: np.random.Generator, calibration_probes: int = 0) -> dict:
+            rng: np.random.Generator, calibration_probes: int = 0, profile_ef: int = 0) -> dict:
     model = MODELS[dim]
     version = f"bench-{data}-{dim}d-{n}"
     log(f"{n:,} x {dim}-d {data} ({model.name}): generating")
@@ -455,6 +481,11 @@ def run_one(dsn: str, n: int, dim: int, data: str, designs: list[str], queries: 
                 log(f"  ef {r['ef_search']}: R@1 genuine {r['recall_at_1_genuine']:.3f} impostor "
                     f"{r['recall_at_1_impostor']:.3f}, identification {r['identification']:.3f}, FMR {r['fmr']:.4f}, "
                     f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms, {r['qps']:,.0f} QPS")
+            if profile_ef:
+                log(f"  profile of the search backend at ef {profile_ef} (perf, self time):")
+                entry["profile"] = profile(conn, mv, probes, profile_ef)
+                for line in entry["profile"]:
+                    log(f"    {line}")
             if calibration_probes:
                 entry["calibration"] = calibrate(dsn, replace(mv, index_params={**params, "ef_search": max(efs)}),
                                                  calibration_probes, entry["sweeps"][-1], s, gallery, identity_of,
@@ -500,6 +531,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="max_parallel_maintenance_workers for the build")
     parser.add_argument("--calibration-probes", type=int, default=2000,
                         help="enrolled faces the product's 1:N calibration searches per design (0: skip)")
+    parser.add_argument("--profile-ef", type=int, default=0,
+                        help="also profile the search backend with perf at this ef_search (0: no profile)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     settings = bench_settings()
@@ -510,7 +543,7 @@ def main() -> None:
         for dim in args.dims:
             for data in args.data:
                 results.append(run_one(dsn, n, dim, data, args.designs, args.queries, args.ef, args.workers, rng,
-                                       args.calibration_probes))
+                                       args.calibration_probes, args.profile_ef))
                 report(results[-1])
                 if args.json:
                     with open(args.json, "w") as fh:

@@ -311,15 +311,18 @@ CALIBRATION_PROBES_PER_TAIL = 10  # probes beyond the quantile: 10,000 for an FP
 MAX_CALIBRATION_PROBES = 100_000
 CALIBRATION_BATCH = 100
 CALIBRATION_NEIGHBOURS = 20  # enough to pass a probe's own other faces and unnamed placeholders
-# Persons the recogniser names: not the unnamed placeholders holding an unknown-face cluster's faces
-# (ClusterSightingRepository.held_by), which may be another cluster of the same face.
-_NAMED_BY_RECOGNISER = ("(p.name IS NOT NULL OR NOT EXISTS (SELECT 1 FROM person_clusters c JOIN face_embeddings r"
-                        " ON r.id = c.representative_embedding_id WHERE c.status = 'active' AND r.person_id = p.id))")
-_ENROLLED = "JOIN persons p ON p.id = f.person_id WHERE f.model_version = %s AND " + _NAMED_BY_RECOGNISER
+# Persons the recogniser does not name: the unnamed placeholders holding an active unknown-face
+# cluster's faces (ClusterSightingRepository.held_by), which may be another cluster of the same face.
+_PLACEHOLDERS = ("SELECT r.person_id FROM person_clusters c"
+                 " JOIN face_embeddings r ON r.id = c.representative_embedding_id"
+                 " JOIN persons p ON p.id = r.person_id WHERE c.status = 'active' AND p.name IS NULL")
+# (NOT EXISTS alone, so that the planner makes it one anti-join rather than a subquery per face)
+_ENROLLED = ("WHERE f.model_version = %s AND NOT EXISTS (SELECT 1 FROM (" + _PLACEHOLDERS + ") AS held"
+             " WHERE held.person_id = f.person_id)")
 _ENROLLED_FACES_COUNT = "SELECT count(*) AS n FROM face_embeddings f " + _ENROLLED
 _SAMPLED_FACES = "SELECT f.person_id, f.embedding FROM face_embeddings f TABLESAMPLE BERNOULLI (%s) " + _ENROLLED \
                  + " LIMIT %s"
-_PLACEHOLDERS = "SELECT p.id FROM persons p WHERE p.id = ANY(%s) AND NOT " + _NAMED_BY_RECOGNISER
+_PLACEHOLDERS_AMONG = "SELECT DISTINCT person_id AS id FROM (" + _PLACEHOLDERS + ") AS held WHERE person_id = ANY(%s)"
 
 
 @dataclass(frozen=True)
@@ -491,7 +494,7 @@ class FaceEmbeddingRepository:
             batch = sample[start:start + CALIBRATION_BATCH]
             found = await self.nearest_batch(model, [row["embedding"].to_numpy() for row in batch],
                                              k=CALIBRATION_NEIGHBOURS)
-            cur = await self.conn.execute(_PLACEHOLDERS, (list({n.person_id for near in found for n in near}),))
+            cur = await self.conn.execute(_PLACEHOLDERS_AMONG, (list({n.person_id for near in found for n in near}),))
             unnamed = {row["id"] for row in await cur.fetchall()}
             for row, near in zip(batch, found):
                 other = next((n for n in near if n.person_id != row["person_id"] and n.person_id not in unnamed), None)

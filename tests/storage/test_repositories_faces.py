@@ -318,6 +318,8 @@ def test_index_params_are_checked():
             params.checked()
         assert refused.value.field == f"index_params.{field}"
     assert IndexParams.from_json({}) == IndexParams()
+    for dim, design in faces_repository.MEASURED_DESIGNS.items():  # what `vigil models prepare` registers
+        assert design.checked() == design and IndexParams.from_json(design.to_json()) == design, dim
     assert IndexParams.from_json({"storage": "halfvec", "rerank": 40}).to_json()["rerank"] == 40
     settings = search_settings(IndexParams(rerank=300, ef_search=40), 10, filtered=True)
     assert settings["hnsw.ef_search"] == "300" and settings["hnsw.iterative_scan"] == "relaxed_order"
