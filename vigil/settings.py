@@ -215,6 +215,14 @@ class JobsSettings(BaseModel):
     ingest_state: JobSchedule = Field(
         default_factory=lambda: JobSchedule(cron="30 3 * * *"),
         description="Purge idempotency keys and track mappings older than 8 days (fn_purge_ingest_state).")
+    gallery_calibration: JobSchedule = Field(
+        default_factory=lambda: JobSchedule(cron="50 3 * * *"),
+        description="Measure again the 1:N identification threshold of each face gallery that has grown or "
+        "shrunk by 10 % since its last calibration (as `vigil models calibrate` does).")
+    identification_fpir: float = Field(
+        0.001, gt=0, lt=0.5, description="False-positive identification rate the nightly calibration holds: "
+        "the share of strangers' faces that may be named as an enrolled person. Galleries of fewer than "
+        "10 / identification_fpir enrolled faces are not calibrated.")
     health_log_interval_s: float = Field(
         60.0, gt=0, description="How often each replica writes its own figures, and at most how often a "
         "node's heartbeat is written, to system_health_logs.")

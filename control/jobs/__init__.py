@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from vigil.control.jobs.clusters import consolidate_clusters
 from vigil.control.jobs.devices import check_devices
+from vigil.control.jobs.gallery import calibrate_galleries
 from vigil.control.jobs.media import purge_expired_media
 from vigil.control.jobs.partitions import maintain_partitions, purge_ingest_state
 from vigil.control.jobs.scheduler import Job, JobContext, JobRunner, RunOutcome
@@ -28,4 +29,6 @@ def build_jobs(context: JobContext) -> JobRunner:
             check_devices, s.device_health),
         Job("ingest_state", "Purge ingest idempotency keys and track mappings older than 8 days.",
             purge_ingest_state, s.ingest_state),
+        Job("gallery_calibration", "Measure each grown face gallery's 1:N identification threshold again.",
+            calibrate_galleries, s.gallery_calibration),
     ])

@@ -317,8 +317,10 @@ _PLACEHOLDERS = ("SELECT r.person_id FROM person_clusters c"
                  " JOIN face_embeddings r ON r.id = c.representative_embedding_id"
                  " JOIN persons p ON p.id = r.person_id WHERE c.status = 'active' AND p.name IS NULL")
 # (NOT EXISTS alone, so that the planner makes it one anti-join rather than a subquery per face)
-_ENROLLED = ("WHERE f.model_version = %s AND NOT EXISTS (SELECT 1 FROM (" + _PLACEHOLDERS + ") AS held"
-             " WHERE held.person_id = f.person_id)")
+_NOT_HELD = "NOT EXISTS (SELECT 1 FROM (" + _PLACEHOLDERS + ") AS held WHERE held.person_id = f.person_id)"
+_ENROLLED = "WHERE f.model_version = %s AND " + _NOT_HELD
+_ENROLLED_COUNTS = "SELECT f.model_version, count(*) AS n FROM face_embeddings f WHERE " + _NOT_HELD \
+                   + " GROUP BY f.model_version"
 _ENROLLED_FACES_COUNT = "SELECT count(*) AS n FROM face_embeddings f " + _ENROLLED
 _SAMPLED_FACES = "SELECT f.person_id, f.embedding FROM face_embeddings f TABLESAMPLE BERNOULLI (%s) " + _ENROLLED \
                  + " LIMIT %s"
@@ -467,6 +469,11 @@ class FaceEmbeddingRepository:
             per_query[row["ord"] - 1].append(row)
         return [_within(map(_neighbor, found), max_distance) for found in per_query]
 
+    async def enrolled_counts(self) -> dict[str, int]:
+        """Faces per model version of the persons the recogniser names (what a calibration samples)."""
+        cur = await self.conn.execute(_ENROLLED_COUNTS)
+        return {row["model_version"]: row["n"] for row in await cur.fetchall()}
+
     async def calibrate_identification(self, model_version: ModelVersion | str, *, fpir: float = DEFAULT_FPIR,
                                        probes: int | None = None, progress=None) -> Calibration:
         """Measure the 1:N threshold of this version's gallery: `probes` enrolled faces (of persons
@@ -486,7 +493,7 @@ class FaceEmbeddingRepository:
         if enrolled < 2:
             raise FailedPrecondition(f"{model.version_string} has {enrolled} enrolled faces; calibrating needs a "
                                      "gallery (enrol persons first)")
-        percent = min(100.0, 100.0 * 1.3 * wanted / enrolled)  # a page-level sample, trimmed to `wanted`
+        percent = min(100.0, 100.0 * 1.3 * wanted / enrolled)  # a random row sample, trimmed to `wanted`
         cur = await self.conn.execute(_SAMPLED_FACES, (percent, model.version_string, wanted))
         sample = await cur.fetchall()
         best: list[float] = []

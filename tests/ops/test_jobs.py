@@ -1,6 +1,7 @@
 """Each scheduled job against the real stack: partitions created and dropped, expired media gone
 from object storage and from the table (and a half-finished purge completed), a camera marked
-offline and back online with its logs and alert, unknown-face clusters consolidated."""
+offline and back online with its logs and alert, unknown-face clusters consolidated, grown face
+galleries calibrated."""
 
 from __future__ import annotations
 
@@ -166,3 +167,62 @@ async def test_cluster_consolidation_merges_matching_representatives(app, db):
     holders = db.execute("SELECT count(DISTINCT person_id) FROM face_embeddings WHERE model_version = %s",
                          (version,)).fetchone()[0]
     assert holders == 2  # a's and b's faces now belong to one placeholder person
+
+
+async def test_gallery_calibration_measures_grown_galleries_and_skips_the_rest(app, db, monkeypatch):
+    """A gallery of 150 persons (300 faces) at an FPIR of 5 % (minimum 200 faces) is calibrated;
+    unchanged, it is skipped; grown by 20 %, it is calibrated again. A gallery of 40 faces stays
+    below the minimum and keeps its 1:1 threshold."""
+    import numpy as np
+    from pgvector.psycopg import register_vector
+
+    monkeypatch.setattr(app.settings.jobs, "identification_fpir", 0.05)
+    version = f"job-calibrate-{uuid.uuid4().hex[:8]}"
+    rng = np.random.default_rng(8)
+    register_vector(db)
+    db.execute("INSERT INTO model_versions (version_string, embedding_dim, match_threshold) VALUES (%s, 32, 0.3)",
+               (version,))
+
+    small = f"{version}-small"
+    db.execute("INSERT INTO model_versions (version_string, embedding_dim, match_threshold) VALUES (%s, 32, 0.3)",
+               (small,))
+
+    def enrol(persons: int, model_version: str = version) -> list:
+        ids = [r[0] for r in db.execute("INSERT INTO persons (name, status) SELECT 'gallery ' || n, 'known'"
+                                        " FROM generate_series(1, %s) AS n RETURNING id", (persons,)).fetchall()]
+        for person in ids:
+            for face in rng.normal(size=(2, 32)).astype(np.float32):
+                db.execute("INSERT INTO face_embeddings (person_id, model_version, embedding, embedding_dim,"
+                           " source_image_path) VALUES (%s, %s, %s, 32, 'job.jpg')",
+                           (person, model_version, face / np.linalg.norm(face)))
+        return ids
+
+    persons, first = enrol(150) + enrol(20, small), None
+    try:
+        first = await app.jobs.run("gallery_calibration")
+        assert first.outcome == "succeeded", first.error
+        mine = [c for c in first.detail["calibrated"] if c["model_version"] == version]
+        assert mine and mine[0]["gallery_faces"] == 300 and 0.3 < mine[0]["threshold"] < 0.9
+        threshold, calibration = db.execute(
+            "SELECT identification_threshold::float8, identification_calibration FROM model_versions"
+            " WHERE version_string = %s", (version,)).fetchone()
+        assert threshold == mine[0]["threshold"] and calibration["fpir"] == 0.05
+        assert first.detail["skipped"][small] == "40 enrolled faces (< 200)"
+
+        again = await app.jobs.run("gallery_calibration")
+        assert "calibrated at 300 faces" in again.detail["skipped"][version]
+
+        persons += enrol(30)
+        grown = await app.jobs.run("gallery_calibration")
+        assert [c["gallery_faces"] for c in grown.detail["calibrated"] if c["model_version"] == version] == [360]
+        audited = db.execute("SELECT count(*) FROM audit_logs WHERE action = 'model_version.calibrate'"
+                             " AND resource_id = (SELECT id FROM model_versions WHERE version_string = %s)",
+                             (version,)).fetchone()[0]
+        assert audited == 2
+    finally:
+        others = [c["model_version"] for c in (first.detail["calibrated"] if first else [])]
+        db.execute("UPDATE model_versions SET identification_threshold = NULL, identification_calibration = '{}'"
+                   " WHERE version_string = ANY(%s)", (others,))  # other tests' galleries, as they were
+        db.execute("DELETE FROM face_embeddings WHERE model_version = ANY(%s)", ([version, small],))
+        db.execute("DELETE FROM persons WHERE id = ANY(%s)", (persons,))
+        db.execute("DELETE FROM model_versions WHERE version_string = ANY(%s)", ([version, small],))

@@ -63,7 +63,8 @@ async def test_job_service_lists_runs_and_checks_requests(app, jobs, as_role):
     assert run.run.outcome == pb.JOB_OUTCOME_SUCCEEDED and run.run.HasField("duration")
     listed = await jobs.ListJobs(pb.ListJobsRequest(), metadata=as_role("admin"))
     by_name = {j.name: j for j in listed.jobs}
-    assert {"partitions", "media_retention", "cluster_consolidation", "device_health", "ingest_state"} <= set(by_name)
+    assert {"partitions", "media_retention", "cluster_consolidation", "device_health", "ingest_state",
+            "gallery_calibration"} <= set(by_name)
     assert by_name["partitions"].cron == "15 3 * * *"
     assert by_name["device_health"].interval.seconds == 15
     last = by_name["ingest_state"].last_run
