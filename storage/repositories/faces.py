@@ -108,7 +108,7 @@ class IndexParams:
 # until ModelVersionRepository.set_index.
 MEASURED_DESIGNS = {
     128: IndexParams(storage="halfvec", m=16, ef_construction=64, ef_search=200, rerank=40),
-    512: IndexParams(storage="halfvec", m=16, ef_construction=64, ef_search=400, rerank=40),
+    512: IndexParams(storage="halfvec", m=24, ef_construction=96, ef_search=400, rerank=40),
 }
 
 
