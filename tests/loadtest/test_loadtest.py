@@ -21,12 +21,29 @@ def run_loadtest(settings, tmp_path, *args: str, timeout: float = 600) -> dict:
     return json.loads(out.read_text())
 
 
+def _feed_state(settings) -> dict:
+    """Events written in the last minute by type, and what waits in the feed outbox."""
+    import psycopg
+
+    from vigil.endpoints import resolve
+
+    with psycopg.connect(resolve(settings).database_dsn) as conn:
+        events = dict(conn.execute("SELECT event_type::text, count(*) FROM events"
+                                   " WHERE created_at > now() - interval '1 minute' GROUP BY 1").fetchall())
+        waiting = conn.execute("SELECT count(*) FROM feed_outbox").fetchone()[0]
+    return {"events_written_last_minute": events, "feed_outbox_waiting": waiting}
+
+
 def test_control_loadtest_reports_rates(stack, settings, tmp_path):
     result = run_loadtest(settings, tmp_path, "control", "--cameras", "2", "--duration", "6", "--warmup", "2",
                           "--track-seconds", "1", "--gallery", "50")
     assert result["kind"] == "control"
     assert result["track_updates_per_s"] > 0
-    assert result["events_per_s"] > 0, result  # tracks start every second: events reach the feed
+    # tracks start every second: events reach the feed. An intermittent failure here (the feed
+    # brought no event although updates were acked; seen after the ingest suites, not reproduced
+    # alone) is not root-caused: the message says whether the events were written and relayed.
+    assert result["events_per_s"] > 0, {**_feed_state(settings), "batches_per_s": result["batches_per_s"],
+                                         "errors": result["errors"]}
     assert result["ack_latency_ms"]["p99"] is not None
     assert result["rejected_batches"] == 0, result["errors"]
     assert result["control_plane"]["rss_mb_max"] > 0
