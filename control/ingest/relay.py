@@ -36,6 +36,12 @@ STREAM_RETENTION = timedelta(hours=25)
 DEDUP_TTL = timedelta(hours=1)
 DEDUP_PREFIX = "vigil:feed:appended:"
 _LOCK = "vigil.feed_relay"
+# A drain holds the relay lock for every replica. One stuck on a Redis call that never answers (no
+# socket timeout on the shared client: the feed's blocking reads need none) gives it up after
+# DRAIN_TIMEOUT_S; a replica that stops running mid-drain loses its session after IDLE_HOLD_S idle
+# in the transaction. Appended-but-undeleted messages are deduplicated on the next drain.
+DRAIN_TIMEOUT_S = 15.0
+IDLE_HOLD_S = 5
 
 # KEYS: stream, dedup key. ARGV: payload JSON, retention ms, dedup TTL s. Returns the entry id.
 _APPEND = """
@@ -76,6 +82,9 @@ class FeedRelay(BackgroundTask):
             async with self.pool.connection() as conn, conn.transaction():
                 if not await try_transaction_lock(conn, _LOCK):
                     return moved
+                # a replica frozen mid-drain (paused, or its event loop stopped) would hold the lock
+                # for every replica: PostgreSQL ends its session once it idles this long
+                await conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_HOLD_S}s'")
                 outbox = FeedOutboxRepository(conn)
                 pending = await outbox.oldest(self.batch_size)
                 if pending:
@@ -98,9 +107,13 @@ class FeedRelay(BackgroundTask):
         while True:
             self._wake.clear()
             try:
-                await self.drain()
+                await asyncio.wait_for(self.drain(), DRAIN_TIMEOUT_S)
             except PoolClosed:  # the control plane is shutting down
                 return
+            except TimeoutError:
+                log.warning("feed relay: a drain took too long and gave the relay lock up; retrying",
+                            timeout_s=DRAIN_TIMEOUT_S)
+                continue
             except (psycopg.Error, aioredis.RedisError, OSError) as exc:
                 log.warning("feed relay: messages stay in the outbox until the next attempt",
                             error=str(exc), retry_s=self.retry_s)
