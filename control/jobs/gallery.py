@@ -14,7 +14,6 @@ from typing import Any
 
 from vigil.logs import get_logger
 from vigil.storage.db import acting_as
-from vigil.storage.repositories.audit import AuditLogRepository
 from vigil.storage.repositories.faces import (
     CALIBRATION_PROBES_PER_TAIL,
     FaceEmbeddingRepository,
@@ -45,11 +44,7 @@ async def calibrate_galleries(app) -> dict[str, Any]:
         async with acting_as(app.pool, user_id=None, role="super_admin") as conn:
             calibration = await FaceEmbeddingRepository(conn).calibrate_identification(model, fpir=fpir)
             stored = await ModelVersionRepository(conn).set_identification(
-                model.version_string, calibration.threshold, calibration.details)
-            await AuditLogRepository(conn).record(
-                "model_version.calibrate", "model_version", resource_id=model.id,
-                changed_fields={"identification_threshold": stored.identification_threshold},
-                details={"by": "job gallery_calibration", "calibration": calibration.details})
+                model.version_string, calibration, by="job gallery_calibration")
         calibrated.append({"model_version": model.version_string, "threshold": stored.identification_threshold,
                            "gallery_faces": faces})
         log.info("gallery calibrated", model_version=model.version_string,

@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from vigil.errors import FailedPrecondition, InvalidArgument, NotFound
+from vigil.storage.repositories.audit import AuditLogRepository
 from vigil.storage.repositories.base import (
     BY_CREATED_AT,
     Keyset,
@@ -198,15 +199,20 @@ class ModelVersionRepository:
                                     (Jsonb(index.checked().to_json()), model.id))
         return await self.get(version_string)
 
-    async def set_identification(self, version_string: str, threshold: float, calibration: dict[str, Any]
-                                 ) -> ModelVersion:
-        """Store the version's 1:N threshold and how it was measured (calibrate_identification)."""
+    async def set_identification(self, version_string: str, calibration: Calibration, *, by: str) -> ModelVersion:
+        """Store the version's 1:N threshold and how it was measured (calibrate_identification), and
+        audit who set it (`by`: "cli", "job gallery_calibration", ...)."""
         model = await self.get(version_string)
         async with guarded(self.conn, "model_version"):
             await self.conn.execute(
                 "UPDATE model_versions SET identification_threshold = %s, identification_calibration = %s"
-                " WHERE id = %s", (round(threshold, 4), Jsonb(calibration), model.id))
-        return await self.get(version_string)
+                " WHERE id = %s", (round(calibration.threshold, 4), Jsonb(calibration.details), model.id))
+        stored = await self.get(version_string)
+        await AuditLogRepository(self.conn).record(
+            "model_version.calibrate", "model_version", resource_id=model.id,
+            changed_fields={"identification_threshold": stored.identification_threshold},
+            details={"by": by, "calibration": calibration.details})
+        return stored
 
     async def get(self, version_string: str) -> ModelVersion:
         model = await fetch_one(self.conn, ModelVersion, sql.SQL(

@@ -14,7 +14,7 @@ from tests.ingest.builders import accepted, batch, best_face, face_track, person
 from vigil.api.v1 import common_pb2, person_pb2, person_pb2_grpc
 from vigil.api.v1 import event_pb2 as event_pb
 from vigil.storage.repositories.events import EventRepository
-from vigil.storage.repositories.faces import ModelVersionRepository
+from vigil.storage.repositories.faces import Calibration, ModelVersionRepository
 
 
 async def camera_events(events, camera, metadata) -> dict[str, event_pb.Event]:
@@ -69,8 +69,8 @@ async def test_a_calibrated_1n_threshold_above_a_match_leaves_the_face_unnamed(
     assert before.person_id  # named at the 1:1 threshold (by this or another test's enrolment)
 
     async with database(app) as conn:
-        await ModelVersionRepository(conn).set_identification(model_version, min(0.9999, before.similarity + 0.02),
-                                                              {"fpir": 0.001, "note": "test"})
+        await ModelVersionRepository(conn).set_identification(
+            model_version, Calibration(min(0.9999, before.similarity + 0.02), {"fpir": 0.001}), by="test")
     try:
         await accepted(ingest, node, batch(camera.id, [face_track("after", face, second=30)]))
         after = (await camera_events(events, camera, admin))["after"]

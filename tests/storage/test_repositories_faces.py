@@ -368,11 +368,12 @@ async def test_calibration_measures_the_galleries_best_impostor_scores(owner_con
     assert calibration.threshold == pytest.approx(exact, abs=0.03), (calibration.threshold, exact)
     assert calibration.threshold < 0.6  # the placeholders' ~0.99 copies did not count
 
-    stored = await ModelVersionRepository(owner_conn).set_identification(model.version_string, 0.5,
-                                                                          calibration.details)
+    stored = await ModelVersionRepository(owner_conn).set_identification(
+        model.version_string, faces_repository.Calibration(0.5, calibration.details), by="test")
     assert stored.identification_threshold == 0.5 and stored.identifies_at == 0.5
     assert stored.identification_calibration["fpir"] == 0.02
-    lowered = await ModelVersionRepository(owner_conn).set_identification(model.version_string, 0.2, {})
+    lowered = await ModelVersionRepository(owner_conn).set_identification(
+        model.version_string, faces_repository.Calibration(0.2, {}), by="test")
     assert lowered.identifies_at == pytest.approx(0.36)  # never below the 1:1 threshold
     with pytest.raises(InvalidArgument) as refused:
         await embeddings.calibrate_identification(model, fpir=0.7)

@@ -118,7 +118,6 @@ def list_models() -> None:
 async def _calibrate(settings, version: str | None, fpir: float, probes: int | None, store: bool):
     from vigil.endpoints import resolve
     from vigil.storage.db import create_pool
-    from vigil.storage.repositories.audit import AuditLogRepository
     from vigil.storage.repositories.faces import FaceEmbeddingRepository, ModelVersionRepository
 
     pool = create_pool(resolve(settings).database_dsn, min_size=1, max_size=1, statement_timeout_ms=0)
@@ -133,11 +132,7 @@ async def _calibrate(settings, version: str | None, fpir: float, probes: int | N
             if store:
                 async with conn.transaction():
                     model = await ModelVersionRepository(conn).set_identification(
-                        model.version_string, calibration.threshold, calibration.details)
-                    await AuditLogRepository(conn).record(
-                        "model_version.calibrate", "model_version", resource_id=model.id,
-                        changed_fields={"identification_threshold": model.identification_threshold},
-                        details={"via": "cli", "calibration": calibration.details})
+                        model.version_string, calibration, by="cli")
             return model, calibration
     finally:
         await pool.close()
