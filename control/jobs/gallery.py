@@ -14,11 +14,7 @@ from typing import Any
 
 from vigil.logs import get_logger
 from vigil.storage.db import acting_as
-from vigil.storage.repositories.faces import (
-    CALIBRATION_PROBES_PER_TAIL,
-    FaceEmbeddingRepository,
-    ModelVersionRepository,
-)
+from vigil.storage.repositories.faces import FaceEmbeddingRepository, ModelVersionRepository, calibration_probes
 
 log = get_logger("vigil.control.jobs.gallery")
 
@@ -27,7 +23,7 @@ GROWTH = 0.10  # a gallery this much larger or smaller than at its calibration i
 
 async def calibrate_galleries(app) -> dict[str, Any]:
     fpir = app.settings.jobs.identification_fpir
-    minimum = round(CALIBRATION_PROBES_PER_TAIL / fpir)
+    minimum = calibration_probes(fpir)
     async with app.pool.connection() as conn:
         models = [m for m in await ModelVersionRepository(conn).list() if m.embedding_dim]
         sizes = await FaceEmbeddingRepository(conn).enrolled_counts()

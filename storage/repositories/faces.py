@@ -333,6 +333,12 @@ _SAMPLED_FACES = "SELECT f.person_id, f.embedding FROM face_embeddings f TABLESA
 _PLACEHOLDERS_AMONG = "SELECT DISTINCT person_id AS id FROM (" + _PLACEHOLDERS + ") AS held WHERE person_id = ANY(%s)"
 
 
+def calibration_probes(fpir: float) -> int:
+    """Enrolled faces a calibration searches by default, and the fewest a gallery needs for one:
+    enough that CALIBRATION_PROBES_PER_TAIL searches lie beyond the quantile."""
+    return math.ceil(CALIBRATION_PROBES_PER_TAIL / fpir)
+
+
 @dataclass(frozen=True)
 class Calibration:
     threshold: float  # the similarity the gallery's best impostor scores exceed in `fpir` of searches
@@ -491,7 +497,7 @@ class FaceEmbeddingRepository:
         model = await self._embedder(model_version)
         if not isinstance(fpir, (int, float)) or not 0 < fpir < 0.5:
             raise InvalidArgument("fpir", "must be a rate in (0, 0.5)")
-        wanted = probes if probes is not None else math.ceil(CALIBRATION_PROBES_PER_TAIL / fpir)
+        wanted = probes if probes is not None else calibration_probes(fpir)
         if not isinstance(wanted, int) or isinstance(wanted, bool) or not 1 <= wanted <= MAX_CALIBRATION_PROBES:
             raise InvalidArgument("probes", f"must be an integer in 1..{MAX_CALIBRATION_PROBES}")
         cur = await self.conn.execute(_ENROLLED_FACES_COUNT, (model.version_string,))
