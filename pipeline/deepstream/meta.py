@@ -19,6 +19,13 @@ _CTYPES = {"FLOAT": (ctypes.c_float, np.float32), "HALF": (ctypes.c_uint16, np.f
            "INT32": (ctypes.c_int32, np.int32), "INT8": (ctypes.c_int8, np.int8)}
 
 
+def _capsule_address(capsule) -> int:
+    """The pointer a PyCapsule holds (pyds hands the surface's dataPtr over as one)."""
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    return int(get_pointer(capsule, None))
+
+
 @dataclass(frozen=True)
 class Box:
     left: float
@@ -147,6 +154,18 @@ class Meta:
         raw = np.ctypeslib.as_array(ctypes.cast(address, ctypes.POINTER(c_type)), shape=(count,))
         array = raw.view(np.float16) if np_type is np.float16 else raw
         return np.array(array, dtype=np.float32 if np_type is np.float16 else np_type).reshape(shape)
+
+    # --- frames in GPU memory -----------------------------------------------------------------
+
+    def surface(self, gst_buffer, frame):
+        """The frame's pixels as a CuPy array (height, width, 4) over the batch's RGBA surface in
+        GPU memory, without a copy (NVIDIA's deepstream-imagedata-multistream-cupy sample).
+        Valid only while the probe holds the buffer."""
+        import cupy
+
+        dtype, shape, strides, capsule, size = self.ds.get_nvds_buf_surface_gpu(hash(gst_buffer), frame.batch_id)
+        memory = cupy.cuda.UnownedMemory(_capsule_address(capsule), size, owner=None)
+        return cupy.ndarray(shape=shape, dtype=dtype, memptr=cupy.cuda.MemoryPointer(memory, 0), strides=strides)
 
     # --- the object encoder --------------------------------------------------------------------
 
