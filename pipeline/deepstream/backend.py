@@ -19,6 +19,7 @@ import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from vigil.api.v1 import node_pb2
@@ -68,10 +69,16 @@ class DeepStreamBackend:
         self.graph: Graph = build_graph(graph_settings)
         self.sources = Sources(graph_settings)
         self.probes = Probes(self.meta, graph_settings, self.sources.by_pad)
-        self._gst = self._glib = None
-        self._pipeline = self._loop = self._loop_thread = self._worker = self._encoder = None
+        # GStreamer and GLib (imported when the pipeline starts) and their objects: untyped here
+        self._gst: Any = None
+        self._glib: Any = None
+        self._pipeline: Any = None
+        self._loop: Any = None
+        self._loop_thread: threading.Thread | None = None
+        self._worker: threading.Thread | None = None
+        self._encoder: Any = None
         self._task: asyncio.Task | None = None
-        self._aio: asyncio.AbstractEventLoop | None = None
+        self._aio: Any = None  # the asyncio loop the bus hands stream ends to
 
     @classmethod
     def from_settings(cls, settings, endpoints, *, node_id: UUID, publish: Publish) -> DeepStreamBackend:

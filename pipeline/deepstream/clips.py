@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from fractions import Fraction
 
 import av
+from av.error import FFmpegError
 
 from vigil.logs import get_logger
 from vigil.pipeline.deepstream.encoded import EncodedFormat, EncodedUnit
@@ -64,10 +65,11 @@ class EncodedRecorder:
         self._format, self._time_base = found, None
 
     def on_unit(self, unit: EncodedUnit) -> None:
-        if self._format is None or self._format.stream_format != "byte-stream" or not unit.data:
+        found = self._format
+        if found is None or found.stream_format != "byte-stream" or not unit.data:
             return
-        data = self._with_parameter_sets(unit.data) if unit.keyframe else unit.data
-        if not self._format.recordable:
+        data = self._with_parameter_sets(found.codec, unit.data) if unit.keyframe else unit.data
+        if not found.recordable:
             return
         stamp = unit.dts_ns if unit.dts_ns is not None else unit.pts_ns
         if stamp is not None and self._last_ns is not None and stamp < self._last_ns:
@@ -76,22 +78,27 @@ class EncodedRecorder:
         if self._time_base is None:
             if not unit.keyframe:
                 return
-            self._time_base = self._start_segment(data)
-            if self._time_base is None:
-                return
+            self._time_base = self._start_segment(found.codec, data)
+        time_base = self._time_base
+        if time_base is None:
+            return
+
+        def ticks(ns: int | None) -> int | None:
+            return None if ns is None else round(ns * NS / time_base)
+
         packet = av.Packet(data)
-        packet.pts, packet.dts = self._ticks(unit.pts_ns), self._ticks(unit.dts_ns)
-        packet.duration = self._ticks(unit.duration_ns) or 0
-        packet.time_base = self._time_base
+        packet.pts, packet.dts = ticks(unit.pts_ns), ticks(unit.dts_ns)
+        packet.duration = ticks(unit.duration_ns) or 0
+        packet.time_base = time_base
         packet.is_keyframe = unit.keyframe
         self.ring.add(packet, self.clock())
 
-    def _with_parameter_sets(self, data: bytes) -> bytes:
+    def _with_parameter_sets(self, codec: str, data: bytes) -> bytes:
         """The keyframe with the latest parameter sets in front, when it carries none itself."""
-        wanted = PARAMETER_SETS[self._format.codec]
+        wanted = PARAMETER_SETS[codec]
         found = {}
         for header, unit in nal_units(data):
-            kind = nal_type(self._format.codec, data[header]) if header < len(data) else -1
+            kind = nal_type(codec, data[header]) if header < len(data) else -1
             if kind in wanted:
                 found[kind] = unit
         if found:
@@ -99,15 +106,12 @@ class EncodedRecorder:
             return data
         return b"".join(self._parameter_sets[k] for k in wanted if k in self._parameter_sets) + data
 
-    def _start_segment(self, keyframe: bytes) -> Fraction | None:
+    def _start_segment(self, codec: str, keyframe: bytes) -> Fraction | None:
         try:
-            with av.open(io.BytesIO(keyframe), "r", format=self._format.codec) as parsed:
+            with av.open(io.BytesIO(keyframe), "r", format=codec) as parsed:
                 stream = parsed.streams.video[0]
                 self.ring.start_segment(stream)
-                return Fraction(stream.time_base)
-        except (av.FFmpegError, IndexError) as exc:
+                return Fraction(stream.time_base) if stream.time_base else None
+        except (FFmpegError, IndexError) as exc:
             log.warning("keyframe without usable parameters: waiting for the next", error=str(exc))
             return None
-
-    def _ticks(self, ns: int | None) -> int | None:
-        return None if ns is None else round(ns * NS / self._time_base)

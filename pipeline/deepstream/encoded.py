@@ -43,21 +43,16 @@ class EncodedUnit:
 
 def encoded_format(caps) -> EncodedFormat | None:
     """The format of a parser's output caps (None for anything but H.264/H.265)."""
-    structure = caps.get_structure(0) if caps is not None and caps.get_size() else None
-    codec = {"video/x-h264": "h264", "video/x-h265": "hevc"}.get(structure.get_name() if structure else "")
+    if caps is None or not caps.get_size():
+        return None
+    structure = caps.get_structure(0)
+    codec = {"video/x-h264": "h264", "video/x-h265": "hevc"}.get(structure.get_name())
     if codec is None:
         return None
-
-    def text(field: str, default: str) -> str:
-        value = structure.get_string(field)
-        return value if value is not None else default
-
-    def number(field: str) -> int:
-        ok, value = structure.get_int(field)
-        return value if ok else 0
-
-    return EncodedFormat(codec, text("stream-format", "byte-stream"), text("alignment", "au"),
-                         number("width"), number("height"))
+    stream_format, alignment = structure.get_string("stream-format"), structure.get_string("alignment")
+    (has_width, width), (has_height, height) = structure.get_int("width"), structure.get_int("height")
+    return EncodedFormat(codec, stream_format or "byte-stream", alignment or "au",
+                         width if has_width else 0, height if has_height else 0)
 
 
 def tap_parsers(gst, source_bin, on_format: Callable[[EncodedFormat], None],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable
+from typing import Any
 
 from vigil.logs import get_logger
 from vigil.pipeline.deepstream.graph import GraphSettings
@@ -35,7 +36,7 @@ class Probes:
         self.records: queue.Queue[FrameRecord | None] = queue.Queue(RECORD_QUEUE)
         self.inference = InferenceTimes()  # muxer to the last probe, per batch
         self._batch_started: dict[tuple[int, int], float] = {}  # (pad, frame number) → when batched
-        self._gst = None
+        self._gst: Any = None  # GStreamer, once the backend starts
         self._encoder = None
 
     def attach(self, gst, encoder) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from vigil.api.v1 import node_pb2
@@ -40,7 +41,7 @@ class Stream:
     ctx: StreamContext  # what the probes read
     outbox: StreamOutbox
     recording: PacketRing | None = None  # encoded video for clips; None when the stream records nothing
-    source: object | None = None  # the nvurisrcbin
+    source: Any = None  # the nvurisrcbin
     finished: bool = False  # its file ended (stream-eos)
 
 
@@ -54,7 +55,9 @@ class Sources:
         self._by_pad: dict[int, Stream] = {}
         self._next_pad = 0
         self._lock = threading.Lock()
-        self._gst = self._pipeline = self._muxer = None
+        self._gst: Any = None  # GStreamer objects, untyped here
+        self._pipeline: Any = None
+        self._muxer: Any = None
 
     def attach(self, gst, pipeline, muxer) -> None:
         """The built pipeline, and the muxer whose request pads the sources link to."""

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import numpy as np
@@ -37,7 +38,7 @@ from vigil.pipeline.tracks import Sighting, TrackBook
 
 MATCH_IOU = 0.8  # a tracked face and the detection it came from in the same frame
 
-Surface = Callable[[object], object]  # frame meta → its pixels (H, W, 4 RGBA; CuPy on the GPU, numpy in tests)
+Surface = Callable[[Any], Any]  # frame meta → its pixels (H, W, 4 RGBA; CuPy on the GPU, numpy in tests)
 Embed = Callable[[Sequence[np.ndarray]], np.ndarray]  # BGR 112x112 crops → (n, D) embeddings
 
 
@@ -146,13 +147,15 @@ class Stages:
             if ctx is None or not faces or not ctx.settings.face_embedding_enabled:
                 continue
             picked: list[tuple[int, decode.Detection, float]] = []
+            landmarks: list[np.ndarray] = []
             for obj in self.meta.objects(frame):
                 tracker_id = self.meta.tracker_id(obj)
                 if obj.class_id != CLASS_FACE or tracker_id is None:
                     continue
                 detected = self.meta.detector_box(obj).xyxy
                 match = max(faces, key=lambda f: decode.iou(f.xyxy, detected))
-                if decode.iou(match.xyxy, detected) < MATCH_IOU or match.landmarks is None:
+                points = match.landmarks
+                if decode.iou(match.xyxy, detected) < MATCH_IOU or points is None:
                     continue  # carried by the tracker this frame, not detected: no landmarks
                 quality = decode.landmark_quality(match)
                 with ctx.lock:
@@ -161,9 +164,10 @@ class Stages:
                         or quality < ctx.settings.min_face_quality or quality <= to_beat):
                     continue
                 picked.append((tracker_id, match, quality))
+                landmarks.append(points)
             if not picked:
                 continue
-            crops = _to_host_bgr(warp_faces(surface(frame), [m.landmarks for _, m, _ in picked]))
+            crops = _to_host_bgr(warp_faces(surface(frame), landmarks))
             with self._lock:
                 for (tracker_id, match, quality), crop in zip(picked, crops):
                     self._candidates[(pad, number, tracker_id)] = (match, quality, crop)
@@ -204,12 +208,11 @@ class Stages:
         for frame in self.meta.frames(batch):
             pad, number = int(frame.pad_index), int(frame.frame_num)
             ctx = self.streams(pad)
-            tracked = [obj for obj in self.meta.objects(frame)
-                       if obj.class_id in TRACKED_CLASSES and self.meta.tracker_id(obj) is not None]
+            tracked = [(obj, tracker_id) for obj in self.meta.objects(frame)
+                       if obj.class_id in TRACKED_CLASSES and (tracker_id := self.meta.tracker_id(obj)) is not None]
             objects = []
             with self._lock:
-                for obj in tracked:
-                    tracker_id = self.meta.tracker_id(obj)
+                for obj, tracker_id in tracked:
                     key = (pad, number, obj.class_id, tracker_id)
                     jpeg = self.meta.jpeg(obj) if key in self._encode else None
                     self._encode.discard(key)
@@ -239,10 +242,14 @@ def _to_host_bgr(crops) -> list[np.ndarray]:
 
 def embed_faces(record: FrameRecord, embed: Embed) -> FrameRecord:
     """The record with its face crops embedded (one Triton request per frame that has any)."""
-    indices = [i for i, o in enumerate(record.objects) if o.crop is not None]
+    indices, crops = [], []
+    for i, o in enumerate(record.objects):
+        if o.crop is not None:
+            indices.append(i)
+            crops.append(o.crop)
     if not indices:
         return record
-    vectors = embed([record.objects[i].crop for i in indices])
+    vectors = embed(crops)
     objects = list(record.objects)
     for i, vector in zip(indices, vectors):
         objects[i] = dataclasses.replace(objects[i], embedding=np.asarray(vector, dtype=np.float32), crop=None)
