@@ -10,6 +10,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -22,6 +23,9 @@ from vigil.pipeline.publisher import Publisher
 from vigil.pipeline.snapshots import SnapshotWriter
 from vigil.settings import VigilSettings
 from vigil.storage.objectstore import ObjectStore
+
+if TYPE_CHECKING:
+    from vigil.pipeline.portable.objects import PreferredObjectDetector
 
 log = get_logger("vigil.pipeline.node")
 
@@ -38,6 +42,7 @@ class Node:
     agent: NodeAgent
     channel: grpc.aio.Channel
     analyzer: FaceAnalyzer | None
+    objects: PreferredObjectDetector | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -47,6 +52,8 @@ class Node:
             await self.channel.close()
             if self.analyzer is not None:
                 self.analyzer.close()
+            if self.objects is not None:
+                self.objects.close()
 
 
 def control_target(settings: VigilSettings) -> str:
@@ -75,16 +82,18 @@ def build_node(settings: VigilSettings, endpoints: Endpoints | None = None, *, a
     publisher = Publisher(target=target, api_key=key, node_id=identity.id,
                           spool_dir=Path(node.spool_dir) if node.spool_dir else home / "spool",
                           on_unregistered=reregister)
-    analyzer = None
+    analyzer = objects = None
     if backend_name == "portable":
         from vigil.pipeline.portable.backend import PortableBackend
+        from vigil.pipeline.portable.objects import PreferredObjectDetector
 
         analyzer = FaceAnalyzer(endpoints, score_threshold=FACE_DETECTOR_FLOOR, canvas_size=node.face_detector_canvas)
+        objects = PreferredObjectDetector(endpoints)
         backend: Backend = PortableBackend(
-            node_id=identity.id, analyzer=analyzer, publish=publisher.publish,
+            node_id=identity.id, analyzer=analyzer, objects=objects, publish=publisher.publish,
             model_version=node.embedding_model_version,
             snapshots=SnapshotWriter(ObjectStore.from_endpoints(endpoints)), batch_size=node.batch_size,
-            publish_interval_s=node.publish_interval_s, person_every=node.person_detect_every,
+            publish_interval_s=node.publish_interval_s, object_every=node.object_detect_every,
             clip_buffer_s=node.clip_buffer_s)
     else:  # pragma: no cover - needs pyds and a GPU
         from vigil.pipeline.deepstream.backend import DeepStreamBackend
@@ -94,7 +103,7 @@ def build_node(settings: VigilSettings, endpoints: Endpoints | None = None, *, a
     agent = NodeAgent(identity, channel, key, backend, publisher)
     agent.uploads = ObjectStore.from_endpoints(endpoints)  # clips go to the media bucket, like snapshots
     agent_ref.append(agent)
-    return Node(agent, channel, analyzer)
+    return Node(agent, channel, analyzer, objects)
 
 
 async def run_node(settings: VigilSettings, *, api_key: str | None = None, name: str | None = None) -> None:
