@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pynvml
+from prometheus_client.parser import text_string_to_metric_families
+
 from vigil.pipeline.gpu import GpuReading
 
 H100 = GpuReading(index=0, uuid="GPU-5c3e9a41-7d2b-4f1e-9a8c-1b2d3e4f5a6b", name="NVIDIA H100 80GB HBM3",
@@ -34,3 +37,19 @@ class Gpus:
 
     def close(self) -> None:
         self.closed = True
+
+
+def nvml_status() -> str | None:
+    """None when NVML starts on this machine, else NVML's own reason (checked with pynvml directly)."""
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        return str(exc)
+    pynvml.nvmlShutdown()
+    return None
+
+
+def gpu_samples(exposition: str) -> dict[tuple[str, tuple], float]:
+    """(name, sorted labels) → value of every GPU series in a /metrics text."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(exposition)
+            for s in family.samples if s.name.startswith("vigil_node_gpu")}

@@ -6,28 +6,15 @@ from __future__ import annotations
 
 import re
 
-import pynvml
 import pytest
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from tests.nodes.gpus import H100, L4, Gpus
+from tests.nodes.gpus import H100, L4, Gpus, gpu_samples, nvml_status
 from vigil.api.v1 import node_pb2 as pb
 from vigil.pipeline.agent import gpu_info, gpu_stats
 from vigil.pipeline.gpu import GpuProbe, GpuReadFailed, GpuUnavailable, NvmlReader, nvml_reader, visible_devices
 from vigil.pipeline.metrics import NodeMetrics
-
-
-def nvml_status() -> str | None:
-    """None when NVML starts on this machine, else NVML's own reason (checked with pynvml directly)."""
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        return str(exc)
-    pynvml.nvmlShutdown()
-    return None
-
 
 # --------------------------------------------------------------------------- NVML itself
 
@@ -123,10 +110,7 @@ def test_readings_become_registration_and_heartbeat_messages():
 
 
 def samples(metrics: NodeMetrics) -> dict[tuple[str, tuple], float]:
-    """(name, sorted labels) → value of every GPU series the endpoint would serve."""
-    text = generate_latest(metrics.registry).decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text)
-            for s in family.samples if s.name.startswith("vigil_node_gpu")}
+    return gpu_samples(generate_latest(metrics.registry).decode())
 
 
 def test_metrics_label_each_gpu_by_index_and_uuid_and_a_failed_reading_leaves_no_load():
