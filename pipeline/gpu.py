@@ -26,7 +26,7 @@ class GpuReading:
     index: int  # CUDA device index as this process sees it
     uuid: str
     name: str
-    compute_capability: str  # "major.minor"
+    compute_capability: str  # "major.minor"; "" where NVML cannot tell
     memory_total_bytes: int
     memory_used_bytes: int
     utilization: float  # share of the sample period in which a kernel ran
@@ -107,14 +107,14 @@ class NvmlReader:
         def unless_unsupported(call: Callable[[], Any], default: Any) -> Any:
             try:
                 return call()
-            except nvml.NVMLError_NotSupported:  # e.g. no NVENC, no readable sensor: a fact, not a failure
-                return default
+            except (nvml.NVMLError_NotSupported, nvml.NVMLError_FunctionNotFound):
+                return default  # e.g. no NVENC, no readable sensor, an older driver: a fact, not a failure
 
         memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-        major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
+        capability = unless_unsupported(lambda: "{}.{}".format(*nvml.nvmlDeviceGetCudaComputeCapability(handle)), "")
         return GpuReading(
             index=index, uuid=_text(nvml.nvmlDeviceGetUUID(handle)), name=_text(nvml.nvmlDeviceGetName(handle)),
-            compute_capability=f"{major}.{minor}", memory_total_bytes=int(memory.total),
+            compute_capability=capability, memory_total_bytes=int(memory.total),
             memory_used_bytes=int(memory.used),
             utilization=unless_unsupported(lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu, 0) / 100,
             decoder_utilization=unless_unsupported(lambda: nvml.nvmlDeviceGetDecoderUtilization(handle)[0], 0) / 100,
