@@ -19,6 +19,7 @@ from vigil.logs import get_logger
 from vigil.models.faces import FaceAnalyzer
 from vigil.pipeline.agent import NodeAgent, NodeIdentity
 from vigil.pipeline.backend import Backend, choose_backend
+from vigil.pipeline.gpu import GpuProbe
 from vigil.pipeline.publisher import Publisher
 from vigil.pipeline.snapshots import SnapshotWriter
 from vigil.settings import VigilSettings
@@ -61,7 +62,8 @@ def control_target(settings: VigilSettings) -> str:
 
 
 def build_node(settings: VigilSettings, endpoints: Endpoints | None = None, *, api_key: str | None = None,
-               name: str | None = None) -> Node:
+               name: str | None = None, gpus: GpuProbe | None = None) -> Node:
+    """gpus: how the node reads its GPUs (default: NVML)."""
     node = settings.node
     key = api_key or (node.api_key.get_secret_value() if node.api_key else None)
     if not key:
@@ -100,7 +102,7 @@ def build_node(settings: VigilSettings, endpoints: Endpoints | None = None, *, a
 
         backend = DeepStreamBackend.from_settings(settings, endpoints, node_id=identity.id,
                                                   publish=publisher.publish)
-    agent = NodeAgent(identity, channel, key, backend, publisher)
+    agent = NodeAgent(identity, channel, key, backend, publisher, gpus)
     agent.uploads = ObjectStore.from_endpoints(endpoints)  # clips go to the media bucket, like snapshots
     agent_ref.append(agent)
     return Node(agent, channel, analyzer, objects)
