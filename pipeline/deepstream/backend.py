@@ -278,11 +278,14 @@ class DeepStreamBackend:
                 except Exception as exc:  # noqa: BLE001 - Triton down: the frame goes without embeddings
                     log.warning("face embedding failed", error=str(exc))
             try:
-                seen = sightings(record, stream.ctx, model_version=self.model_version, upload=self.upload)
-            except Exception as exc:  # noqa: BLE001 - object storage down: send the frame without snapshots
-                log.warning("snapshot upload failed", error=str(exc))
-                seen = sightings(record, stream.ctx, model_version=self.model_version, upload=None)
-            stream.outbox.observe(record.frame_number, record.capture_time, seen, record.frame_size)
+                try:
+                    seen = sightings(record, stream.ctx, model_version=self.model_version, upload=self.upload)
+                except Exception as exc:  # noqa: BLE001 - object storage down: send the frame without snapshots
+                    log.warning("snapshot upload failed", error=str(exc))
+                    seen = sightings(record, stream.ctx, model_version=self.model_version, upload=None)
+                stream.outbox.observe(record.frame_number, record.capture_time, seen, record.frame_size)
+            except Exception:
+                log.exception("frame record dropped", pad=record.pad_index, frame=record.frame_number)
 
     async def _flush_loop(self) -> None:
         while True:

@@ -65,7 +65,7 @@ class GraphSettings:
     face_network_size: tuple[int, int] = (640, 384)  # YuNet input (width, height) of the nvinfer engine
     object_network_size: int = 416  # the object detector's square input (vigil.models.objects.INPUT_SIZE)
     object_detector: bool = True  # False when no object detector is installed
-    object_interval: int = 2  # frames skipped between object inferences (person_detect_every - 1)
+    object_interval: int = 2  # frames skipped between object inferences (object_detect_every - 1)
     gpu_id: int = 0
     new_muxer: bool = False  # DeepStream's USE_NEW_NVSTREAMMUX=yes
     batched_push_timeout_us: int = 40_000
@@ -83,7 +83,7 @@ class GraphSettings:
         return cls(
             configs_dir=ds.config_dir or SOURCE_CONFIGS_DIR, batch_size=node.batch_size,
             object_detector=onnx.is_file() or (ds.engine_dir / f"{OBJECT_MODEL}.plan").is_file(),
-            object_interval=max(0, node.person_detect_every - 1), gpu_id=ds.gpu_id, new_muxer=ds.new_muxer)
+            object_interval=max(0, node.object_detect_every - 1), gpu_id=ds.gpu_id, new_muxer=ds.new_muxer)
 
 
 @dataclass(frozen=True)

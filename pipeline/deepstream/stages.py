@@ -34,7 +34,7 @@ from vigil.pipeline.deepstream.meta import Box, Meta
 from vigil.pipeline.messages import FaceSample, SnapshotRef, normalised_box
 from vigil.pipeline.snapshots import snapshot_key
 from vigil.pipeline.streams import ProcessingSettings, StreamCounters
-from vigil.pipeline.tracks import Sighting, TrackBook
+from vigil.pipeline.tracks import VEHICLE_LABELS, Sighting, TrackBook
 
 MATCH_IOU = 0.8  # a tracked face and the detection it came from in the same frame
 
@@ -274,6 +274,9 @@ def _box(xyxy) -> Box:
 
 
 Upload = Callable[[str, bytes], SnapshotRef]
+# the last word of a snapshot's key, as the portable backend names them
+_SNAPSHOT_KIND: dict[int, str] = {pb.OBJECT_CLASS_FACE: "face", pb.OBJECT_CLASS_PERSON: "person",
+                                  pb.OBJECT_CLASS_VEHICLE: "vehicle"}
 
 
 def sightings(record: FrameRecord, ctx: StreamContext, *, model_version: str, upload: Upload | None) -> list[Sighting]:
@@ -284,9 +287,11 @@ def sightings(record: FrameRecord, ctx: StreamContext, *, model_version: str, up
     persons = {o.tracker_id: o.xyxy for o in record.objects if o.object_class == pb.OBJECT_CLASS_PERSON}
     result = []
     for o in record.objects:
+        if o.object_class == pb.OBJECT_CLASS_VEHICLE and o.label not in VEHICLE_LABELS:
+            continue  # a vehicle the tracker carries without the detector's label: nothing to name it by
         snapshot = None
         if o.jpeg and upload is not None:
-            kind = o.label if o.object_class != pb.OBJECT_CLASS_FACE and o.label else "face"
+            kind = _SNAPSHOT_KIND[o.object_class]
             with ctx.lock:
                 track_id = ctx.book.track_id(o.object_class, o.tracker_id)
             snapshot = upload(snapshot_key(ctx.camera_id, record.capture_time, track_id, record.frame_number, kind),
@@ -304,5 +309,6 @@ def sightings(record: FrameRecord, ctx: StreamContext, *, model_version: str, up
                                   snapshot=snapshot)
         parent = decode.holder(o.xyxy, persons) if o.object_class == pb.OBJECT_CLASS_FACE else None
         result.append(Sighting(tracker_id=o.tracker_id, object_class=o.object_class, box=box,
-                               confidence=o.confidence, face=face, snapshot=snapshot, parent_tracker_id=parent))
+                               confidence=o.confidence, face=face, snapshot=snapshot, parent_tracker_id=parent,
+                               label="" if o.object_class == pb.OBJECT_CLASS_FACE else o.label))
     return result

@@ -7,6 +7,7 @@ which is what it does to the metadata; the GPU surface by the same frame as a nu
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -40,8 +41,6 @@ NETWORK = (640, 384)
 MUXER = (1920, 1080)
 OBJECT_NETWORK = 416
 OBJECT_SCALE = OBJECT_NETWORK / 1920  # muxer frame → object detector input (letterboxed)
-needs_vehicle_class = pytest.mark.skipif(not hasattr(pb, "OBJECT_CLASS_VEHICLE"),
-                                         reason="ingest.proto's OBJECT_CLASS_VEHICLE comes with the vehicle branch")
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +226,6 @@ def test_untracked_and_tracker_only_objects():
     assert meta.tracker_id(obj) == 5 and meta.confidence(obj) == pytest.approx(0.7)
 
 
-@needs_vehicle_class
 def test_vehicles_become_tracks(yunet_outputs):
     frame_bgr, tensors = yunet_outputs
     faces = decode.decode_faces(tensors, NETWORK, MUXER, 0.5)
@@ -238,6 +236,17 @@ def test_vehicles_become_tracks(yunet_outputs):
     [vehicle] = [o for o in record.objects if o.object_class == pb.OBJECT_CLASS_VEHICLE]
     assert vehicle.label == "bus" and vehicle.tracker_id == 5 and vehicle.jpeg
     np.testing.assert_allclose(vehicle.xyxy, bus, atol=0.01)
-    updates = ctx.book.observe(1, record.capture_time, sightings(record, ctx, model_version="m", upload=None))
-    assert {u.object_class for u in updates} == {pb.OBJECT_CLASS_FACE, pb.OBJECT_CLASS_PERSON,
-                                                 pb.OBJECT_CLASS_VEHICLE}
+    uploads = []
+
+    def upload(key, data):
+        uploads.append(key)
+        return SnapshotRef(key=key, sha256="0" * 64, size_bytes=len(data))
+
+    updates = ctx.book.observe(1, record.capture_time, sightings(record, ctx, model_version="m", upload=upload))
+    by_class = {u.object_class: u for u in updates}
+    assert set(by_class) == {pb.OBJECT_CLASS_FACE, pb.OBJECT_CLASS_PERSON, pb.OBJECT_CLASS_VEHICLE}
+    assert by_class[pb.OBJECT_CLASS_VEHICLE].label == "bus" and by_class[pb.OBJECT_CLASS_PERSON].label == "person"
+    assert sorted(k.rsplit("-", 1)[1] for k in uploads) == ["face.jpg", "person.jpg", "vehicle.jpg"]
+    # a vehicle the tracker carries without a label is left out, not a crash of the worker
+    unnamed = dataclasses.replace(record, objects=[dataclasses.replace(vehicle, label="")])
+    assert sightings(unnamed, ctx, model_version="m", upload=None) == []

@@ -1,0 +1,169 @@
+"""Person-track fragmentation on the street video: how many tracks the portable stages make of the
+people who walk through people_street.mp4, per detector, against the number of walkers counted by
+hand, and what each detector costs per frame.
+
+    .venv/bin/python bench/fragmentation.py [--json PATH] [--frames N]
+
+Runs the portable stages (pipeline/portable/analysis.py: detection, ByteTrack per class, the
+TrackBook that decides START/END) on every frame of the video in order, one frame per batch,
+with the models served by the bench stack's Triton (bench/benchenv.py). Configurations:
+
+- `hog/3`: the detector before issue 15 (OpenCV HOG on every 3rd frame, the old default);
+- `nanodet/1`, `nanodet/2`, `nanodet/3`: NanoDet on every frame, every 2nd (the default), every 3rd.
+
+Per configuration: person tracks started, tracks per walker (WALKERS, counted by hand), tracks
+that last at least a second, the mean track length, vehicle tracks, and the detector's ms per
+detected frame; ratios against `hog/3`, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+
+import av
+from benchenv import bench_settings, bench_stack
+
+from vigil.api.v1 import ingest_pb2 as pb
+from vigil.models.faces import FaceAnalyzer
+from vigil.models.object_detector import ObjectDetector
+from vigil.pipeline.node import FACE_DETECTOR_FLOOR
+from vigil.pipeline.portable.analysis import FrameAnalysis, StreamAnalysis
+from vigil.pipeline.portable.backend import (
+    FACE_ASSOCIATION_SCALE,
+    PERSON_ASSOCIATION_SCALE,
+    VEHICLE_ASSOCIATION_SCALE,
+)
+from vigil.pipeline.portable.hog import HogPersonDetector
+from vigil.pipeline.portable.source import Frame
+from vigil.pipeline.portable.tracking import ObjectTracker
+from vigil.pipeline.streams import StreamSpec
+from vigil.pipeline.tracks import TrackBook
+from vigil.samples import load_sample_videos
+
+# Distinct people who walk through vtest.avi / people_street.mp4 (795 frames), counted by hand
+# from a contact sheet of every 20th frame, following each person by clothing and path
+# (a group walking together counts each member).
+WALKERS = 22
+
+
+@dataclass(frozen=True)
+class Result:
+    config: str
+    detector: str
+    every: int
+    person_tracks: int
+    tracks_per_walker: float
+    tracks_over_1s: int
+    mean_track_s: float
+    vehicle_tracks: int
+    detector_ms_per_frame: float
+    frames: int
+
+
+class TimedDetector:
+    """Wraps a detector to time its calls."""
+
+    def __init__(self, detector):
+        self.detector, self.name, self.seconds, self.calls = detector, detector.name, 0.0, 0
+
+    def detect_many(self, images, min_score):
+        started = time.perf_counter()
+        try:
+            return self.detector.detect_many(images, min_score)
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.calls += len(images)
+
+
+def run(config: str, detector, every: int, analyzer: FaceAnalyzer, path: str, fps: float, limit: int) -> Result:
+    timed = TimedDetector(detector)
+    spec = StreamSpec(uuid.uuid4(), None, f"file://{path}", round(fps))
+    rate, lost = fps, 1.5
+    settings = spec.settings
+    stream = StreamAnalysis(
+        spec=spec, book=TrackBook("bench"),
+        faces=ObjectTracker(frame_rate=rate, activation_threshold=settings.min_detection_confidence,
+                            lost_seconds=lost, association_scale=FACE_ASSOCIATION_SCALE),
+        persons=ObjectTracker(frame_rate=rate / every, activation_threshold=settings.min_detection_confidence,
+                              lost_seconds=lost, association_scale=PERSON_ASSOCIATION_SCALE),
+        vehicles=ObjectTracker(frame_rate=rate / every, activation_threshold=settings.min_detection_confidence,
+                               lost_seconds=lost, association_scale=VEHICLE_ASSOCIATION_SCALE),
+        object_every=every)
+    stages = FrameAnalysis(analyzer, None, "bench", timed)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    updates: list[pb.TrackUpdate] = []
+    frames = 0
+    with av.open(path) as container:
+        for number, decoded in enumerate(container.decode(video=0)):
+            if number >= limit:
+                break
+            frame = Frame(spec.camera_id, number, start + timedelta(seconds=number / fps),
+                          decoded.to_ndarray(format="bgr24"))
+            (analysed,) = stages.run([(stream, frame)])
+            updates += stream.book.observe(frame.number, frame.capture_time, analysed.sightings)
+            frames += 1
+            if frames % 100 == 0:
+                print(f"  {config}: {frames} frames", flush=True)
+    return summarise(config, timed, every, updates, frames)
+
+
+def summarise(config: str, timed: TimedDetector, every: int, updates: list[pb.TrackUpdate], frames: int) -> Result:
+    spans: dict[str, list[float]] = {}
+    classes: dict[str, int] = {}
+    for u in updates:
+        t = u.capture_time.ToDatetime().timestamp()
+        spans.setdefault(u.track_id, [t, t])[1] = t
+        classes[u.track_id] = u.object_class
+    persons = [tid for tid, c in classes.items() if c == pb.OBJECT_CLASS_PERSON]
+    lengths = [spans[tid][1] - spans[tid][0] for tid in persons]
+    return Result(
+        config=config, detector=timed.name, every=every, person_tracks=len(persons),
+        tracks_per_walker=round(len(persons) / WALKERS, 2),
+        tracks_over_1s=sum(1 for length in lengths if length >= 1.0),
+        mean_track_s=round(sum(lengths) / max(len(lengths), 1), 2),
+        vehicle_tracks=sum(1 for c in classes.values() if c == pb.OBJECT_CLASS_VEHICLE),
+        detector_ms_per_frame=round(1000 * timed.seconds / max(timed.calls, 1), 1), frames=frames)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--frames", type=int, default=10_000, help="stop after this many frames")
+    args = parser.parse_args()
+    settings = bench_settings()
+    endpoints = bench_stack(settings, models=True).endpoints
+    video = load_sample_videos()["people_street"]
+    analyzer = FaceAnalyzer(endpoints, score_threshold=FACE_DETECTOR_FLOOR,
+                            canvas_size=settings.node.face_detector_canvas)
+    analyzer.wait_until_ready(60)
+    nanodet = ObjectDetector(endpoints)
+    nanodet.wait_until_ready(60)
+    configs = [("hog/3", HogPersonDetector(), 3), ("nanodet/1", nanodet, 1), ("nanodet/2", nanodet, 2),
+               ("nanodet/3", nanodet, 3)]
+    results = []
+    for name, detector, every in configs:
+        print(f"{name}: running", flush=True)
+        results.append(run(name, detector, every, analyzer, str(video.path), video.fps, args.frames))
+    baseline = results[0]
+    print(f"\n{WALKERS} walkers counted by hand; ratios against {baseline.config} in this run")
+    print(f"{'config':<10} {'tracks':>6} {'/walker':>8} {'≥1s':>5} {'mean s':>7} {'vehicles':>8} {'ms/frame':>9}"
+          f" {'tracks ×':>9}")
+    for r in results:
+        print(f"{r.config:<10} {r.person_tracks:>6} {r.tracks_per_walker:>8} {r.tracks_over_1s:>5} "
+              f"{r.mean_track_s:>7} {r.vehicle_tracks:>8} {r.detector_ms_per_frame:>9} "
+              f"{r.person_tracks / max(baseline.person_tracks, 1):>9.2f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"walkers": WALKERS, "baseline": baseline.config, "results": [asdict(r) for r in results]},
+                      fh, indent=2)
+    analyzer.close()
+    nanodet.close()
+
+
+if __name__ == "__main__":
+    main()
