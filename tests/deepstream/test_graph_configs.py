@@ -157,7 +157,9 @@ def test_object_detector_config_matches_triton_model_and_the_shared_decoder():
     assert tuple(labels) == objects.COCO_LABELS and int(props["num-detected-classes"]) == len(labels)
     assert int(props["batch-size"]) == GraphSettings().batch_size <= model["max_batch_size"]
     assert int(props["gie-unique-id"]) == OBJECT_DETECTOR_ID
+    # the engine nvinfer loads is the one the image's entrypoint builds, at the same shape
     assert props["model-engine-file"] == f"/var/lib/vigil/engines/{objects.MODEL_NAME}.plan"
+    assert f'"$ENGINES/{objects.MODEL_NAME}.plan" {name} 3x{objects.INPUT_SIZE}x{objects.INPUT_SIZE}' in ENTRYPOINT
 
 
 def test_tracker_and_muxer_configs():
