@@ -22,9 +22,13 @@ ARCFACE_TEMPLATE = np.array(
     dtype=np.float32,
 )
 
-# cv2.warpAffine's INTER_LINEAR resolves source positions to 1/32 pixel (INTER_BITS = 5); doing the
-# same keeps the crops within a grey level of OpenCV's.
-SUBPIXEL_STEPS = 32
+# cv2.warpAffine's fixed point for 8-bit INTER_LINEAR, reproduced so that the crops are OpenCV's:
+# source positions in 1/1024 pixel (AB_BITS), resolved to 1/32 (INTER_BITS), integer weights
+# summing to 1024 per output pixel, rounded half up.
+AB_SCALE = 1024
+SUBPIXEL_BITS = 5
+SUBPIXEL_STEPS = 1 << SUBPIXEL_BITS
+WEIGHT_BITS = 2 * SUBPIXEL_BITS
 
 
 def array_module(array: Any):
@@ -79,29 +83,33 @@ def warp_faces(image: Any, landmarks_batch: Sequence[np.ndarray] | np.ndarray,
     channels = image.shape[2] if image.ndim == 3 else 1
     if not len(inverses):
         return xp.zeros((0, size, size, channels), dtype=xp.uint8)
-    m = xp.asarray(inverses, dtype=xp.float32)[:, :, :, None, None]  # (n, 2, 3, 1, 1)
-    ys, xs = xp.meshgrid(xp.arange(size, dtype=xp.float32), xp.arange(size, dtype=xp.float32), indexing="ij")
-    src_x = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]  # (n, size, size)
-    src_y = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
-    src_x = xp.rint(src_x * SUBPIXEL_STEPS) / SUBPIXEL_STEPS
-    src_y = xp.rint(src_y * SUBPIXEL_STEPS) / SUBPIXEL_STEPS
-    x0, y0 = xp.floor(src_x), xp.floor(src_y)
-    fx, fy = src_x - x0, src_y - y0
-    x0, y0 = x0.astype(xp.int32), y0.astype(xp.int32)
+    m = xp.asarray(inverses, dtype=xp.float64)[:, :, :, None, None]  # (n, 2, 3, 1, 1)
+    ys, xs = xp.meshgrid(xp.arange(size, dtype=xp.float64), xp.arange(size, dtype=xp.float64), indexing="ij")
+
+    def fixed(along_x, along_y, offset):
+        """Source positions in 1/32 pixel, as warpAffine computes them (per row + per column)."""
+        row = xp.rint((along_y * ys + offset) * AB_SCALE) + AB_SCALE // SUBPIXEL_STEPS // 2
+        column = xp.rint(along_x * xs * AB_SCALE)
+        return ((row + column).astype(xp.int64)) >> (10 - SUBPIXEL_BITS)
+
+    src_x = fixed(m[:, 0, 0], m[:, 0, 1], m[:, 0, 2])  # (n, size, size)
+    src_y = fixed(m[:, 1, 0], m[:, 1, 1], m[:, 1, 2])
+    x0, y0 = (src_x >> SUBPIXEL_BITS).astype(xp.int32), (src_y >> SUBPIXEL_BITS).astype(xp.int32)
+    fx, fy = (src_x & (SUBPIXEL_STEPS - 1)).astype(xp.int32), (src_y & (SUBPIXEL_STEPS - 1)).astype(xp.int32)
     pixels = image if image.ndim == 3 else image[..., None]
     flat = pixels.reshape(-1, pixels.shape[2]) if xp is np and pixels.flags.c_contiguous else None
 
     def tap(x, y, weight):
-        """The pixels at (x, y) times their weights, zero outside the image (BORDER_CONSTANT)."""
+        """The pixels at (x, y) times their integer weights, zero outside the image (BORDER_CONSTANT)."""
         inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
         x, y = xp.clip(x, 0, width - 1), xp.clip(y, 0, height - 1)
         # numpy: a flat take is ~3x faster than 2-D fancy indexing; CuPy gathers in one kernel either way
         values = pixels[y, x] if flat is None else np.take(flat, y * width + x, axis=0)
         return values * (weight * inside)[..., None]
 
-    crops = (tap(x0, y0, (1 - fx) * (1 - fy)) + tap(x0 + 1, y0, fx * (1 - fy))
-             + tap(x0, y0 + 1, (1 - fx) * fy) + tap(x0 + 1, y0 + 1, fx * fy))
-    return xp.clip(xp.rint(crops), 0, 255).astype(xp.uint8)
+    rx, ry = SUBPIXEL_STEPS - fx, SUBPIXEL_STEPS - fy
+    total = tap(x0, y0, rx * ry) + tap(x0 + 1, y0, fx * ry) + tap(x0, y0 + 1, rx * fy) + tap(x0 + 1, y0 + 1, fx * fy)
+    return ((total + (1 << (WEIGHT_BITS - 1))) >> WEIGHT_BITS).astype(xp.uint8)
 
 
 def align_face(image_bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
