@@ -110,8 +110,10 @@ class EncodedRecorder:
         try:
             with av.open(io.BytesIO(keyframe), "r", format=codec) as parsed:
                 stream = parsed.streams.video[0]
+                if not stream.width or not stream.time_base:  # no SPS seen yet: no frame size, nothing to mux
+                    return None
                 self.ring.start_segment(stream)
-                return Fraction(stream.time_base) if stream.time_base else None
+                return Fraction(stream.time_base)
         except (FFmpegError, IndexError) as exc:
             log.warning("keyframe without usable parameters: waiting for the next", error=str(exc))
             return None

@@ -155,6 +155,11 @@ def test_streams_the_muxer_cannot_take_as_they_are_record_nothing(tapped):
         for unit in units:
             recorder.on_unit(unit)
         assert ring.span() is None
+    fresh = EncodedRecorder(PacketRing(30), FrameClock())  # never saw the SPS/PPS: records nothing
+    fresh.on_format(EncodedFormat("h264", "byte-stream", "au", 320, 240))
+    for unit in units[GOP:]:
+        fresh.on_unit(unit)
+    assert fresh.ring.span() is None
     recorder.on_format(EncodedFormat("h264", "byte-stream", "au", 320, 240))
     # from mid-GOP: recording starts at the next keyframe, which carries no SPS/PPS (only the
     # first one does): the recorder puts the ones it saw last in front of it
