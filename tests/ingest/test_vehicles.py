@@ -52,6 +52,31 @@ async def test_a_vehicle_track_makes_one_event_with_its_label(ingest, node, even
                            (camera.id,)) == 1
 
 
+async def test_a_vehicles_event_follows_the_label_its_track_settles_on(ingest, node, events, camera, as_role):
+    viewer = as_role("viewer")
+    feed = events.Subscribe(event_pb.SubscribeRequest(camera_ids=[str(camera.id)]), metadata=viewer)
+    assert (await feed.read()).WhichOneof("item") == "keepalive"
+    update = pb.TRACK_UPDATE_KIND_UPDATE
+    await accepted(ingest, node, batch(camera.id, [vehicle("v", "car")], sequence=1),
+                   batch(camera.id, [vehicle("v", "car", update, second=0.5), vehicle("v", "truck", update, second=1)],
+                         sequence=2),
+                   batch(camera.id, [vehicle("v", "truck", update, second=1.5)], sequence=3))  # nothing new
+    first, relabelled = await read_events(feed, 2)
+    assert (first.event.object_label, relabelled.event.object_label) == ("car", "truck")
+    assert (relabelled.event.id, relabelled.event.event_time) == (first.event.id, first.event.event_time)
+    (listed,) = (await events.ListEvents(listing(camera), metadata=viewer)).events
+    assert listed.object_label == "truck"
+
+    # an operator's verdict on the event stands
+    await events.ReviewEvent(event_pb.ReviewEventRequest(id=listed.id, action=event_pb.REVIEW_ACTION_CONFIRM),
+                             metadata=as_role("operator"))
+    await accepted(ingest, node, batch(camera.id, [vehicle("v", "bus", update, second=2)], sequence=4))
+    assert not await quiet(feed, 1.0)  # neither the unchanged label (batch 3) nor the reviewed event
+    feed.cancel()
+    (reviewed,) = (await events.ListEvents(listing(camera), metadata=viewer)).events
+    assert (reviewed.object_label, reviewed.reviewed) == ("truck", True)
+
+
 async def test_bad_vehicle_updates_are_rejected_naming_the_field(ingest, node, app, camera, model_version,
                                                                  real_faces):
     face = best_face(real_faces["biden"], model_version)
