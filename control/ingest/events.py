@@ -1,14 +1,14 @@
 """A batch's tracks as detection events: one per (track, kind), kept in track_events.
 
 kind 'human': a person track's first observation gives human_detected (its event_time, box and
-confidence); kind 'vehicle': a vehicle track's first observation gives object_detected, with the
-track's label ("car", "truck", ...) in metadata.object_label: the node's majority over the track's
-detections, so when a later batch says the track is another kind, the event is relabelled (and
-sent on the feed again). kind 'face': a track's best face gives
-person_recognized (with person_id) or face_detected (with cluster_id); a better face later
-re-describes the same event: identity, box, confidence, frame, snapshot and metadata change, its
-id and event_time (when the face was first seen) do not. A face no better than the stored one
-changes nothing, and an event an operator reviewed (or deleted) is left as they left it.
+confidence). kind 'vehicle': a vehicle track's first observation gives object_detected, with the
+track's label ("car", "truck", ...) in metadata.object_label; the label is the node's majority over
+the track's detections, so when a later batch names another kind the event is relabelled (and
+sent on the feed again). kind 'face': a track's best face gives person_recognized (with
+person_id) or face_detected (with cluster_id); a better face later re-describes the same event:
+identity, box, confidence, frame, snapshot and metadata change, its id and event_time (when the
+face was first seen) do not. A face no better than the stored one changes nothing, and an event
+an operator reviewed (or deleted) is left as they left it.
 """
 
 from __future__ import annotations
