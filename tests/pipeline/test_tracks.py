@@ -109,4 +109,13 @@ def test_a_vehicle_sighting_must_say_which_vehicle():
         Sighting(1, VEHICLE, BOX, 0.5)
     with pytest.raises(ValueError, match="label"):
         Sighting(1, VEHICLE, BOX, 0.5, label="boat")
-    assert {"bicycle", "bus", "car", "motorcycle", "truck"} == VEHICLE_LABELS
+
+
+
+def test_the_node_the_detector_and_the_control_plane_name_the_same_vehicles():
+    """ingest.proto's TrackUpdate.label of a VEHICLE: what the detector decodes, the node sends and
+    ingest accepts are one list."""
+    from vigil.control.analytics.model import VEHICLE_LABELS as ACCEPTED
+    from vigil.models.objects import VEHICLE_LABELS as DETECTED
+
+    assert VEHICLE_LABELS == set(DETECTED.values()) == set(ACCEPTED)
