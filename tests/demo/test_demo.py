@@ -72,6 +72,7 @@ def test_demo_recognises_alerts_and_reruns(demo_env):
     rules = {a["rule"] for a in summary["alerts"]}
     assert "Watchlist: Demo VIPs" in rules
     assert any(r.startswith("Restricted zone:") for r in rules), rules
+    assert "Vehicle stopped: Street east side" in rules  # the parked van: loitering@2 over vehicles
     assert summary["activities"].get("intrusion", 0) >= 1
     # both files were played to the end and processed
     assert [s["state"] for s in summary["streams"]] == ["stopped", "stopped"]
