@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from vigil.api.v1 import ingest_pb2 as pb
+from vigil.models.objects import VEHICLE_LABELS as DETECTED_VEHICLES
 from vigil.pipeline.messages import Box, FaceSample, SnapshotRef, box_message, timestamp
 
 PERSON, FACE, VEHICLE = pb.OBJECT_CLASS_PERSON, pb.OBJECT_CLASS_FACE, pb.OBJECT_CLASS_VEHICLE
 _CLASS_TAG = {PERSON: "p", FACE: "f", VEHICLE: "v"}
 # TrackUpdate.label of a VEHICLE track must be one of these (ingest.proto).
-VEHICLE_LABELS = frozenset({"bicycle", "bus", "car", "motorcycle", "truck"})
+VEHICLE_LABELS = frozenset(DETECTED_VEHICLES.values())
 # Sending a face again only pays when it is clearly better (quality is stored to 3 decimals).
 FACE_IMPROVEMENT = 0.02
 

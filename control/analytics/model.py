@@ -16,6 +16,8 @@ from typing import Any
 import shapely
 from shapely.geometry import Polygon
 
+from vigil.models.objects import VEHICLE_LABELS as DETECTED_VEHICLES
+
 MAX_POLYGON_POINTS = 100  # camera.proto Zone.polygon: 3..100 points
 _EDGE_TOLERANCE = 1e-6  # boxes arrive as float32; x + width may exceed 1 by rounding
 
@@ -53,8 +55,8 @@ class ObjectClass(str, Enum):
     VEHICLE = "vehicle"
 
 
-# The detector labels of a VEHICLE track (ingest.proto TrackUpdate.label).
-VEHICLE_LABELS = ("bicycle", "bus", "car", "motorcycle", "truck")
+# The detector labels of a VEHICLE track (ingest.proto TrackUpdate.label): the object detector's.
+VEHICLE_LABELS = tuple(sorted(DETECTED_VEHICLES.values()))
 
 
 class TrackKind(str, Enum):

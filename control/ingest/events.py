@@ -1,12 +1,14 @@
 """A batch's tracks as detection events: one per (track, kind), kept in track_events.
 
 kind 'human': a person track's first observation gives human_detected (its event_time, box and
-confidence); kind 'vehicle': a vehicle track's first observation gives object_detected, its label
-("car", "truck", ...) in metadata.object_label. kind 'face': a track's best face gives
-person_recognized (with person_id) or face_detected (with cluster_id); a better face later
-re-describes the same event: identity, box, confidence, frame, snapshot and metadata change, its
-id and event_time (when the face was first seen) do not. A face no better than the stored one
-changes nothing, and an event an operator reviewed (or deleted) is left as they left it.
+confidence). kind 'vehicle': a vehicle track's first observation gives object_detected, with the
+track's label ("car", "truck", ...) in metadata.object_label; the label is the node's majority over
+the track's detections, so when a later batch names another kind the event is relabelled (and
+sent on the feed again). kind 'face': a track's best face gives person_recognized (with
+person_id) or face_detected (with cluster_id); a better face later re-describes the same event:
+identity, box, confidence, frame, snapshot and metadata change, its id and event_time (when the
+face was first seen) do not. A face no better than the stored one changes nothing, and an event
+an operator reviewed (or deleted) is left as they left it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ SNAPSHOT_RETENTION = timedelta(days=30)
 @dataclass(frozen=True)
 class RecordedEvent:
     event: Event  # as stored after this batch
-    created: bool  # False: an existing event was re-described with a better face
+    created: bool  # False: an existing event was re-described (a better face, a vehicle's settled label)
     track_id: str
 
 
@@ -78,6 +80,8 @@ class TrackEventWriter:
         for s, kind in bodies:  # a body snapshot sent after the track's first batch
             if s.snapshot and (mapping := existing.get((s.track_id, kind))):
                 await self._register(s.snapshot, mapping.event_id, mapping.event_timestamp)
+        recorded += await self._relabel([(s, m) for s, kind in bodies if kind == "vehicle" and s.label
+                                         and (m := existing.get((s.track_id, kind))) and m.object_label != s.label])
         recorded += await self._faces(summaries, existing, mappings)
         await self.tracks.add(mappings)
         await self.tracks.set_parents({s.track_id: s.parent_track_id for s in summaries if s.parent_track_id})
@@ -92,8 +96,8 @@ class TrackEventWriter:
     def _metadata(self, s: TrackSummary, observed_at: datetime) -> dict[str, Any]:
         metadata = {"track_id": s.track_id, "object_class": s.object_class.value, "node_id": str(self.batch.node_id),
                     "processing_time_ms": _milliseconds_since(observed_at)}  # capture → recorded here
-        if s.first.label:
-            metadata["object_label"] = s.first.label
+        if s.label:
+            metadata["object_label"] = s.label
         return metadata
 
     async def _bodies(self, new: list[tuple[TrackSummary, str]], mappings: list[TrackEvent]) -> list[RecordedEvent]:
@@ -106,12 +110,23 @@ class TrackEventWriter:
                      metadata=self._metadata(s, s.first.capture_time)) for s, _ in new])
         recorded = []
         for (s, kind), event in zip(new, events):
-            mappings.append(TrackEvent(s.track_id, kind, event.id, event.timestamp, None, None))
+            mappings.append(TrackEvent(s.track_id, kind, event.id, event.timestamp, None, None,
+                                       s.label if kind == "vehicle" else None))
             if s.snapshot:
                 await self._register(s.snapshot, event.id, event.timestamp)
                 event = await self.events.get(event.id, event.timestamp)  # now with its snapshot's media id
             recorded.append(RecordedEvent(event, True, s.track_id))
         return recorded
+
+    async def _relabel(self, changed: list[tuple[TrackSummary, TrackEvent]]) -> list[RecordedEvent]:
+        """Vehicle events whose track's label settled on another kind since they were recorded."""
+        if not changed:
+            return []
+        events = await self.events.relabel([(m.event_id, m.event_timestamp) for _, m in changed],
+                                           [s.label for s, _ in changed])
+        await self.tracks.set_labels("vehicle", {s.track_id: s.label for s, _ in changed})
+        track_of = {m.event_id: s.track_id for s, m in changed}
+        return [RecordedEvent(e, False, track_of[e.id]) for e in events]
 
     async def _register(self, snapshot: Snapshot, event_id: UUID, moment: datetime) -> None:
         """The node wrote the object before naming it; the row makes it the event's media."""

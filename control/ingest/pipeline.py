@@ -48,7 +48,7 @@ class BatchResult:
     duplicate: bool  # the key was stored before: nothing was written, no hook ran
     camera_id: UUID
     site_id: UUID
-    events: tuple[RecordedEvent, ...] = ()  # created, or re-described with a better face
+    events: tuple[RecordedEvent, ...] = ()  # created, or re-described (a better face, a vehicle's new label)
     observations: tuple[TrackObservation, ...] = ()  # every update, with the identity known for its track
     updates: int = 0  # track updates stored (0 for a duplicate)
 

@@ -160,11 +160,13 @@ class _Given:
             return stored_parameters(self.unit.parameters, self.values, analytic=self.unit.ref())
         except ParameterError as exc:
             root, _, rest = exc.field.partition(".")
+            root, bracket, item = root.partition("[")  # "objects[1]": an item of a list parameter
             path = self.paths.get(root)
             if path is None:
                 raise self.missing(root, exc.reason) from None
             if rest and path.endswith(f".{self.kind}.{root}") and self.kind == "after_hours":
                 rest = _SCHEDULE_FIELDS.get(rest, rest)  # the message's spelling of a schedule part
+            path += f"{bracket}{item}"
             raise InvalidArgument(f"{path}.{rest}" if rest else path, exc.reason) from None
 
 

@@ -55,7 +55,7 @@ class PortableBackend:
 
     def __init__(self, *, node_id: UUID, analyzer: FaceAnalyzer, objects: ObjectSource, publish: Publish,
                  model_version: str, snapshots: SnapshotWriter | None = None, batch_size: int = 8,
-                 publish_interval_s: float = 0.25, object_every: int = 2, queue_size: int = 4,
+                 publish_interval_s: float = 0.25, object_every: int = 1, queue_size: int = 4,
                  clip_buffer_s: float = 30.0):
         self.node_id = node_id
         self.analysis = FrameAnalysis(analyzer, snapshots, model_version, objects)

@@ -9,6 +9,10 @@
 -- human_detected: the mapping keeps it to one per track.
 ALTER TABLE track_events DROP CONSTRAINT IF EXISTS chk_track_events_kind;
 ALTER TABLE track_events ADD CONSTRAINT chk_track_events_kind CHECK (kind IN ('human', 'face', 'vehicle'));
+-- The label the vehicle event states: a batch naming another (the node's majority vote moved from
+-- car to truck, say) relabels the event without reading it first.
+ALTER TABLE track_events ADD COLUMN IF NOT EXISTS object_label VARCHAR(32);
+COMMENT ON COLUMN track_events.object_label IS 'The label the track''s event states (''vehicle'' only)';
 
 -- =============================================================================
 -- events: listing by object class

@@ -167,6 +167,20 @@ class EventRepository:
             raise NotFound("event", event_id)
         return found
 
+    async def relabel(self, keys: Sequence[tuple[UUID, datetime]], labels: Sequence[str]) -> list[Event]:
+        """Set metadata.object_label of these events (their tracks' labels settled on others), in one
+        statement; a reviewed event stays as the operator left it. Returns the events changed."""
+        if not keys:
+            return []
+        query = sql.SQL(
+            "UPDATE events SET metadata = jsonb_set(events.metadata, '{{object_label}}', to_jsonb(k.new_label))"
+            " FROM unnest(%s::uuid[], %s::timestamptz[], %s::text[]) AS k(event_id, event_ts, new_label)"
+            " WHERE events.id = k.event_id AND events.timestamp = k.event_ts AND NOT events.reviewed"
+            " RETURNING {}").format(_COLUMNS)
+        async with guarded(self.conn, "event"):
+            return await fetch_all(self.conn, Event, query,
+                                   ([k[0] for k in keys], [k[1] for k in keys], list(labels)))
+
     async def get(self, event_id: UUID | str, timestamp: datetime | None = None) -> Event:
         """With the timestamp, only its partition is read. Without it, each partition's primary-key
         index is probed; ids are unique only with their timestamp, so the newest such event wins."""
@@ -385,6 +399,7 @@ class TrackEvent:
     event_timestamp: datetime
     face_quality: float | None
     parent_track_id: str | None
+    object_label: str | None = None  # the label the event states ('vehicle' only)
 
 
 _TRACK_EVENT_COLUMNS = columns_of(TrackEvent, face_quality=sql.SQL("face_quality::float8"))
@@ -416,17 +431,27 @@ class TrackEventRepository:
         async with translated("track_event"):  # one statement for the batch's new tracks, in its savepoint
             await self.conn.execute(
                 "INSERT INTO track_events (camera_id, track_id, kind, event_id, event_timestamp, face_quality,"
-                " parent_track_id) SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::uuid[], %s::timestamptz[],"
-                " %s::numeric[], %s::text[])",
+                " parent_track_id, object_label) SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::uuid[],"
+                " %s::timestamptz[], %s::numeric[], %s::text[], %s::text[])",
                 (self.camera_id, [r.track_id for r in rows], [r.kind for r in rows], [r.event_id for r in rows],
                  [r.event_timestamp for r in rows], [r.face_quality for r in rows],
-                 [r.parent_track_id for r in rows]))
+                 [r.parent_track_id for r in rows], [r.object_label for r in rows]))
 
     async def set_face_quality(self, track_id: str, quality: float) -> None:
         async with guarded(self.conn, "track_event"):
             await self.conn.execute("UPDATE track_events SET face_quality = %s"
                                     " WHERE camera_id = %s AND track_id = %s AND kind = 'face'",
                                     (quality, self.camera_id, track_id))
+
+    async def set_labels(self, kind: str, labels: dict[str, str]) -> None:
+        """The label each of these tracks' events now states."""
+        if not labels:
+            return
+        async with guarded(self.conn, "track_event"):
+            await self.conn.execute(
+                "UPDATE track_events t SET object_label = l.label FROM unnest(%s::text[], %s::text[])"
+                " AS l(track_id, label) WHERE t.camera_id = %s AND t.kind = %s AND t.track_id = l.track_id",
+                (list(labels), list(labels.values()), self.camera_id, kind))
 
     async def set_parents(self, parents: dict[str, str]) -> None:
         """Face tracks' person tracks, where the node (newly) associated them."""

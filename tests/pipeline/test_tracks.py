@@ -109,4 +109,12 @@ def test_a_vehicle_sighting_must_say_which_vehicle():
         Sighting(1, VEHICLE, BOX, 0.5)
     with pytest.raises(ValueError, match="label"):
         Sighting(1, VEHICLE, BOX, 0.5, label="boat")
-    assert {"bicycle", "bus", "car", "motorcycle", "truck"} == VEHICLE_LABELS
+
+
+
+def test_the_node_and_the_control_plane_name_the_vehicles_the_proto_documents():
+    """ingest.proto's TrackUpdate.label of a VEHICLE: the detector's list (vigil.models.objects), which
+    the node and ingest take from it, is the one the API documents."""
+    from vigil.control.analytics.model import VEHICLE_LABELS as ACCEPTED
+
+    assert VEHICLE_LABELS == set(ACCEPTED) == {"bicycle", "bus", "car", "motorcycle", "truck"}

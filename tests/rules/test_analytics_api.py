@@ -180,3 +180,19 @@ def test_list_analytics_carries_the_whole_manifest(ref):
         assert read == spec
     # the zone units' version 2 (watching vehicles too) supersedes their version 1
     assert message.latest is (unit.version == "2" or f"{unit.name}@2" not in REGISTRY.refs())
+
+
+def test_the_objects_a_zone_unit_watches_are_set_by_name_and_refused_naming_the_item():
+    values = config_values(loitering(parameter_values=values_struct(objects=["truck", "bus"], min_duration=30)))
+    assert (values["analytic"], values["parameters"]) == ("loitering@2", {"objects": ["truck", "bus"],
+                                                                          "min_duration": 30.0})
+    read_back = config_message(AnalyticsConfig(**{**stored("loitering", values["parameters"]).__dict__,
+                                                  "analytic": "loitering@2"}))
+    assert list(read_back.parameter_values["objects"]) == ["truck", "bus"]
+    assert config_values(read_back)["parameters"] == values["parameters"]  # sent back whole: unchanged
+    boat = refusal(loitering(parameter_values=values_struct(objects=["truck", "boat"])))
+    assert (boat.field, boat.message) == ("analytics_config.parameter_values.objects[1]",
+                                          "must be one of person, vehicle, bicycle, bus, car, motorcycle, truck, "
+                                          "got 'boat'")
+    pinned = refusal(loitering(analytic="loitering@1", parameter_values=values_struct(objects=["truck"])))
+    assert pinned.message.startswith("not a parameter of loitering@1")
