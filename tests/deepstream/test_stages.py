@@ -250,3 +250,16 @@ def test_vehicles_become_tracks(yunet_outputs):
     # a vehicle the tracker carries without a label is left out, not a crash of the worker
     unnamed = dataclasses.replace(record, objects=[dataclasses.replace(vehicle, label="")])
     assert sightings(unnamed, ctx, model_version="m", upload=None) == []
+
+
+def test_the_surface_pointer_is_read_from_its_capsule():
+    """pyds hands the surface's dataPtr over as a PyCapsule (get_nvds_buf_surface_gpu); meta.py
+    reads the address out of it for CuPy. Here a capsule made the way pybind11 makes one."""
+    import ctypes
+
+    from vigil.pipeline.deepstream.meta import _capsule_address
+
+    pixels = np.arange(64, dtype=np.uint8)
+    new_capsule = ctypes.pythonapi.PyCapsule_New
+    new_capsule.restype, new_capsule.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    assert _capsule_address(new_capsule(pixels.ctypes.data, None, None)) == pixels.ctypes.data
