@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vigil.models import detection
-from vigil.models.alignment import ARCFACE_TEMPLATE, align_face, similarity_transform, warp_faces
+from vigil.models.alignment import ARCFACE_TEMPLATE, align_face, sample_bilinear, similarity_transform, warp_faces
 from vigil.models.catalog import DETECTOR_OUTPUTS, EMBEDDER_INPUT_SIZE
 from vigil.models.images import to_bgr
 
@@ -53,9 +53,12 @@ def test_crops_match_opencv_on_real_faces(landmarked, name):
         matrix, reference = opencv_crop(image, landmarks)
         ours = similarity_transform(landmarks)
         np.testing.assert_allclose(ours, matrix, rtol=1e-4, atol=1e-3)
-        # the sampling is warpAffine's, to the bit, given the same matrix
-        np.testing.assert_array_equal(crop, cv2.warpAffine(image, ours, (EMBEDDER_INPUT_SIZE, EMBEDDER_INPUT_SIZE),
-                                                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
+        # the sampling is warpAffine's, to the bit, given the same matrix: for numpy images it is
+        # warpAffine; the array code CuPy images go through computes the same pixels
+        expected = cv2.warpAffine(image, ours, (EMBEDDER_INPUT_SIZE, EMBEDDER_INPUT_SIZE), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT)
+        np.testing.assert_array_equal(crop, expected)
+        np.testing.assert_array_equal(sample_bilinear(image, [ours])[0], expected)
         # and OpenCV's own fit moves no pixel by more than a grey level
         diff = np.abs(crop.astype(np.int16) - reference.astype(np.int16))
         assert diff.mean() < 0.01 and diff.max() <= 1, (diff.mean(), diff.max())
@@ -71,11 +74,13 @@ def test_channels_and_borders_follow_the_image(landmarked):
     crop = warp_faces(rgba, faces[:1])[0]
     assert crop.shape == (EMBEDDER_INPUT_SIZE, EMBEDDER_INPUT_SIZE, 4)
     np.testing.assert_array_equal(crop[..., 2::-1], warp_faces(image, faces[:1])[0])
+    np.testing.assert_array_equal(sample_bilinear(rgba, [similarity_transform(faces[0])])[0], crop)
     shifted = faces[0] - faces[0].min(axis=0) + [2.0, 2.0]  # landmarks at the top-left corner
     reference = cv2.warpAffine(image, similarity_transform(shifted), (EMBEDDER_INPUT_SIZE, EMBEDDER_INPUT_SIZE),
                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     assert (reference == 0).all(axis=2).mean() > 0.1  # a good part of the crop is outside the photo
     np.testing.assert_array_equal(warp_faces(image, [shifted])[0], reference)
+    np.testing.assert_array_equal(sample_bilinear(image, [similarity_transform(shifted)])[0], reference)
 
 
 def test_no_faces_and_degenerate_landmarks():

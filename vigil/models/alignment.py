@@ -4,7 +4,9 @@ trained with (the ArcFace 112x112 template, which SFace and OpenCV's alignCrop u
 One implementation for both backends: `warp_faces` works on numpy arrays (the portable
 backend's frames) and on CuPy arrays (the DeepStream backend's frames, still in GPU memory), picking
 the array module from its input. The transforms are fitted on the CPU (5 points per face); only
-the sampling runs where the pixels are.
+the sampling runs where the pixels are: cv2.warpAffine for numpy (about 20x faster than array
+code on the CPU), `sample_bilinear` for CuPy, which reproduces warpAffine's fixed-point sampling
+to the bit (the tests prove it on numpy arrays).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 
 from vigil.models.catalog import EMBEDDER_INPUT_SIZE
@@ -76,10 +79,22 @@ def warp_faces(image: Any, landmarks_batch: Sequence[np.ndarray] | np.ndarray,
     from pyds.get_nvds_buf_surface_gpu); the crops are made by the same array module and keep the
     image's channels in its order. `landmarks_batch` holds each face's 5 (x, y) points in image
     pixels, on the CPU. The GPU kit (bench/gpu/) times this on CuPy arrays."""
+    matrices = [similarity_transform(points) for points in landmarks_batch]
+    if array_module(image) is np:
+        channels = image.shape[2] if image.ndim == 3 else 1
+        crops = [cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                 for m in matrices]
+        return np.stack(crops).reshape(-1, size, size, channels) if crops else \
+            np.zeros((0, size, size, channels), np.uint8)
+    return sample_bilinear(image, matrices, size)
+
+
+def sample_bilinear(image: Any, matrices: Sequence[np.ndarray], size: int = EMBEDDER_INPUT_SIZE) -> Any:
+    """warpAffine(INTER_LINEAR, BORDER_CONSTANT) of one image under n 2x3 frame → crop similarity
+    matrices, in array code that runs on numpy or CuPy: (n, size, size, C) uint8."""
     xp = array_module(image)
     height, width = int(image.shape[0]), int(image.shape[1])
-    inverses = np.stack([_inverse(similarity_transform(points)) for points in landmarks_batch]) \
-        if len(landmarks_batch) else np.zeros((0, 2, 3))
+    inverses = np.stack([_inverse(m) for m in matrices]) if len(matrices) else np.zeros((0, 2, 3))
     channels = image.shape[2] if image.ndim == 3 else 1
     if not len(inverses):
         return xp.zeros((0, size, size, channels), dtype=xp.uint8)
