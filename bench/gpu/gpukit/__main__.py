@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     cpu_rates["align"] = report["align"]["cpu"]["items_per_s"]
     gpu_rates["align"] = (report["align"]["gpu"] or {}).get("items_per_s")
 
+    if use_gpu and gpu["failures"]:
+        gpu["status"] = "partial"  # some GPU measurements failed: gpu.failures says which and why
     report["capacity"] = capacity.compare(cpu_rates, gpu_rates if use_gpu else None, args.embeds_per_stream_s)
     report["seconds"] = round(time.perf_counter() - started, 1)
     _print_summary(report)
