@@ -151,9 +151,9 @@ class NodeSettings(BaseModel):
         "auto", description="Processing backend; auto picks deepstream where pyds and a GPU are present.")
     capacity_streams: int = Field(4, ge=1, le=10_000, description="Most camera streams the node accepts.")
     batch_size: int = Field(8, ge=1, le=64, description="Most frames (across streams) inferred together.")
-    person_detect_every: int = Field(
-        3, ge=1, le=100, description="Portable backend: run the CPU person detector on every n-th frame of a "
-        "stream (the tracker carries the boxes in between).")
+    object_detect_every: int = Field(
+        2, ge=1, le=100, description="Run the person and vehicle detector on every n-th frame of a stream (the "
+        "tracker carries the boxes in between); on DeepStream it sets the detector's nvinfer interval (n - 1).")
     embedding_model_version: str = Field(
         "sface-2021dec-int8folded", min_length=1, max_length=100,
         description="Face embedding model version the node runs (model_versions.version_string).")

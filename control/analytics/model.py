@@ -50,6 +50,11 @@ class ZoneType(str, Enum):
 class ObjectClass(str, Enum):
     PERSON = "person"
     FACE = "face"
+    VEHICLE = "vehicle"
+
+
+# The detector labels of a VEHICLE track (ingest.proto TrackUpdate.label).
+VEHICLE_LABELS = ("bicycle", "bus", "car", "motorcycle", "truck")
 
 
 class TrackKind(str, Enum):
@@ -100,6 +105,7 @@ class TrackObservation:
     (a recognised person, else an unknown-face cluster); the ingest path copies a face track's
     identity onto its parent person track. frame_width / frame_height (pixels, from the batch)
     give the aspect ratio that converts horizontal motion into the same unit as vertical motion.
+    label: the detector's class name ("car", "truck", ...; "person"), None when the node sent none.
     """
 
     camera_id: str
@@ -113,6 +119,7 @@ class TrackObservation:
     cluster_id: str | None = None
     frame_width: int | None = None
     frame_height: int | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
         if self.capture_time.tzinfo is None or self.capture_time.utcoffset() is None:

@@ -139,7 +139,7 @@ class IngestPipeline:
             observations.append(TrackObservation(
                 camera_id=camera_id, track_id=u.track_id, object_class=u.object_class, box=u.box,
                 confidence=u.confidence, capture_time=u.capture_time, kind=u.kind, person_id=person_id,
-                cluster_id=cluster_id, frame_width=width, frame_height=height))
+                cluster_id=cluster_id, frame_width=width, frame_height=height, label=u.label))
         return observations
 
     @staticmethod

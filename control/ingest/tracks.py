@@ -1,5 +1,5 @@
 """What a batch says about each of its tracks: its class, its first observation, its best face,
-the person track a face track belongs to, and a snapshot of a person's body."""
+the person track a face track belongs to, and a snapshot of a person's body or a vehicle."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from vigil.control.ingest.batch import BestFace, Snapshot, TrackUpdate
 class TrackSummary:
     track_id: str
     object_class: ObjectClass
-    first: TrackUpdate  # a new person track's event describes its first observation
+    first: TrackUpdate  # a new person or vehicle track's event describes its first observation (and label)
     face_update: TrackUpdate | None  # the update carrying the batch's best face of the track
     parent_track_id: str | None  # the latest association the batch gives
     snapshot: Snapshot | None = None  # the first body snapshot the batch carries

@@ -348,14 +348,20 @@ def config_message(config: AnalyticsConfig) -> pb.AnalyticsConfig:
 _PARAMETER_TYPE = {ParameterType.DURATION: pb.ANALYTIC_PARAMETER_TYPE_DURATION,
                    ParameterType.INTEGER: pb.ANALYTIC_PARAMETER_TYPE_INTEGER,
                    ParameterType.NUMBER: pb.ANALYTIC_PARAMETER_TYPE_NUMBER,
-                   ParameterType.SCHEDULE: pb.ANALYTIC_PARAMETER_TYPE_SCHEDULE}
+                   ParameterType.SCHEDULE: pb.ANALYTIC_PARAMETER_TYPE_SCHEDULE,
+                   ParameterType.OBJECTS: pb.ANALYTIC_PARAMETER_TYPE_OBJECTS}
 
 
 def parameter_message(spec: ParameterSpec) -> pb.AnalyticParameter:
     message = pb.AnalyticParameter(name=spec.name, type=_PARAMETER_TYPE[spec.type], unit=spec.unit or "",
                                    exclusive_minimum=spec.exclusive_minimum, required=spec.required,
-                                   zone_threshold=spec.zone_threshold or "", description=spec.description)
-    for field, value in (("default_value", spec.default), ("minimum", spec.minimum), ("maximum", spec.maximum)):
+                                   zone_threshold=spec.zone_threshold or "", description=spec.description,
+                                   choices=spec.choices)
+    if isinstance(spec.default, tuple):  # a list parameter (OBJECTS)
+        message.default_choices.extend(spec.default)
+    elif spec.default is not None:
+        message.default_value = spec.default
+    for field, value in (("minimum", spec.minimum), ("maximum", spec.maximum)):
         if value is not None:
             setattr(message, field, value)
     return message

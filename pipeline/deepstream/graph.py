@@ -62,7 +62,7 @@ class GraphSettings:
     face_network_size: tuple[int, int] = (640, 384)  # YuNet input (width, height) of the nvinfer engine
     person_network_size: tuple[int, int] = (640, 640)
     person_detector: bool = True  # False when no person model is installed
-    person_interval: int = 2  # frames skipped between person inferences (person_detect_every - 1)
+    person_interval: int = 2  # frames skipped between person inferences (object_detect_every - 1)
     triton_mode: str = "grpc"  # "grpc": a Triton service; "capi": Triton in-process
     triton_url: str = "triton:8001"
     gpu_id: int = 0
@@ -83,7 +83,7 @@ class GraphSettings:
         return cls(
             configs_dir=ds.config_dir or SOURCE_CONFIGS_DIR, batch_size=node.batch_size,
             person_detector=person_onnx.is_file() or (ds.engine_dir / "person_detector.plan").is_file(),
-            person_interval=max(0, node.person_detect_every - 1), triton_mode=ds.triton_mode,
+            person_interval=max(0, node.object_detect_every - 1), triton_mode=ds.triton_mode,
             triton_url=settings.triton.url or cls.triton_url, gpu_id=ds.gpu_id, new_muxer=ds.new_muxer)
 
 

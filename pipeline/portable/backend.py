@@ -20,7 +20,7 @@ from vigil.logs import get_logger
 from vigil.models.errors import InferenceError
 from vigil.models.faces import FaceAnalyzer
 from vigil.pipeline.outbox import Publish, StreamOutbox
-from vigil.pipeline.portable.analysis import FrameAnalysis, StreamAnalysis
+from vigil.pipeline.portable.analysis import FrameAnalysis, ObjectSource, StreamAnalysis
 from vigil.pipeline.portable.source import Frame, VideoSource
 from vigil.pipeline.portable.tracking import ObjectTracker
 from vigil.pipeline.recording import Clip, ClipUnavailable, PacketRing
@@ -33,6 +33,7 @@ log = get_logger("vigil.pipeline.portable")
 # frames when frames are skipped; bodies are larger and move less relative to their size.
 FACE_ASSOCIATION_SCALE = 2.5
 PERSON_ASSOCIATION_SCALE = 1.5
+VEHICLE_ASSOCIATION_SCALE = 1.5
 IDLE_POLL_S = 0.01  # how soon a new frame is picked up when every queue was empty
 
 
@@ -52,15 +53,16 @@ class PortableBackend:
     name = "portable"
     node_backend = node_pb2.NODE_BACKEND_PORTABLE
 
-    def __init__(self, *, node_id: UUID, analyzer: FaceAnalyzer, publish: Publish, model_version: str,
-                 snapshots: SnapshotWriter | None = None, batch_size: int = 8, publish_interval_s: float = 0.25,
-                 person_every: int = 3, queue_size: int = 4, clip_buffer_s: float = 30.0):
+    def __init__(self, *, node_id: UUID, analyzer: FaceAnalyzer, objects: ObjectSource, publish: Publish,
+                 model_version: str, snapshots: SnapshotWriter | None = None, batch_size: int = 8,
+                 publish_interval_s: float = 0.25, object_every: int = 2, queue_size: int = 4,
+                 clip_buffer_s: float = 30.0):
         self.node_id = node_id
-        self.analysis = FrameAnalysis(analyzer, snapshots, model_version)
+        self.analysis = FrameAnalysis(analyzer, snapshots, model_version, objects)
         self.publish = publish
         self.batch_size = batch_size
         self.publish_interval_s = publish_interval_s
-        self.person_every = max(1, person_every)
+        self.object_every = max(1, object_every)
         self.queue_size = queue_size
         self.clip_buffer_s = clip_buffer_s
         self._streams: dict[UUID, _Stream] = {}
@@ -97,10 +99,13 @@ class PortableBackend:
             spec=spec, book=outbox.book,
             faces=ObjectTracker(frame_rate=rate, activation_threshold=spec.settings.min_detection_confidence,
                                 lost_seconds=lost, association_scale=FACE_ASSOCIATION_SCALE),
-            persons=ObjectTracker(frame_rate=rate / self.person_every,
+            persons=ObjectTracker(frame_rate=rate / self.object_every,
                                   activation_threshold=spec.settings.min_detection_confidence, lost_seconds=lost,
                                   association_scale=PERSON_ASSOCIATION_SCALE),
-            person_every=self.person_every)
+            vehicles=ObjectTracker(frame_rate=rate / self.object_every,
+                                   activation_threshold=spec.settings.min_detection_confidence, lost_seconds=lost,
+                                   association_scale=VEHICLE_ASSOCIATION_SCALE),
+            object_every=self.object_every)
         stream = _Stream(spec, counters, source, analysis, outbox)
         self._streams[spec.camera_id] = stream
         source.start()

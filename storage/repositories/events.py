@@ -193,10 +193,12 @@ class EventRepository:
                    site_ids: Iterable[UUID | str] | None = None, event_types: Iterable[str] | None = None,
                    person_id: UUID | str | None = None, person_ids: Iterable[UUID | str] | None = None,
                    cluster_ids: Iterable[UUID | str] | None = None, reviewed: bool | None = None,
+                   object_classes: Iterable[str] | None = None, object_labels: Iterable[str] | None = None,
                    since: datetime | None = None, until: datetime | None = None, page_size: int = 0,
                    page_token: str | None = None) -> Page[Event]:
         """Newest first; `since` is inclusive, `until` exclusive. A list matches any of its values;
-        None is no condition."""
+        None is no condition. object_classes / object_labels: the producing track's class and
+        label (metadata.object_class, metadata.object_label)."""
         filters = Filters()
         event_types = None if event_types is None else list(event_types)
         for column, field, values in (("camera_id", "camera_ids", camera_ids), ("person_id", "person_ids", person_ids),
@@ -207,6 +209,10 @@ class EventRepository:
         filters.any("event_type", event_types, cast="event_type_enum")
         filters.eq("person_id", optional_uuid("person_id", person_id))
         filters.eq("reviewed", None if reviewed is None else bool(reviewed))
+        if object_classes is not None:
+            filters.raw("metadata->>'object_class' = ANY(%s)", list(object_classes))
+        if object_labels is not None:
+            filters.raw("metadata->>'object_label' = ANY(%s)", list(object_labels))
         filters.range("timestamp", aware("since", since), aware("until", until))
         return await fetch_page(self.conn, Event, select=_COLUMNS, table="events", filters=filters,
                                 keyset=_NEWEST_FIRST, page_size=page_size, page_token=page_token, resource="event",
@@ -291,9 +297,11 @@ class SuspiciousActivityRepository:
     async def list(self, *, camera_ids: Iterable[UUID | str] | None = None,
                    site_ids: Iterable[UUID | str] | None = None, activity_types: Iterable[str] | None = None,
                    zone_ids: Iterable[UUID | str] | None = None, severities: Iterable[str] | None = None,
+                   object_classes: Iterable[str] | None = None,
                    since: datetime | None = None, until: datetime | None = None, page_size: int = 0,
                    page_token: str | None = None) -> Page[SuspiciousActivity]:
-        """Newest first; `since` is inclusive, `until` exclusive; None is no condition."""
+        """Newest first; `since` is inclusive, `until` exclusive; None is no condition.
+        object_classes: details.object_class, 'person' for activities from before it was stored."""
         filters = Filters()
         activity_types = None if activity_types is None else list(activity_types)
         severities = None if severities is None else list(severities)
@@ -303,6 +311,8 @@ class SuspiciousActivityRepository:
             filters.raw(_in_sites(_ACTIVITY_TABLE), uuid_list("site_ids", site_ids))
         filters.any("activity_type", activity_types, cast="activity_type_enum")
         filters.any("severity", severities, cast="severity_enum")
+        if object_classes is not None:
+            filters.raw("COALESCE(details->>'object_class', 'person') = ANY(%s)", list(object_classes))
         filters.range("timestamp", aware("since", since), aware("until", until))
         return await fetch_page(self.conn, SuspiciousActivity, select=_ACTIVITY_COLUMNS, table=_ACTIVITY_TABLE,
                                 filters=filters, keyset=_NEWEST_FIRST, page_size=page_size,
@@ -368,7 +378,7 @@ class IngestBatchRepository:
 
 @dataclass(frozen=True)
 class TrackEvent:
-    """The event a track produced for one kind: 'human' (a person track) or 'face'."""
+    """The event a track produced for one kind: 'human' (a person track), 'vehicle' or 'face'."""
     track_id: str
     kind: str
     event_id: UUID

@@ -226,7 +226,7 @@ def test_graph_settings_from_node_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("VIGIL_NODE__DEEPSTREAM__GPU_ID", "3")
     monkeypatch.setenv("VIGIL_NODE__DEEPSTREAM__NEW_MUXER", "true")
     chosen = VigilSettings(triton={"model_repository": models, "url": "10.0.0.5:9001"},
-                           node={"batch_size": 6, "person_detect_every": 4,
+                           node={"batch_size": 6, "object_detect_every": 4,
                                  "deepstream": {"triton_mode": "capi", "engine_dir": engines, "config_dir": tmp_path}})
     gs = GraphSettings.from_settings(chosen)
     assert (gs.gpu_id, gs.new_muxer, gs.triton_mode, gs.configs_dir) == (3, True, "capi", tmp_path)
