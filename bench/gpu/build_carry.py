@@ -151,13 +151,13 @@ def _sha256(path: Path) -> str:
 
 
 def _prepared_repository(path: Path | None) -> Path:
-    """The given repository, or the configured one with its face models prepared (no database)."""
+    """The given repository, or the configured one with its models prepared (no database)."""
     from vigil.models.prepare import prepare_repository
     from vigil.settings import load_settings
 
     repo = (path or Path(load_settings().triton.model_repository)).resolve()
-    if not all(spec.file(repo).is_file() for spec in (kit_models.FACE_DETECTOR, kit_models.FACE_EMBEDDER)):
-        print(f"[carry] preparing the face models in {repo} (vigil models prepare --no-register)")
+    if not all(spec.file(repo).is_file() for spec in kit_models.SPECS):
+        print(f"[carry] preparing the models in {repo} (vigil models prepare --no-register)")
         prepare_repository(repo)
     return repo
 
