@@ -70,6 +70,7 @@ def test_cpu_half_measures_every_model_and_says_the_gpu_did_not_run(prepared_mod
     report = json.loads(report_path.read_text())
 
     assert report["gpu"]["status"] == "not run" and report["gpu"]["reason"] == "--cpu-only"
+    assert report["gpu"]["failures"] == {} and set(report["gpu"]["libraries"]) >= {"torch", "cupy", "PyNvVideoCodec"}
     assert report["decode"]["cpu"]["frames"] > 0 and report["decode"]["gpu"] is None
     assert report["decode"]["cpu"]["streams_1080p30"] == pytest.approx(report["decode"]["cpu"]["fps"] / 30)
     for name in ("face_detector", "face_embedder"):

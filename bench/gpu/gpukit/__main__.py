@@ -99,7 +99,8 @@ class _Progress:
 
 def _gpu_environment(cpu_only: bool) -> dict:
     """What the GPU half can use; status "ran" when it runs, "not run" with the reason otherwise."""
-    found: dict = {"status": "not run", "reason": None, "device": None, "driver": None, "libraries": {}}
+    found: dict = {"status": "not run", "reason": None, "device": None, "driver": None, "libraries": {},
+                   "failures": {}}
     for name in ("torch", "onnx2torch", "cupy", "PyNvVideoCodec", "tensorrt", "pynvml"):
         found["libraries"][name] = _version_of(name)
     found["libraries"]["tensorrt_use"] = "not used: the kit runs PyTorch fp16 through onnx2torch"
@@ -118,7 +119,7 @@ def _gpu_environment(cpu_only: bool) -> dict:
     elif missing:
         found["reason"] = f"missing {', '.join(missing)}: install the carry's wheels (run.sh)"
     else:
-        found["status"], found["failures"] = "ran", {}
+        found["status"] = "ran"
     return found
 
 
