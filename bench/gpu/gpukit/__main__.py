@@ -98,11 +98,13 @@ class _Progress:
 
 
 def _gpu_environment(cpu_only: bool) -> dict:
-    """What the GPU half can use; status "ran" when it runs, "not run" with the reason otherwise."""
+    """What the GPU half can use: status "ran" needs PyTorch with a CUDA device; a library missing
+    for one stage (CuPy, onnx2torch, PyNvVideoCodec) fails that stage only, under gpu.failures."""
     found: dict = {"status": "not run", "reason": None, "device": None, "driver": None, "libraries": {},
                    "failures": {}}
-    for name in ("torch", "onnx2torch", "cupy", "PyNvVideoCodec", "tensorrt", "pynvml"):
+    for name in ("torch", "cupy", "PyNvVideoCodec", "tensorrt", "pynvml"):
         found["libraries"][name] = _version_of(name)
+    found["libraries"]["onnx2torch"] = _version_of("onnx2torch", models.import_onnx2torch)
     found["libraries"]["tensorrt_use"] = "not used: the kit runs PyTorch fp16 through onnx2torch"
     if cpu_only:
         found["reason"] = "--cpu-only"
@@ -113,19 +115,16 @@ def _gpu_environment(cpu_only: bool) -> dict:
         if torch.cuda.is_available():
             found["device"] = torch.cuda.get_device_name(0)
             found["driver"] = _driver_version()
-    missing = [n for n in ("torch", "onnx2torch", "cupy") if found["libraries"][n].startswith("absent")]
     if found["device"] is None:
         found["reason"] = "no CUDA device (torch.cuda.is_available() is false or PyTorch is absent)"
-    elif missing:
-        found["reason"] = f"missing {', '.join(missing)}: install the carry's wheels (run.sh)"
     else:
         found["status"] = "ran"
     return found
 
 
-def _version_of(name: str) -> str:
+def _version_of(name: str, importer: Callable | None = None) -> str:
     try:
-        module = __import__(name)
+        module = importer() if importer else __import__(name)
         return str(getattr(module, "__version__", "present"))
     except Exception as exc:  # noqa: BLE001 - a broken install (missing CUDA library...) reads as absent
         return f"absent ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})"

@@ -5,6 +5,8 @@ CUDA provider is importable it is reported, not used)."""
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +52,28 @@ def cpu_runner(model: onnx.ModelProto, spec: ModelSpec) -> Callable[[np.ndarray]
     return lambda batch: session.run(None, {spec.input_name: batch})
 
 
+def import_onnx2torch():
+    """onnx2torch 1.5 imports torch.onnx.symbolic_helper (TorchScript exporter) only to read the
+    export opset; PyTorch releases that dropped the module get a stand-in, which conversion never reads."""
+    import torch
+
+    try:
+        import torch.onnx.symbolic_helper
+    except ImportError:
+        shim = types.ModuleType("torch.onnx.symbolic_helper")
+        shim.GLOBALS = types.SimpleNamespace(export_onnx_opset_version=17)
+        sys.modules[shim.__name__] = shim
+        torch.onnx.symbolic_helper = shim
+    import onnx2torch
+
+    return onnx2torch
+
+
 def gpu_runner(model: onnx.ModelProto, spec: ModelSpec):
     """(run, to_device): run takes a CUDA fp16 tensor and returns the outputs (CUDA tensors)."""
     import torch
-    from onnx2torch import convert
 
-    module = convert(supported_opset(model)).eval().cuda().half()
+    module = import_onnx2torch().convert(supported_opset(model)).eval().cuda().half()
 
     def run(batch):
         with torch.inference_mode():
