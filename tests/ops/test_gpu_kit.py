@@ -111,7 +111,7 @@ def test_carry_is_built_under_the_limit_and_runs_from_its_own_directory(build_ca
 
     # The carried kit alone, from the carry's directory, on the carried models and clip.
     report_path = tmp_path / "carried.json"
-    run_kit(out, [*TINY, "--json", str(report_path)], cwd=out)
+    run_kit(out, [*TINY, "--batches", "1", "--json", str(report_path)], cwd=out)
     report = json.loads(report_path.read_text())
     assert report["models"]["face_embedder"]["status"] == "measured"
     assert report["settings"]["clip"].startswith(str(out))
