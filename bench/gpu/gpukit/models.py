@@ -1,7 +1,7 @@
-"""The three networks a node runs per stream, as the Triton repository holds them, and two ways
-to run each: onnxruntime on the CPU, and PyTorch on CUDA in fp16 through onnx2torch (the GPU
-machines have PyTorch but no TensorRT and no onnxruntime-gpu; where `tensorrt` or onnxruntime's
-CUDA provider is importable it is reported, not used)."""
+"""The three networks a node runs per stream, as the Triton repository holds them, and the ways
+to run each: onnxruntime on the CPU; PyTorch on CUDA in fp16 through onnx2torch (the lent GPU
+machines have PyTorch but neither TensorRT nor onnxruntime-gpu); and TensorRT where `tensorrt`
+imports."""
 
 from __future__ import annotations
 
@@ -84,6 +84,52 @@ def gpu_runner(model: onnx.ModelProto, spec: ModelSpec):
         return torch.from_numpy(array).cuda().half()
 
     return run, to_device
+
+
+def tensorrt_runner(model: onnx.ModelProto, spec: ModelSpec, max_batch: int):
+    """(run, to_device, precision) for a TensorRT engine built here from the ONNX graph (batch 1 to
+    max_batch, fp16 where the builder offers the flag). Only where `tensorrt` imports: the lent GPU
+    machines lack it, so this path has not run yet."""
+    import tensorrt as trt
+    import torch
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(model.SerializeToString()):
+        raise RuntimeError("; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)))
+    config = builder.create_builder_config()
+    precision = "fp32"
+    if hasattr(trt.BuilderFlag, "FP16"):
+        config.set_flag(trt.BuilderFlag.FP16)
+        precision = "fp16"
+    profile = builder.create_optimization_profile()
+    profile.set_shape(spec.input_name, (1, *spec.chw), (max_batch, *spec.chw), (max_batch, *spec.chw))
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise RuntimeError("TensorRT built no engine (see its log above)")
+    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    context = engine.create_execution_context()
+    outputs = [o.name for o in model.graph.output]
+
+    def run(batch):
+        context.set_input_shape(spec.input_name, tuple(batch.shape))
+        context.set_tensor_address(spec.input_name, batch.data_ptr())
+        results = []
+        for name in outputs:
+            dtype = torch.from_numpy(np.empty(0, trt.nptype(engine.get_tensor_dtype(name)))).dtype
+            result = torch.empty(tuple(context.get_tensor_shape(name)), dtype=dtype, device="cuda")
+            context.set_tensor_address(name, result.data_ptr())
+            results.append(result)
+        context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
+        return results
+
+    def to_device(array: np.ndarray):
+        return torch.from_numpy(array).cuda()  # the engine's input stays fp32, as in the ONNX graph
+
+    return run, to_device, precision
 
 
 def supported_opset(model: onnx.ModelProto) -> onnx.ModelProto:
