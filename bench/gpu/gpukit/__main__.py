@@ -316,7 +316,7 @@ def _model_lines(report: dict) -> list[str]:
         for side in ("cpu", "gpu", "gpu_tensorrt"):
             m = entry.get(side)
             if m:
-                per = ", ".join(f"b{b} {r['items_per_s']:.0f}/s" for b, r in m["batches"].items())
+                per = ", ".join(f"b{b} {_num(r['items_per_s'])}/s" for b, r in m["batches"].items())
                 extra = (f"; max rel. error vs CPU {m['max_relative_error_vs_cpu']:.1e}"
                          if "max_relative_error_vs_cpu" in m else "")
                 lines.append(f"{name} {side}: {per}{extra}")
@@ -326,6 +326,10 @@ def _model_lines(report: dict) -> list[str]:
             if m:
                 lines.append(f"{stage} {side}: {m['items_per_s']:.1f}/s ({m['what']})")
     return lines
+
+
+def _num(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 else f"{value:.3f}"
 
 
 def _capacity_lines(report: dict) -> list[str]:
