@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -90,6 +91,8 @@ def build_carry(out: Path, *, model_repository: Path, wheel_cache: Path, clip_se
     manifest["clip"] = _make_clip(out / CLIP_NAME, clip_seconds, media_cache)
 
     shutil.copytree(KIT, out / "gpukit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    manifest["alignment"] = _carry_alignment(out / "gpukit" / "vigil_alignment.py")
+    log(f"[carry] alignment: {manifest['alignment']}")
     (out / "run.sh").write_text(RUN_SH)
     (out / "run.sh").chmod(0o755)
 
@@ -140,6 +143,43 @@ def _make_clip(path: Path, seconds: float, media_cache: Path | None) -> dict:
     count = encode_h264(frames(), path, *CLIP_SIZE, CLIP_FPS, total, "clip")
     return {"source": f"{source.name}: {source.source}", "width": CLIP_SIZE[0], "height": CLIP_SIZE[1],
             "fps": CLIP_FPS, "frames": count, "codec": "h264", "bytes": path.stat().st_size}
+
+
+def _carry_alignment(target: Path) -> str:
+    """Vigil's own alignment module, when it is array-module generic (`warp_faces` on numpy and
+    CuPy): the kit then times the project's code on the GPU. The GPU machine has no Vigil, so its
+    `from vigil... import NAME` lines become the constants' values, and the copy is checked to crop
+    exactly as the original before it is carried."""
+    import importlib.util
+
+    import numpy as np
+
+    from vigil.models import alignment
+
+    if not hasattr(alignment, "warp_faces"):
+        return "not carried: vigil.models.alignment has no warp_faces (cv2 only); the kit uses gpukit/align.py"
+    lines = []
+    for line in Path(alignment.__file__).read_text().splitlines():
+        match = re.fullmatch(r"from (vigil(?:\.\w+)+) import (.+)", line)
+        if match:
+            module = importlib.import_module(match.group(1))
+            for name in (n.strip() for n in match.group(2).split(",")):
+                value = getattr(module, name)
+                if not isinstance(value, int | float | str | tuple):
+                    return f"not carried: {match.group(1)}.{name} is no constant; the kit uses gpukit/align.py"
+                lines.append(f"{name} = {value!r}  # from {match.group(1)} (carried copy of vigil.models.alignment)")
+        else:
+            lines.append(line)
+    target.write_text("\n".join(lines) + "\n")
+    spec = importlib.util.spec_from_file_location("carried_alignment", target)
+    carried = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(carried)
+    image = (np.random.default_rng(0).random((240, 320, 3)) * 255).astype(np.uint8)
+    faces = [alignment.ARCFACE_TEMPLATE * 1.2 + 40, alignment.ARCFACE_TEMPLATE * 0.8 + 120]
+    if not np.array_equal(carried.warp_faces(image, faces), alignment.warp_faces(image, faces)):
+        target.unlink()
+        return "not carried: the copy crops differently from vigil.models.alignment; the kit uses gpukit/align.py"
+    return "vigil.models.alignment.warp_faces (carried as gpukit/vigil_alignment.py)"
 
 
 def _sha256(path: Path) -> str:

@@ -20,6 +20,7 @@ import onnxruntime as ort
 import pytest
 
 from tests.pipeline.support import MEDIA_CACHE
+from vigil.models import alignment
 
 REPO = Path(__file__).resolve().parents[2]
 KIT_DIR = REPO / "bench" / "gpu"
@@ -86,6 +87,7 @@ def test_cpu_half_measures_every_model_and_says_the_gpu_did_not_run(prepared_mod
         assert detector["status"].startswith("absent:") and detector["cpu"] is None
     for stage in ("preprocess", "align"):
         assert report[stage]["cpu"]["items_per_s"] > 0 and report[stage]["gpu"] is None
+    assert report["align"]["implementation"] == "gpukit.align" and report["align"]["cpu"]["max_abs_diff_vs_cv2"] <= 2
 
     cpu = report["capacity"]["cpu"]
     assert cpu["streams"] > 0 and cpu["bound_by"] == "compute"
@@ -115,6 +117,10 @@ def test_carry_is_built_under_the_limit_and_runs_from_its_own_directory(build_ca
     report = json.loads(report_path.read_text())
     assert report["models"]["face_embedder"]["status"] == "measured"
     assert report["settings"]["clip"].startswith(str(out))
+    # Vigil's alignment travels when it is array-module generic, and the kit then times it
+    carried = (out / "gpukit" / "vigil_alignment.py").is_file()
+    assert carried == hasattr(alignment, "warp_faces"), manifest["alignment"]
+    assert report["align"]["implementation"] == ("vigil.models.alignment.warp_faces" if carried else "gpukit.align")
 
 
 def test_alignment_maths_matches_opencv():

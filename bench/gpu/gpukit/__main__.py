@@ -241,31 +241,38 @@ def _measure_preprocess(args, use_gpu: bool, gpu: dict) -> dict:
 
 
 def _measure_align(args, use_gpu: bool, gpu: dict) -> dict:
+    """Crops for the embedder by the project's warp_faces where the carry holds it (the same
+    function on numpy and CuPy), else by the kit's own (cv2.warpAffine on the CPU, a CuPy gather)."""
     import cv2
 
     # smooth, like a camera image: on pixel noise the interpolations' rounding differences grow
     coarse = (np.random.default_rng(3).random((preprocess.HEIGHT // 8, preprocess.WIDTH // 8, 3)) * 255)
     frame = cv2.resize(coarse.astype(np.uint8), (preprocess.WIDTH, preprocess.HEIGHT), interpolation=cv2.INTER_CUBIC)
     landmarks = align.synthetic_faces(args.faces, preprocess.WIDTH, preprocess.HEIGHT)
+    reference = align.warp_crops_cv2(frame, align.similarity_matrices(np, landmarks))
+    project = align.project_warp()
 
-    def cpu_align():
-        matrices = align.similarity_matrices(np, landmarks)
-        return align.embedder_blob(np, align.warp_crops_cv2(frame, matrices))
+    def crops(xp, image):
+        if project is not None:
+            return project(image, landmarks)  # fits on the CPU, samples where the image is
+        return (align.warp_crops(xp, image, align.similarity_matrices(xp, xp.asarray(landmarks))) if xp is not np
+                else align.warp_crops_cv2(image, align.similarity_matrices(np, landmarks)))
 
-    report: dict = {"cpu": {"what": "similarity fit (numpy) + cv2.warpAffine per face + embedder blob",
-                            **_rate(cpu_align, args.faces, args)}, "gpu": None}
+    implementation = "vigil.models.alignment.warp_faces" if project else "gpukit.align"
+    cpu_diff = np.abs(crops(np, frame).astype(np.int16) - reference.astype(np.int16))
+    report: dict = {"implementation": implementation, "cpu": {
+        "what": f"{implementation} on numpy" + ("" if project else " (cv2.warpAffine per face)") + " + embedder blob",
+        **_rate(lambda: align.embedder_blob(np, crops(np, frame)), args.faces, args),
+        "max_abs_diff_vs_cv2": int(cpu_diff.max())}, "gpu": None}
     if use_gpu:
         def gpu_rate():
             import cupy
 
-            frame_gpu, landmarks_gpu = cupy.asarray(frame), cupy.asarray(landmarks)
-            reference = align.warp_crops_cv2(frame, align.similarity_matrices(np, landmarks))
-            crops = cupy.asnumpy(align.warp_crops(cupy, frame_gpu, align.similarity_matrices(cupy, landmarks_gpu)))
-            diff = np.abs(crops.astype(np.int16) - reference.astype(np.int16))
-            rate = _rate(lambda: align.embedder_blob(cupy, align.warp_crops(
-                cupy, frame_gpu, align.similarity_matrices(cupy, landmarks_gpu))), args.faces, args,
-                cupy.cuda.runtime.deviceSynchronize)
-            return {"what": "similarity fit + bilinear gather + embedder blob, all in CuPy", **rate,
+            frame_gpu = cupy.asarray(frame)
+            diff = np.abs(cupy.asnumpy(crops(cupy, frame_gpu)).astype(np.int16) - reference.astype(np.int16))
+            rate = _rate(lambda: align.embedder_blob(cupy, crops(cupy, frame_gpu)), args.faces, args,
+                         cupy.cuda.runtime.deviceSynchronize)
+            return {"what": f"{implementation} on CuPy + embedder blob", **rate,
                     "max_abs_diff_vs_cv2": int(diff.max()), "mean_abs_diff_vs_cv2": float(diff.mean())}
         report["gpu"] = _attempt(gpu, "align", gpu_rate)
     return report

@@ -2,8 +2,9 @@
 CuPy): the least-squares similarity transform from 5 landmarks to the ArcFace 112x112 template
 (what vigil/models/alignment.py gets from cv2.estimateAffinePartial2D with every point an
 inlier), then a bilinear warp written as a gather, which CuPy runs on the GPU. The CPU baseline
-is the project's own way: cv2.warpAffine per face. Vigil's alignment module is cv2-only and not
-importable here (the kit runs where Vigil is not installed), so the maths is restated."""
+is cv2.warpAffine per face. Where the carry holds Vigil's own array-module generic alignment
+(`project_warp`), the kit times that instead; this module is the fallback for Vigil builds whose
+alignment is cv2-only, and the reference fit that crops are compared against."""
 
 from __future__ import annotations
 
@@ -74,6 +75,16 @@ def warp_crops_cv2(image, matrices, size: int = CROP):
 
     return np.stack([cv2.warpAffine(image, np.asarray(m, dtype=np.float64), (size, size), flags=cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_CONSTANT) for m in matrices])
+
+
+def project_warp():
+    """vigil.models.alignment.warp_faces(image, landmarks) as the carry holds it
+    (gpukit/vigil_alignment.py, written by build_carry.py), or None where it was not carried."""
+    try:
+        from gpukit import vigil_alignment
+    except ImportError:
+        return None
+    return getattr(vigil_alignment, "warp_faces", None)
 
 
 def synthetic_faces(count: int, width: int, height: int, seed: int = 0) -> np.ndarray:
