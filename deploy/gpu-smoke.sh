@@ -21,6 +21,8 @@
 #   VIGIL_SMOKE_MIN_FPS    least mean processed fps to pass (default 15: the sample's own rate)
 #   VIGIL_SMOKE_VIDEO      video file to replay (default: people_walk.mp4 of `vigil samples build`)
 #   VIGIL_SMOKE_LOGS       where logs go (default /tmp/vigil-gpu-smoke)
+#   VIGIL_TRITON__URL      host:port of a Triton serving the face embedder (gRPC). Unset: this script
+#                          starts the image's tritonserver on the repository the entrypoint builds.
 set -euo pipefail
 
 REPO_DIR=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,9 +33,6 @@ ENTRYPOINT="$REPO_DIR/deploy/docker/gpu-entrypoint.sh"
 PY=${PYTHON:-python3}
 mkdir -p "$LOGS"
 export VIGIL_NODE__BACKEND=deepstream
-# nvinferserver runs the embedder in-process on the repository the entrypoint builds, unless a
-# Triton service is named (VIGIL_TRITON__URL with VIGIL_NODE__DEEPSTREAM__TRITON_MODE=grpc)
-export VIGIL_NODE__DEEPSTREAM__TRITON_MODE=${VIGIL_NODE__DEEPSTREAM__TRITON_MODE:-capi}
 export VIGIL_TRITON__MODEL_REPOSITORY=${VIGIL_TRITON__MODEL_REPOSITORY:-$REPO_DIR/triton_models}
 
 PIDS=()
@@ -62,6 +61,21 @@ fi
 # trtexec plans for the detectors and the embedder (kept when newer than their ONNX files); a
 # detector without a plan is built by nvinfer itself on the first run (slower start)
 bash "$ENTRYPOINT" build-only | tee "$LOGS/engines.log"
+
+step "Triton (the face embedder, reached over gRPC by the node's worker)"
+if [ -z "${VIGIL_TRITON__URL:-}" ]; then
+  command -v tritonserver >/dev/null || die "no VIGIL_TRITON__URL and no tritonserver in this image"
+  tritonserver --model-repository="${VIGIL_TRITON_REPOSITORY:-/var/lib/vigil/triton_repository}" \
+    --grpc-port=8001 --http-port=8000 --metrics-port=8002 >"$LOGS/triton.log" 2>&1 &
+  PIDS+=($!)
+  export VIGIL_TRITON__URL=127.0.0.1:8001
+  for _ in $(seq 1 120); do
+    curl -sf http://127.0.0.1:8000/v2/health/ready >/dev/null && break
+    sleep 1
+  done
+  curl -sf http://127.0.0.1:8000/v2/health/ready >/dev/null || die "tritonserver not ready after 120 s, see $LOGS/triton.log"
+fi
+echo "Triton at $VIGIL_TRITON__URL"
 
 step "control plane"
 if [ -n "${VIGIL_SMOKE_CONTROL:-}" ]; then

@@ -85,10 +85,6 @@ class DeepStreamBackend:
         from vigil.models.faces import FaceAnalyzer
         from vigil.storage.objectstore import ObjectStore
 
-        if settings.node.deepstream.triton_mode != "grpc":
-            raise ValueError("node.deepstream.triton_mode=capi is no longer supported: the DeepStream backend "
-                             "embeds the faces it aligns on the GPU through the Triton service at triton.url; "
-                             "set VIGIL_NODE__DEEPSTREAM__TRITON_MODE=grpc and run Triton (deploy/k8s/triton.yaml)")
         gs = GraphSettings.from_settings(settings)
         objects = ObjectStore.from_endpoints(endpoints)
         faces = FaceAnalyzer(endpoints)
