@@ -9,7 +9,9 @@ TrackBook that decides START/END) on every frame of the video in order, one fram
 with the models served by the bench stack's Triton (bench/benchenv.py). Configurations:
 
 - `hog/3`: the detector before issue 15 (OpenCV HOG on every 3rd frame, the old default);
-- `nanodet/1`, `nanodet/2`, `nanodet/3`: NanoDet on every frame, every 2nd (the default), every 3rd.
+- `nanodet/1`, `nanodet/2`, `nanodet/3`: NanoDet on every frame (the default), every 2nd, every 3rd;
+- `hog/3-drop30`, `nanodet/1-drop30`: the same with 30 % of the frames dropped at random (seeded),
+  as a loaded node drops them (the demo's node drops 20-40 %).
 
 The reference, bench/data/vtest_walkers.json, was made by hand: every person who appears, with the
 frames of each visit (a walker who leaves and comes back has two visits; no tracker can join
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -37,14 +40,8 @@ from vigil.models.faces import FaceAnalyzer
 from vigil.models.object_detector import ObjectDetector
 from vigil.pipeline.node import FACE_DETECTOR_FLOOR
 from vigil.pipeline.portable.analysis import FrameAnalysis, StreamAnalysis
-from vigil.pipeline.portable.backend import (
-    FACE_ASSOCIATION_SCALE,
-    PERSON_ASSOCIATION_SCALE,
-    VEHICLE_ASSOCIATION_SCALE,
-)
 from vigil.pipeline.portable.hog import HogPersonDetector
 from vigil.pipeline.portable.source import Frame
-from vigil.pipeline.portable.tracking import ObjectTracker
 from vigil.pipeline.streams import StreamSpec
 from vigil.pipeline.tracks import TrackBook
 from vigil.samples import load_sample_videos
@@ -70,6 +67,7 @@ class Result:
     config: str
     detector: str
     every: int
+    dropped: float
     person_tracks: int
     tracks_per_visit: float
     tracks_per_walker: float
@@ -97,28 +95,21 @@ class TimedDetector:
 
 
 def run(config: str, detector, every: int, analyzer: FaceAnalyzer, path: str, fps: float, limit: int,
-        reference: Reference) -> Result:
+        reference: Reference, drop: float = 0.0) -> Result:
     timed = TimedDetector(detector)
     spec = StreamSpec(uuid.uuid4(), None, f"file://{path}", round(fps))
-    rate, lost = fps, 1.5
-    settings = spec.settings
-    stream = StreamAnalysis(
-        spec=spec, book=TrackBook("bench"),
-        faces=ObjectTracker(frame_rate=rate, activation_threshold=settings.min_detection_confidence,
-                            lost_seconds=lost, association_scale=FACE_ASSOCIATION_SCALE),
-        persons=ObjectTracker(frame_rate=rate / every, activation_threshold=settings.min_detection_confidence,
-                              lost_seconds=lost, association_scale=PERSON_ASSOCIATION_SCALE),
-        vehicles=ObjectTracker(frame_rate=rate / every, activation_threshold=settings.min_detection_confidence,
-                               lost_seconds=lost, association_scale=VEHICLE_ASSOCIATION_SCALE),
-        object_every=every)
+    stream = StreamAnalysis.start(spec, TrackBook("bench"), every)
     stages = FrameAnalysis(analyzer, None, "bench", timed)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     updates: list[pb.TrackUpdate] = []
     frames = 0
+    dropping = random.Random(15)
     with av.open(path) as container:
         for number, decoded in enumerate(container.decode(video=0)):
             if number >= limit:
                 break
+            if dropping.random() < drop:
+                continue
             frame = Frame(spec.camera_id, number, start + timedelta(seconds=number / fps),
                           decoded.to_ndarray(format="bgr24"))
             (analysed,) = stages.run([(stream, frame)])
@@ -126,11 +117,11 @@ def run(config: str, detector, every: int, analyzer: FaceAnalyzer, path: str, fp
             frames += 1
             if frames % 100 == 0:
                 print(f"  {config}: {frames} frames", flush=True)
-    return summarise(config, timed, every, updates, frames, reference)
+    return summarise(config, timed, every, drop, updates, frames, reference)
 
 
-def summarise(config: str, timed: TimedDetector, every: int, updates: list[pb.TrackUpdate], frames: int,
-              reference: Reference) -> Result:
+def summarise(config: str, timed: TimedDetector, every: int, drop: float, updates: list[pb.TrackUpdate],
+              frames: int, reference: Reference) -> Result:
     spans: dict[str, list[float]] = {}
     classes: dict[str, int] = {}
     for u in updates:
@@ -140,7 +131,7 @@ def summarise(config: str, timed: TimedDetector, every: int, updates: list[pb.Tr
     persons = [tid for tid, c in classes.items() if c == pb.OBJECT_CLASS_PERSON]
     lengths = [spans[tid][1] - spans[tid][0] for tid in persons]
     return Result(
-        config=config, detector=timed.name, every=every, person_tracks=len(persons),
+        config=config, detector=timed.name, every=every, dropped=drop, person_tracks=len(persons),
         tracks_per_visit=round(len(persons) / reference.visits, 2),
         tracks_per_walker=round(len(persons) / reference.walkers, 2),
         coverage=round(sum(lengths) / reference.visible_s, 2),
@@ -163,20 +154,22 @@ def main() -> None:
     analyzer.wait_until_ready(60)
     nanodet = ObjectDetector(endpoints)
     nanodet.wait_until_ready(60)
-    configs = [("hog/3", HogPersonDetector(), 3), ("nanodet/1", nanodet, 1), ("nanodet/2", nanodet, 2),
-               ("nanodet/3", nanodet, 3)]
+    hog = HogPersonDetector()
+    configs = [("hog/3", hog, 3, 0.0), ("nanodet/1", nanodet, 1, 0.0), ("nanodet/2", nanodet, 2, 0.0),
+               ("nanodet/3", nanodet, 3, 0.0), ("hog/3-drop30", hog, 3, 0.3), ("nanodet/1-drop30", nanodet, 1, 0.3)]
     reference = Reference.load(video.fps)
     results = []
-    for name, detector, every in configs:
+    for name, detector, every, drop in configs:
         print(f"{name}: running", flush=True)
-        results.append(run(name, detector, every, analyzer, str(video.path), video.fps, args.frames, reference))
+        results.append(run(name, detector, every, analyzer, str(video.path), video.fps, args.frames, reference,
+                           drop))
     baseline = results[0]
     print(f"\nreference (by hand): {reference.walkers} walkers, {reference.visits} visits, "
           f"{reference.visible_s:.0f} person-seconds in view; ratios against {baseline.config} in this run")
-    print(f"{'config':<10} {'tracks':>6} {'/visit':>7} {'/walker':>8} {'coverage':>9} {'≥1s':>5} {'mean s':>7} "
+    print(f"{'config':<17} {'tracks':>6} {'/visit':>7} {'/walker':>8} {'coverage':>9} {'≥1s':>5} {'mean s':>7} "
           f"{'vehicles':>8} {'ms/frame':>9} {'coverage ×':>11} {'ms ×':>6}")
     for r in results:
-        print(f"{r.config:<10} {r.person_tracks:>6} {r.tracks_per_visit:>7} {r.tracks_per_walker:>8} "
+        print(f"{r.config:<17} {r.person_tracks:>6} {r.tracks_per_visit:>7} {r.tracks_per_walker:>8} "
               f"{r.coverage:>9} {r.tracks_over_1s:>5} {r.mean_track_s:>7} {r.vehicle_tracks:>8} "
               f"{r.detector_ms_per_frame:>9} {r.coverage / max(baseline.coverage, 1e-9):>11.2f} "
               f"{r.detector_ms_per_frame / max(baseline.detector_ms_per_frame, 1e-9):>6.2f}")

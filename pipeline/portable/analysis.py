@@ -31,6 +31,15 @@ from vigil.pipeline.streams import StreamSpec
 from vigil.pipeline.tracks import FACE, PERSON, VEHICLE, Sighting, TrackBook
 
 DETECTOR_FLOOR = 0.3  # faces below this never reach the tracker; ByteTrack uses the 0.3..threshold band
+# Tracker tuning (tracking.py's buffered IoU: boxes enlarged around their centre before matching).
+# A face may move a whole face width between two processed frames when frames are skipped. Bodies
+# and vehicles: measured on the street video against walkers counted by hand (bench/fragmentation.py,
+# BENCHMARKS.md): with 30 % of frames dropped at random, scale 1.5 and IoU >= 0.2 made 39 tracks of
+# 21 visits, scale 2.5 and IoU >= 0.1 made 25; with every frame, 27 and 26.
+FACE_ASSOCIATION_SCALE = 2.5
+OBJECT_ASSOCIATION_SCALE = 2.5
+OBJECT_MATCHING_THRESHOLD = 0.9  # ByteTrack's largest IoU distance of a match: IoU >= 0.1 (buffered)
+LOST_SECONDS = 1.5
 
 
 class ObjectSource(Protocol):
@@ -61,6 +70,22 @@ class StreamAnalysis:
     # between detections the objects stay where they were last seen
     last_persons: list[TrackedObject] = field(default_factory=list)
     last_vehicles: list[TrackedObject] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, spec: StreamSpec, book: TrackBook, object_every: int) -> StreamAnalysis:
+        """A stream's state before its first frame: its trackers, tuned for its processing rate."""
+        rate = spec.settings.max_inference_fps or spec.fps or 25
+        floor = spec.settings.min_detection_confidence
+
+        def objects() -> ObjectTracker:
+            return ObjectTracker(frame_rate=rate / object_every, activation_threshold=floor,
+                                 lost_seconds=LOST_SECONDS, matching_threshold=OBJECT_MATCHING_THRESHOLD,
+                                 association_scale=OBJECT_ASSOCIATION_SCALE)
+
+        faces = ObjectTracker(frame_rate=rate, activation_threshold=floor, lost_seconds=LOST_SECONDS,
+                              association_scale=FACE_ASSOCIATION_SCALE)
+        return cls(spec=spec, book=book, faces=faces, persons=objects(), vehicles=objects(),
+                   object_every=object_every)
 
     def objects_due(self) -> bool:
         """Counts the frame; whether the object detector runs on it."""

@@ -22,18 +22,12 @@ from vigil.models.faces import FaceAnalyzer
 from vigil.pipeline.outbox import Publish, StreamOutbox
 from vigil.pipeline.portable.analysis import FrameAnalysis, ObjectSource, StreamAnalysis
 from vigil.pipeline.portable.source import Frame, VideoSource
-from vigil.pipeline.portable.tracking import ObjectTracker
 from vigil.pipeline.recording import Clip, ClipUnavailable, PacketRing
 from vigil.pipeline.snapshots import SnapshotWriter
 from vigil.pipeline.streams import InferenceTimes, StreamCounters, StreamSpec
 
 log = get_logger("vigil.pipeline.portable")
 
-# Buffered-IoU factors (tracking.py): a face may move a whole face width between two processed
-# frames when frames are skipped; bodies are larger and move less relative to their size.
-FACE_ASSOCIATION_SCALE = 2.5
-PERSON_ASSOCIATION_SCALE = 1.5
-VEHICLE_ASSOCIATION_SCALE = 1.5
 IDLE_POLL_S = 0.01  # how soon a new frame is picked up when every queue was empty
 
 
@@ -92,20 +86,8 @@ class PortableBackend:
         counters = StreamCounters(spec.camera_id)
         recording = PacketRing(self.clip_buffer_s) if spec.settings.recording_enabled else None
         source = VideoSource(spec, counters, queue_size=self.queue_size, recording=recording)
-        rate = spec.settings.max_inference_fps or spec.fps or 25
-        lost = 1.5
         outbox = StreamOutbox(self.node_id, spec, counters, self.publish)
-        analysis = StreamAnalysis(
-            spec=spec, book=outbox.book,
-            faces=ObjectTracker(frame_rate=rate, activation_threshold=spec.settings.min_detection_confidence,
-                                lost_seconds=lost, association_scale=FACE_ASSOCIATION_SCALE),
-            persons=ObjectTracker(frame_rate=rate / self.object_every,
-                                  activation_threshold=spec.settings.min_detection_confidence, lost_seconds=lost,
-                                  association_scale=PERSON_ASSOCIATION_SCALE),
-            vehicles=ObjectTracker(frame_rate=rate / self.object_every,
-                                   activation_threshold=spec.settings.min_detection_confidence, lost_seconds=lost,
-                                   association_scale=VEHICLE_ASSOCIATION_SCALE),
-            object_every=self.object_every)
+        analysis = StreamAnalysis.start(spec, outbox.book, self.object_every)
         stream = _Stream(spec, counters, source, analysis, outbox)
         self._streams[spec.camera_id] = stream
         source.start()
