@@ -189,6 +189,8 @@ def read_frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
         for index, frame in enumerate(container.decode(video=0)):
             if index in wanted:
                 frames[index] = frame.to_ndarray(format="bgr24")
+            if index >= max(wanted):
+                break
     return frames
 
 

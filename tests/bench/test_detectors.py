@@ -21,7 +21,7 @@ from detectors import REFERENCE, match_reference, read_frames, yolov3_tiny  # no
 from vigil.samples import load_sample_videos  # noqa: E402
 
 MEDIA = REPO / ".vigil" / "media"
-FRAME = 80  # a reference frame: seven pedestrians, two behind one another's shoulders, one far away
+FRAME = 240  # a reference frame: seven pedestrians, two of them side by side in the distance
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +68,14 @@ def test_converted_network_matches_opencvs_darknet_reader(darknet_files, frame):
 def test_yolov3_tiny_finds_the_pedestrians_counted_on_a_vtest_frame(frame):
     found = yolov3_tiny(MEDIA / "yolov3-tiny").detect(frame, 0.5)
     matched, false_positives = match_reference(found, REFERENCE[FRAME])
-    assert matched >= 4, found  # of 7: yolov3-tiny misses the far and the occluded ones
+    assert matched >= 5, found  # of 7 (it finds 6; HOG 2, and 2 false positives)
     assert false_positives == 0, found
     assert sum(f.kind == "vehicle" for f in found) >= 1  # the parked van
 
 
 def test_trained_anchors_size_person_boxes_to_the_person(darknet_files, frame):
     """The cfg's anchors for the second head shrink the boxes to about half; the trained ones do not."""
-    def tallest_person(masks):
+    def median_person_height(masks):
         converted = darknet_to_onnx(darknet_files.cfg.read_text(), darknet_files.weights.read_bytes(), masks)
         session = ort.InferenceSession(converted.model.SerializeToString(), providers=["CPUExecutionProvider"])
         values = session.run(None, {"input": _net_input(frame).transpose(2, 0, 1)[None].astype(np.float32)})
@@ -86,5 +86,5 @@ def test_trained_anchors_size_person_boxes_to_the_person(darknet_files, frame):
         return float(np.median(confident[:, 3] - confident[:, 1])) * 768 / 416
 
     counted = float(np.median([p.height for p in REFERENCE[FRAME]]))
-    assert 0.75 <= tallest_person(YOLOV3_TINY_MASKS) / counted <= 1.4
-    assert tallest_person(None) / counted < 0.75
+    assert 0.75 <= median_person_height(YOLOV3_TINY_MASKS) / counted <= 1.4
+    assert median_person_height(None) / counted < 0.75
