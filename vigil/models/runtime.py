@@ -13,7 +13,8 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def cpu_session(model_path: Path, threads: int) -> ort.InferenceSession:
+def cpu_session(model: Path | bytes, threads: int) -> ort.InferenceSession:
+    """A session on a model file, or on a serialised model (bytes)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # these graphs are chains; parallel branches gain nothing
@@ -24,4 +25,5 @@ def cpu_session(model_path: Path, threads: int) -> ort.InferenceSession:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: the folded graphs trigger no warnings worth a log line
-    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                providers=["CPUExecutionProvider"])
