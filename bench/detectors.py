@@ -41,13 +41,12 @@ import onnxruntime as ort
 from benchenv import REPO
 from darknet_onnx import YOLOV3_TINY_MASKS, darknet_to_onnx, decode_heads, fetch_yolov3_tiny
 
-from vigil.models.objects import Letterbox, ObjectKind, decode_objects
+from vigil.models.objects import INPUT_SIZE, Letterbox, decode_objects
 from vigil.pipeline.portable.persons import HogPersonDetector
 from vigil.samples import load_sample_videos
 from vigil.settings import load_settings
 
 VIDEO = "people_street"
-INPUT_SIZE = 416
 WARM_UP = 3  # calls before timing: onnxruntime allocates its arenas on the first runs
 
 
@@ -147,19 +146,14 @@ class OnnxDetector(Detector):
         tensor, letterbox = letterboxed(frame_bgr, INPUT_SIZE)
         values = self._session.run(self._outputs, {"input": tensor})
         scores, boxes = self._raw_outputs({n: v[0] for n, v in zip(self._outputs, values, strict=True)})
-        return [Found(tuple(float(v) for v in o.xyxy), float(o.score),
-                      "person" if o.kind == ObjectKind.PERSON else "vehicle", o.label)
+        return [Found(o.xyxy, o.score, o.kind.value, o.label)
                 for o in decode_objects(scores, boxes, letterbox, min_score)]
 
 
 def letterboxed(frame_bgr: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     """[1, 3, size, size] FP32 BGR 0..255: the frame scaled to fit, at the top-left, black elsewhere."""
-    height, width = frame_bgr.shape[:2]
-    letterbox = Letterbox.fit(width, height, size=size)
-    scaled_w, scaled_h = min(size, round(width * letterbox.scale)), min(size, round(height * letterbox.scale))
-    canvas = np.zeros((size, size, 3), np.uint8)
-    canvas[:scaled_h, :scaled_w] = cv2.resize(frame_bgr, (scaled_w, scaled_h), interpolation=cv2.INTER_LINEAR)
-    return canvas.transpose(2, 0, 1)[None].astype(np.float32), letterbox
+    letterbox = Letterbox.fit(frame_bgr.shape[1], frame_bgr.shape[0], size=size)
+    return letterbox.canvas(frame_bgr).transpose(2, 0, 1)[None].astype(np.float32), letterbox
 
 
 def yolov3_tiny(cache_dir: Path) -> OnnxDetector:
@@ -202,27 +196,32 @@ class Result:
     found: dict[int, list[Found]] = field(default_factory=dict)  # frame -> detections (all-cores run)
 
 
-def measure(detector: Detector, frames: dict[int, np.ndarray], min_score: float,
-            progress: Callable[[str], None]) -> Result:
-    result = Result(detector.name, detector.licence)
+def measure(detectors: Sequence[Detector], frames: dict[int, np.ndarray], min_score: float,
+            progress: Callable[[str], None]) -> list[Result]:
+    """Every detector on every frame, interleaved frame by frame so that all of them meet the same
+    load on a shared machine: first in single-thread sessions, then in all-cores ones."""
+    results = [Result(d.name, d.licence) for d in detectors]
+    first = next(iter(frames.values()))
     for mode, threads in (("single_thread", 1), ("all_cores", 0)):
-        detector.use_threads(threads)
-        first = next(iter(frames.values()))
-        for _ in range(WARM_UP):
-            detector.detect(first, min_score)
-        times = []
+        times: list[list[float]] = [[] for _ in detectors]
+        for detector in detectors:
+            detector.use_threads(threads)
+            for _ in range(WARM_UP):
+                detector.detect(first, min_score)
         for done, (index, frame) in enumerate(frames.items(), 1):
-            started = time.perf_counter()
-            found = detector.detect(frame, min_score)
-            times.append((time.perf_counter() - started) * 1000)
-            if mode == "all_cores":
-                result.found[index] = found
+            for detector, result, spent in zip(detectors, results, times, strict=True):
+                started = time.perf_counter()
+                found = detector.detect(frame, min_score)
+                spent.append((time.perf_counter() - started) * 1000)
+                if mode == "all_cores":
+                    result.found[index] = found
             if done % 10 == 0 or done == len(frames):
-                progress(f"{detector.name} {mode.replace('_', '-')}: {done}/{len(frames)} frames, "
-                         f"median {statistics.median(times):.1f} ms")
-        result.ms[mode] = {"median": round(statistics.median(times), 2),
-                           "p90": round(float(np.percentile(times, 90)), 2)}
-    return result
+                progress(f"{mode.replace('_', '-')}: {done}/{len(frames)} frames; median ms " + ", ".join(
+                    f"{d.name} {statistics.median(t):.1f}" for d, t in zip(detectors, times, strict=True)))
+        for result, spent in zip(results, times, strict=True):
+            result.ms[mode] = {"median": round(statistics.median(spent), 2),
+                               "p90": round(float(np.percentile(spent, 90)), 2)}
+    return results
 
 
 def match_reference(found: Sequence[Found], pedestrians: Sequence[Pedestrian]) -> tuple[int, int]:
@@ -357,10 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "nanodet": lambda: nanodet(args.nanodet_model or REPO / settings.triton.model_repository
                                    / "object_detector" / "1" / "model.onnx"),
     }
-    results = []
+    detectors = []
     for name in args.detectors:
         progress(f"{name}: loading")
-        results.append(measure(makers[name](), frames, args.min_score, progress))
+        detectors.append(makers[name]())
+    results = measure(detectors, frames, args.min_score, progress)
     cv2.setNumThreads(os.cpu_count() or 1)
 
     summaries = [summarise(r) for r in results]
