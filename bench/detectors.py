@@ -303,8 +303,12 @@ def print_table(summaries: list[dict]) -> None:
         print(f"{s['name']:<12} {one['median']:>8.1f}/{one['p90']:<8.1f} {every['median']:>7.1f}/{every['p90']:<7.1f} "
               f"{s['persons_per_frame']:>10.2f} {s['vehicles_per_frame']:>11.2f} "
               f"{ref['matched']:>3}/{ref['counted']:<3} {ref['recall']:.2f} {ref['false_positives']:>4} "
-              f"{ratios.get('speed_single_thread', 0) or 0:>7.2f}/{ratios.get('speed_all_cores', 0) or 0:<8.2f} "
-              f"{ratios.get('recall', 0) or 0:>10.2f}")
+              f"{_shown(ratios.get('speed_single_thread')):>7}/{_shown(ratios.get('speed_all_cores')):<8} "
+              f"{_shown(ratios.get('recall')):>10}")
+
+
+def _shown(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}"
 
 
 def draw(results: list[Result], frames: dict[int, np.ndarray], directory: Path) -> None:
