@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import av
@@ -347,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {message}", file=sys.stderr, flush=True)
 
     settings = load_settings()
+    started, load_at_start = datetime.now(UTC), os.getloadavg()[0]
     media = settings.resolved_state_dir() / "media"
     progress("sample videos (built on first use)")
     video = load_sample_videos(media)[VIDEO]
@@ -370,8 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summaries = [summarise(r) for r in results]
     add_ratios(summaries)
     print(f"\n{VIDEO}: {len(frames)} frames, min score {args.min_score}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}; recall against {sum(len(p) for p in REFERENCE.values())} "
-          f"pedestrians counted by hand on {len(REFERENCE)} frames\n")
+          f"load average {load_at_start:.1f} -> {os.getloadavg()[0]:.1f}; recall against "
+          f"{sum(len(p) for p in REFERENCE.values())} pedestrians counted by hand on {len(REFERENCE)} frames\n")
     print_table(summaries)
     for s in summaries:
         print(f"  {s['name']}: vehicles by label {s['vehicle_labels'] or '-'}; on the reference frames "
@@ -379,7 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         report = {
             "video": VIDEO, "frames": sorted(frames), "every": args.every, "min_score": args.min_score,
-            "cores": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2),
+            "cores": os.cpu_count(), "started": started.isoformat(timespec="seconds"),
+            "load_average": {"start": round(load_at_start, 2), "end": round(os.getloadavg()[0], 2)},
             "reference": {str(i): [vars(p) for p in ps] for i, ps in REFERENCE.items()},
             "reference_vehicles_per_frame": REFERENCE_VEHICLES,
             "detectors": summaries,
