@@ -141,6 +141,9 @@ class OnnxDetector(Detector):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # idle pool threads sleep instead of spinning: spinning ones would take the cores from the
+        # detector measured next (interleaved frame by frame)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(self._model, options, providers=["CPUExecutionProvider"])
         self._outputs = [o.name for o in self._session.get_outputs()]
 
