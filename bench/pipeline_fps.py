@@ -25,6 +25,7 @@ from benchenv import bench_settings, bench_stack
 from vigil.models.faces import FaceAnalyzer
 from vigil.pipeline.node import FACE_DETECTOR_FLOOR
 from vigil.pipeline.portable.backend import PortableBackend
+from vigil.pipeline.portable.objects import PreferredObjectDetector
 from vigil.pipeline.snapshots import SnapshotWriter
 from vigil.pipeline.streams import StreamSpec
 from vigil.samples import load_sample_videos
@@ -67,12 +68,14 @@ async def pipeline_fps(path: str, streams: int, seconds: float, endpoints, node)
 
     analyzer = FaceAnalyzer(endpoints, score_threshold=FACE_DETECTOR_FLOOR, canvas_size=node.face_detector_canvas)
     analyzer.wait_until_ready(60)
+    objects = PreferredObjectDetector(endpoints)
     backend = PortableBackend(
         node_id=uuid.uuid4(),
         analyzer=analyzer,
         publish=publish,
         model_version=node.embedding_model_version,
-        person_every=node.person_detect_every,
+        objects=objects,
+        object_every=node.object_detect_every,
         snapshots=SnapshotWriter(ObjectStore.from_endpoints(endpoints)),
     )
     await backend.start()
@@ -87,6 +90,7 @@ async def pipeline_fps(path: str, streams: int, seconds: float, endpoints, node)
     dropped = sum(s.counters.dropped for s in backend._streams.values())
     await backend.stop()
     analyzer.close()
+    objects.close()
     return processed / elapsed, dropped, updates
 
 

@@ -194,7 +194,8 @@ class AlertingHook:
                 observed_at=e.timestamp, confidence=e.confidence, track_id=r.track_id, event_type=e.event_type,
                 event_id=e.id, zone_ids=where.get(r.track_id, frozenset()),
                 persons=(persons[e.person_id],) if e.person_id in persons else (), cluster_id=e.cluster_id,
-                similarity=e.metadata.get("similarity"), frame_number=e.frame_number, **common))
+                similarity=e.metadata.get("similarity"), frame_number=e.frame_number,
+                object_class=e.metadata.get("object_class"), object_label=e.metadata.get("object_label"), **common))
         for a in activities:
             involved = tuple(persons[UUID(p)] for p in a.details.get("person_ids", []) if UUID(p) in persons)
             track_ids = a.details.get("track_ids") or [""]
@@ -202,5 +203,7 @@ class AlertingHook:
                 observed_at=a.timestamp, confidence=a.confidence, track_id=track_ids[0],
                 activity_type=a.activity_type, suspicious_activity_id=a.id, activity_severity=a.severity,
                 zone_ids=frozenset({a.zone_id}) if a.zone_id else frozenset(), persons=involved,
-                cluster_id=UUID(a.details["cluster_id"]) if a.details.get("cluster_id") else None, **common))
+                cluster_id=UUID(a.details["cluster_id"]) if a.details.get("cluster_id") else None,
+                object_class=a.details.get("object_class", "person"), object_label=a.details.get("object_label"),
+                **common))
         return facts

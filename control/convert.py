@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 
 from vigil.errors import InvalidArgument
@@ -25,6 +26,17 @@ def from_timestamp(message: Message, field: str) -> datetime | None:
     if not message.HasField(field):
         return None
     return getattr(message, field).ToDatetime(tzinfo=UTC)
+
+
+def as_json(message: Message) -> dict[str, Any]:
+    """Stored form of what nodes report (GpuInfo, NodeStats, ...): the proto3 JSON mapping with proto
+    field names."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def from_json(stored: dict[str, Any], message: Message) -> Message:
+    """Read a stored report into message; fields a later API version drops are ignored."""
+    return json_format.ParseDict(stored, message, ignore_unknown_fields=True)
 
 
 def text(value: UUID | str | None) -> str:

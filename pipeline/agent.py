@@ -8,6 +8,7 @@ stream assignments and runs them on a backend whose track batches go out through
     reconnects with back-off and reconciles against the next snapshot)
   → clip jobs arrive in heartbeat responses: cut from the stream's buffer, uploaded, reported
     with CompleteClip; /metrics shows each heartbeat's figures (pipeline/metrics.py)
+  GPUs (pipeline/gpu.py) are described at registration and their load read at each heartbeat.
   → on stop: streams end (their tracks END and are published), the publisher flushes or spools.
 """
 
@@ -34,6 +35,7 @@ from vigil.api.v1 import node_pb2 as pb
 from vigil.api.v1 import node_pb2_grpc
 from vigil.logs import get_logger
 from vigil.pipeline.backend import Backend
+from vigil.pipeline.gpu import GpuProbe, GpuReading
 from vigil.pipeline.metrics import NodeMetrics
 from vigil.pipeline.publisher import Publisher
 from vigil.pipeline.recording import ClipUnavailable
@@ -88,6 +90,22 @@ def _versions(backend: Backend) -> dict[str, str]:
     return versions
 
 
+def gpu_info(gpu: GpuReading) -> pb.GpuInfo:
+    return pb.GpuInfo(index=gpu.index, name=gpu.name[:256], uuid=gpu.uuid[:128],
+                      memory_total_bytes=gpu.memory_total_bytes, compute_capability=gpu.compute_capability[:16])
+
+
+def _fraction(value: float) -> float:
+    return min(max(value, 0.0), 1.0)  # the control plane refuses a heartbeat with a value outside [0, 1]
+
+
+def gpu_stats(gpu: GpuReading) -> pb.GpuStats:
+    return pb.GpuStats(index=gpu.index, utilization=_fraction(gpu.utilization),
+                       memory_used_bytes=gpu.memory_used_bytes, decoder_utilization=_fraction(gpu.decoder_utilization),
+                       encoder_utilization=_fraction(gpu.encoder_utilization),
+                       temperature_celsius=gpu.temperature_celsius)
+
+
 def _duration(seconds: float) -> Duration:
     d = Duration()
     d.FromNanoseconds(int(seconds * 1e9))
@@ -96,7 +114,7 @@ def _duration(seconds: float) -> Duration:
 
 class NodeAgent:
     def __init__(self, identity: NodeIdentity, channel: grpc.aio.Channel, api_key: str, backend: Backend,
-                 publisher: Publisher):
+                 publisher: Publisher, gpus: GpuProbe | None = None):
         self.identity = identity
         self.stub = node_pb2_grpc.NodeServiceStub(channel)
         self.metadata = (("authorization", f"Bearer {api_key}"),)
@@ -109,6 +127,7 @@ class NodeAgent:
         self._process.cpu_percent(None)  # the first reading starts the measuring window
         self._log = log.bind(node_id=str(identity.id), node=identity.name)
         self.metrics = NodeMetrics()
+        self.gpus = gpus or GpuProbe()
         self.uploads: ObjectStore | None = None  # where clips go; None: clip jobs are answered as failed
         self._clip_tasks: set[asyncio.Task] = set()
 
@@ -118,6 +137,7 @@ class NodeAgent:
         return pb.Node(
             id=str(self.identity.id), name=self.identity.name, hostname=socket.gethostname()[:255],
             backend=self.backend.node_backend, capacity_streams=self.identity.capacity_streams,
+            gpus=[gpu_info(g) for g in self.gpus.read()],
             cpu=pb.CpuInfo(model=_cpu_model()[:200], logical_cores=len(os.sched_getaffinity(0)),
                            memory_total_bytes=psutil.virtual_memory().total),
             versions=_versions(self.backend), embedding_model_version=self.identity.embedding_model_version,
@@ -127,8 +147,9 @@ class NodeAgent:
         """RegisterNode, retried with back-off while the control plane is unreachable."""
         delay = RETRY[0]
         while True:
+            node = self.describe()
             try:
-                response = await self.stub.RegisterNode(pb.RegisterNodeRequest(node=self.describe()),
+                response = await self.stub.RegisterNode(pb.RegisterNodeRequest(node=node),
                                                         metadata=self.metadata, timeout=10)
                 break
             except grpc.aio.AioRpcError as exc:
@@ -144,6 +165,7 @@ class NodeAgent:
         self.heartbeat_interval = response.heartbeat_interval.ToTimedelta().total_seconds() or 2.0
         self.lease = response.lease_duration.ToTimedelta().total_seconds() or 10.0
         self._last_heartbeat_ok = time.monotonic()
+        self.metrics.registered(node)
         self._log.info("registered", state=pb.NodeState.Name(response.node.state),
                        heartbeat_s=self.heartbeat_interval, lease_s=self.lease)
 
@@ -163,6 +185,7 @@ class NodeAgent:
             await asyncio.gather(*tasks, *self._clip_tasks, return_exceptions=True)
             await self.backend.stop()  # open tracks END and are handed to the publisher
             await self.publisher.close()
+            self.gpus.close()
             self._log.info("node stopped", publisher=self.publisher.stats())
 
     async def _heartbeats(self, stop: asyncio.Event) -> None:
@@ -200,7 +223,8 @@ class NodeAgent:
             cpu_utilization=min(self._process.cpu_percent(None) / 100 / max(psutil.cpu_count() or 1, 1), 1.0),
             memory_used_bytes=self._process.memory_info().rss, queue_depths=depths,
             inference_duration=_duration(self.backend.inference_seconds()), unacked_batches=published.unacked,
-            spooled_batches=published.spooled_batches, spooled_bytes=published.spooled_bytes)
+            spooled_batches=published.spooled_batches, spooled_bytes=published.spooled_bytes,
+            gpus=[gpu_stats(g) for g in self.gpus.read()])
         request = pb.HeartbeatRequest(node_id=str(self.identity.id), stats=stats, streams=self.backend.stream_stats())
         self.metrics.observe(request)
         return request

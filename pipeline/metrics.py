@@ -1,5 +1,7 @@
 """Prometheus metrics of a pipeline node, refreshed from each heartbeat's figures (the same numbers
-the control plane stores), plus clip counts. A registry per node: tests run several in a process."""
+the control plane stores), plus clip counts. GPU series are labelled by index and UUID, as the node
+registered its GPUs; a heartbeat without GPU figures (no GPU, failed reading) leaves none.
+A registry per node: tests run several in a process."""
 
 from __future__ import annotations
 
@@ -26,12 +28,38 @@ class NodeMetrics(MetricsEndpoint):
                                        "previous heartbeat", registry=r)
         self.unacked = Gauge("vigil_node_unacked_batches", "Track batches sent and not yet acknowledged", registry=r)
         self.spooled = Gauge("vigil_node_spooled_batches", "Track batches in the on-disk spool", registry=r)
+        gpu = ["gpu", "uuid"]
+        self.gpu_info = Gauge("vigil_node_gpu_info", "1 for each GPU the node registered, with its name and "
+                              "compute capability", [*gpu, "name", "compute_capability"], registry=r)
+        self.gpu_memory_total = Gauge("vigil_node_gpu_memory_total_bytes", "Device memory of a GPU", gpu, registry=r)
+        self.gpu_memory_used = Gauge("vigil_node_gpu_memory_used_bytes", "Device memory in use at the last "
+                                     "heartbeat", gpu, registry=r)
+        self.gpu_utilization = Gauge("vigil_node_gpu_utilization", "Share of NVML's last sample period in which "
+                                     "a kernel ran, in [0, 1]", gpu, registry=r)
+        self.gpu_decoder = Gauge("vigil_node_gpu_decoder_utilization", "NVDEC utilisation in [0, 1]", gpu, registry=r)
+        self.gpu_encoder = Gauge("vigil_node_gpu_encoder_utilization", "NVENC utilisation in [0, 1] (0 on GPUs "
+                                 "without NVENC)", gpu, registry=r)
+        self.gpu_temperature = Gauge("vigil_node_gpu_temperature_celsius", "GPU temperature", gpu, registry=r)
+        self._gpu_uuids: dict[int, str] = {}
         self.clips = Counter("vigil_node_clips", "Clips cut for the control plane, by outcome (ready, failed)",
                              ["outcome"], registry=r)
 
+    def registered(self, node: pb.Node) -> None:
+        """The GPUs the node registered with (re-registering replaces them)."""
+        self.gpu_info.clear()
+        self.gpu_memory_total.clear()
+        self._gpu_uuids = {g.index: g.uuid for g in node.gpus}
+        for g in node.gpus:
+            self.gpu_info.labels(gpu=str(g.index), uuid=g.uuid, name=g.name,
+                                 compute_capability=g.compute_capability).set(1)
+            self.gpu_memory_total.labels(gpu=str(g.index), uuid=g.uuid).set(g.memory_total_bytes)
+
     def observe(self, heartbeat: pb.HeartbeatRequest) -> None:
-        for gauge in (self.stream_fps, self.stream_dropped, self.stream_queue, self.stream_running, self.queue_depth):
-            gauge.clear()  # streams removed since the last heartbeat disappear
+        gpu_gauges = (self.gpu_memory_used, self.gpu_utilization, self.gpu_decoder, self.gpu_encoder,
+                      self.gpu_temperature)
+        for gauge in (self.stream_fps, self.stream_dropped, self.stream_queue, self.stream_running, self.queue_depth,
+                      *gpu_gauges):
+            gauge.clear()  # streams removed since the last heartbeat disappear, and GPUs not read this time
         for s in heartbeat.streams:
             self.stream_fps.labels(camera_id=s.camera_id, kind="decoded").set(s.decode_fps)
             self.stream_fps.labels(camera_id=s.camera_id, kind="processed").set(s.processed_fps)
@@ -44,3 +72,10 @@ class NodeMetrics(MetricsEndpoint):
         self.inference_seconds.set(stats.inference_duration.ToTimedelta().total_seconds())
         self.unacked.set(stats.unacked_batches)
         self.spooled.set(stats.spooled_batches)
+        for g in stats.gpus:
+            labels = {"gpu": str(g.index), "uuid": self._gpu_uuids.get(g.index, "")}
+            self.gpu_memory_used.labels(**labels).set(g.memory_used_bytes)
+            self.gpu_utilization.labels(**labels).set(g.utilization)
+            self.gpu_decoder.labels(**labels).set(g.decoder_utilization)
+            self.gpu_encoder.labels(**labels).set(g.encoder_utilization)
+            self.gpu_temperature.labels(**labels).set(g.temperature_celsius)

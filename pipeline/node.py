@@ -10,6 +10,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -18,10 +19,14 @@ from vigil.logs import get_logger
 from vigil.models.faces import FaceAnalyzer
 from vigil.pipeline.agent import NodeAgent, NodeIdentity
 from vigil.pipeline.backend import Backend, choose_backend
+from vigil.pipeline.gpu import GpuProbe
 from vigil.pipeline.publisher import Publisher
 from vigil.pipeline.snapshots import SnapshotWriter
 from vigil.settings import VigilSettings
 from vigil.storage.objectstore import ObjectStore
+
+if TYPE_CHECKING:
+    from vigil.pipeline.portable.objects import PreferredObjectDetector
 
 log = get_logger("vigil.pipeline.node")
 
@@ -38,6 +43,7 @@ class Node:
     agent: NodeAgent
     channel: grpc.aio.Channel
     analyzer: FaceAnalyzer | None
+    objects: PreferredObjectDetector | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -47,6 +53,8 @@ class Node:
             await self.channel.close()
             if self.analyzer is not None:
                 self.analyzer.close()
+            if self.objects is not None:
+                self.objects.close()
 
 
 def control_target(settings: VigilSettings) -> str:
@@ -54,7 +62,8 @@ def control_target(settings: VigilSettings) -> str:
 
 
 def build_node(settings: VigilSettings, endpoints: Endpoints | None = None, *, api_key: str | None = None,
-               name: str | None = None) -> Node:
+               name: str | None = None, gpus: GpuProbe | None = None) -> Node:
+    """gpus: how the node reads its GPUs (default: NVML)."""
     node = settings.node
     key = api_key or (node.api_key.get_secret_value() if node.api_key else None)
     if not key:
@@ -75,26 +84,28 @@ def build_node(settings: VigilSettings, endpoints: Endpoints | None = None, *, a
     publisher = Publisher(target=target, api_key=key, node_id=identity.id,
                           spool_dir=Path(node.spool_dir) if node.spool_dir else home / "spool",
                           on_unregistered=reregister)
-    analyzer = None
+    analyzer = objects = None
     if backend_name == "portable":
         from vigil.pipeline.portable.backend import PortableBackend
+        from vigil.pipeline.portable.objects import PreferredObjectDetector
 
         analyzer = FaceAnalyzer(endpoints, score_threshold=FACE_DETECTOR_FLOOR, canvas_size=node.face_detector_canvas)
+        objects = PreferredObjectDetector(endpoints)
         backend: Backend = PortableBackend(
-            node_id=identity.id, analyzer=analyzer, publish=publisher.publish,
+            node_id=identity.id, analyzer=analyzer, objects=objects, publish=publisher.publish,
             model_version=node.embedding_model_version,
             snapshots=SnapshotWriter(ObjectStore.from_endpoints(endpoints)), batch_size=node.batch_size,
-            publish_interval_s=node.publish_interval_s, person_every=node.person_detect_every,
+            publish_interval_s=node.publish_interval_s, object_every=node.object_detect_every,
             clip_buffer_s=node.clip_buffer_s)
     else:  # pragma: no cover - needs pyds and a GPU
         from vigil.pipeline.deepstream.backend import DeepStreamBackend
 
         backend = DeepStreamBackend.from_settings(settings, endpoints, node_id=identity.id,
                                                   publish=publisher.publish)
-    agent = NodeAgent(identity, channel, key, backend, publisher)
+    agent = NodeAgent(identity, channel, key, backend, publisher, gpus)
     agent.uploads = ObjectStore.from_endpoints(endpoints)  # clips go to the media bucket, like snapshots
     agent_ref.append(agent)
-    return Node(agent, channel, analyzer)
+    return Node(agent, channel, analyzer, objects)
 
 
 async def run_node(settings: VigilSettings, *, api_key: str | None = None, name: str | None = None) -> None:

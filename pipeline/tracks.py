@@ -7,19 +7,27 @@ stream only now and then; time alone would end tracks that are merely between lo
 Both backends feed it tracker output frame by frame (ByteTrack ids on the portable backend,
 nvtracker object ids on DeepStream) and publish what it returns, so the cadence of messages,
 and so the control plane's view, is the same whichever backend ran.
+
+A vehicle track carries the detector's label ("car", "truck", ...). A detector may call one
+vehicle a car in one frame and a truck in the next: the track's label is the one most of its
+sightings gave, kept on a tie, so it settles instead of flickering.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from vigil.api.v1 import ingest_pb2 as pb
+from vigil.models.objects import VEHICLE_LABELS as DETECTED_VEHICLES
 from vigil.pipeline.messages import Box, FaceSample, SnapshotRef, box_message, timestamp
 
-PERSON, FACE = pb.OBJECT_CLASS_PERSON, pb.OBJECT_CLASS_FACE
-_CLASS_TAG = {PERSON: "p", FACE: "f"}
+PERSON, FACE, VEHICLE = pb.OBJECT_CLASS_PERSON, pb.OBJECT_CLASS_FACE, pb.OBJECT_CLASS_VEHICLE
+_CLASS_TAG = {PERSON: "p", FACE: "f", VEHICLE: "v"}
+# TrackUpdate.label of a VEHICLE track must be one of these (ingest.proto).
+VEHICLE_LABELS = frozenset(DETECTED_VEHICLES.values())
 # Sending a face again only pays when it is clearly better (quality is stored to 3 decimals).
 FACE_IMPROVEMENT = 0.02
 
@@ -35,6 +43,13 @@ class Sighting:
     face: FaceSample | None = None  # an embedded face of this object in this frame
     snapshot: SnapshotRef | None = None  # a JPEG of the object, when the caller made one
     parent_tracker_id: int | None = None  # for a face: the person whose body holds it
+    label: str = ""  # the detector's class name: required for a vehicle ("car", "truck", ...)
+
+    def __post_init__(self) -> None:
+        if self.object_class not in _CLASS_TAG:
+            raise ValueError(f"object_class: not a tracked class: {self.object_class!r}")
+        if self.object_class == VEHICLE and self.label not in VEHICLE_LABELS:
+            raise ValueError(f"label: a vehicle needs one of {', '.join(sorted(VEHICLE_LABELS))}, got {self.label!r}")
 
 
 @dataclass
@@ -52,6 +67,8 @@ class Track:
     snapshot_sent: bool = False
     parent_track_id: str = ""
     sightings: int = field(default=0)
+    labels: Counter[str] = field(default_factory=Counter)  # sightings per label
+    label: str = ""  # the label most sightings gave; changes only when another overtakes it
 
 
 class TrackBook:
@@ -104,6 +121,10 @@ class TrackBook:
             track.last_seen, track.last_look, track.last_frame, track.box, track.confidence = (
                 capture_time, self._looks, frame_number, s.box, s.confidence)
             track.sightings += 1
+            if s.label:
+                track.labels[s.label] += 1
+                if track.labels[s.label] > track.labels[track.label]:
+                    track.label = s.label
             if s.parent_tracker_id is not None:
                 track.parent_track_id = self.track_id(PERSON, s.parent_tracker_id)
             face = s.face if s.face is not None and s.face.quality > track.best_quality else None
@@ -130,7 +151,8 @@ class TrackBook:
                  face: FaceSample | None, snapshot: SnapshotRef | None) -> pb.TrackUpdate:
         update = pb.TrackUpdate(track_id=track.track_id, kind=kind, object_class=track.object_class,
                                 box=box_message(track.box), confidence=min(max(track.confidence, 0.0), 1.0),
-                                frame_number=frame_number, capture_time=timestamp(capture_time))
+                                frame_number=frame_number, capture_time=timestamp(capture_time),
+                                label=track.label)
         if track.object_class == FACE and track.parent_track_id:
             update.parent_track_id = track.parent_track_id
         if face is not None:
@@ -147,7 +169,7 @@ class TrackBook:
         update = pb.TrackUpdate(track_id=track.track_id, kind=pb.TRACK_UPDATE_KIND_END,
                                 object_class=track.object_class, box=box_message(track.box),
                                 confidence=min(max(track.confidence, 0.0), 1.0), frame_number=track.last_frame,
-                                capture_time=timestamp(track.last_seen))
+                                capture_time=timestamp(track.last_seen), label=track.label)
         if track.object_class == FACE and track.parent_track_id:
             update.parent_track_id = track.parent_track_id
         return update

@@ -124,18 +124,15 @@ class ControlSettings(BaseModel):
 class DeepStreamSettings(BaseModel):
     """The DeepStream backend of a GPU node (`node.backend = "deepstream"`)."""
 
-    triton_mode: Literal["grpc", "capi"] = Field(
-        "grpc", description="How nvinferserver reaches the face embedder: grpc, the Triton service at triton.url; "
-        "capi, Triton in-process on the repository the GPU image builds (/var/lib/vigil/triton_repository).")
     gpu_id: int = Field(0, ge=0, description="GPU that decodes, batches, infers and tracks.")
     engine_dir: Path = Field(
         Path("/var/lib/vigil/engines"), description="Where the GPU image's entrypoint builds the detectors' "
-        "TensorRT plans; the person detector runs when its plan (or its ONNX model) is there.")
+        "TensorRT plans; the object detector runs when its plan (or its ONNX model) is there.")
     new_muxer: bool = Field(
         False, description="The new nvstreammux (batching policy in configs/streammux.txt) instead of the "
         "legacy one; the node sets USE_NEW_NVSTREAMMUX from it before DeepStream starts.")
     config_dir: Path | None = Field(
-        None, description="Directory of the DeepStream configs (nvinfer, nvinferserver, tracker, muxer). "
+        None, description="Directory of the DeepStream configs (nvinfer, tracker, muxer). "
         "Unset: configs/ of the source tree or image (/opt/vigil/configs).")
 
 
@@ -151,9 +148,9 @@ class NodeSettings(BaseModel):
         "auto", description="Processing backend; auto picks deepstream where pyds and a GPU are present.")
     capacity_streams: int = Field(4, ge=1, le=10_000, description="Most camera streams the node accepts.")
     batch_size: int = Field(8, ge=1, le=64, description="Most frames (across streams) inferred together.")
-    person_detect_every: int = Field(
-        3, ge=1, le=100, description="Portable backend: run the CPU person detector on every n-th frame of a "
-        "stream (the tracker carries the boxes in between).")
+    object_detect_every: int = Field(
+        1, ge=1, le=100, description="Run the person and vehicle detector on every n-th frame of a stream (the "
+        "tracker carries the boxes in between); on DeepStream it sets the detector's nvinfer interval (n - 1).")
     embedding_model_version: str = Field(
         "sface-2021dec-int8folded", min_length=1, max_length=100,
         description="Face embedding model version the node runs (model_versions.version_string).")

@@ -29,6 +29,23 @@ async def camera_names(channel, metadata) -> dict[str, str]:
         return names
 
 
+def gpu_view(info: node_pb2.GpuInfo, stats: node_pb2.GpuStats | None) -> dict[str, Any]:
+    """One GPU of a node: what it registered, and its load at the last heartbeat where that was read."""
+    view = {"index": info.index, "name": info.name, "uuid": info.uuid, "memory_total_bytes": info.memory_total_bytes}
+    if stats is not None:
+        view.update(utilization=round(stats.utilization, 3), decoder_utilization=round(stats.decoder_utilization, 3),
+                    encoder_utilization=round(stats.encoder_utilization, 3), memory_used_bytes=stats.memory_used_bytes,
+                    temperature_celsius=round(stats.temperature_celsius, 1))
+    return view
+
+
+def gpu_text(gpu: dict[str, Any]) -> str:
+    load = (f"{gpu['utilization']:.0%} busy, dec {gpu['decoder_utilization']:.0%}, enc {gpu['encoder_utilization']:.0%}"
+            f", {gpu['memory_used_bytes'] / 2**30:.1f}/{gpu['memory_total_bytes'] / 2**30:.1f} GiB, "
+            f"{gpu['temperature_celsius']:.0f}°C" if "utilization" in gpu else "no reading")
+    return f"{gpu['index']}: {gpu['name']}: {load}"
+
+
 async def fetch_status(target: str, key: str) -> dict[str, Any]:
     metadata = (("authorization", f"Bearer {key}"),)
     async with grpc.aio.insecure_channel(target) as channel:
@@ -46,6 +63,7 @@ async def fetch_status(target: str, key: str) -> dict[str, Any]:
             "id": n.id, "name": n.name, "state": node_pb2.NodeState.Name(n.state).removeprefix("NODE_STATE_").lower(),
             "streams": n.streams, "capacity": n.capacity_streams, "running": n.running_streams,
             "processed_fps": round(n.processed_fps, 1), "dropped_frames": n.dropped_frames,
+            "gpus": [gpu_view(g, next((s for s in n.gpu_stats if s.index == g.index), None)) for g in n.gpus],
             "heartbeat_age_s": round((now - n.last_heartbeat_time.ToDatetime(UTC)).total_seconds(), 1)
             if n.HasField("last_heartbeat_time") else None,
             "stream_stats": [{"camera_id": s.get("camera_id"), "camera": names.get(s.get("camera_id"), ""),
@@ -66,15 +84,16 @@ def render(status: dict[str, Any], console) -> None:
     from rich.table import Table
 
     table = Table(title="pipeline nodes", show_lines=False)
-    for column in ("node", "state", "streams", "running", "fps", "dropped", "heartbeat"):
+    for column in ("node", "state", "streams", "running", "fps", "dropped", "heartbeat", "gpus"):
         table.add_column(column)
     for n in status["nodes"]:
         age = "never" if n["heartbeat_age_s"] is None else f"{n['heartbeat_age_s']}s ago"
         table.add_row(n["name"], n["state"], f"{n['streams']}/{n['capacity']}", str(n["running"]),
-                      f"{n['processed_fps']}", str(n["dropped_frames"]), age)
+                      f"{n['processed_fps']}", str(n["dropped_frames"]), age,
+                      "\n".join(gpu_text(g) for g in n["gpus"]))
         for s in n["stream_stats"]:
             table.add_row(f"  └ {s['camera'] or s['camera_id']}", s["state"], "", "", f"{s['processed_fps']}",
-                          str(s["dropped_frames"]), "")
+                          str(s["dropped_frames"]), "", "")
     console.print(table)
     cams, alerts = status["cameras"], status["alerts"]
     console.print(

@@ -2,8 +2,9 @@
 
 An analytic instance holds only its configuration (zone, resolved parameters, severity); all that
 changes over time lives in the state object it creates, one per camera, so an instance can be
-shared and a camera's state dropped without touching anything else. Analytics are given PERSON
-observations only (the engine filters): face boxes say nothing about where someone stands.
+shared and a camera's state dropped without touching anything else. Analytics are given only the
+observations they watch (the engine asks watches()): PERSON tracks, unless the unit has an
+`objects` parameter naming vehicles too. Face boxes say nothing about where someone stands.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from vigil.control.analytics.model import (
     ActivityType,
     Detection,
+    ObjectClass,
     Point,
     Severity,
     TrackObservation,
@@ -72,13 +74,23 @@ class Analytic(ABC, Generic[State]):
             "parameters": [spec.describe() for spec in cls.parameters],
         }
 
+    def watches(self, obs: TrackObservation) -> bool:
+        """Whether the unit is shown this observation: persons, or what its `objects` parameter names
+        ("person", "vehicle" for any vehicle, or a vehicle's label)."""
+        objects = self.params.get("objects")
+        if objects is None:
+            return obs.object_class is ObjectClass.PERSON
+        if obs.object_class is ObjectClass.VEHICLE:
+            return "vehicle" in objects or obs.label in objects
+        return obs.object_class is ObjectClass.PERSON and "person" in objects
+
     @abstractmethod
     def new_state(self) -> State:
         """Empty state for one camera."""
 
     @abstractmethod
     def observe(self, obs: TrackObservation, state: State, now: datetime) -> list[Detection]:
-        """Advances state with one PERSON observation. now is the camera's stream clock (the
+        """Advances state with one observation it watches. now is the camera's stream clock (the
         latest capture time seen, never earlier than obs.capture_time)."""
 
     @abstractmethod
@@ -117,7 +129,10 @@ class Analytic(ABC, Generic[State]):
 
     def track_detection(self, activity_type: ActivityType, obs: TrackObservation, *,
                         started_at: datetime, evidence: Mapping[str, Any]) -> Detection:
-        """A detection about the single track of obs, raised at its capture time."""
+        """A detection about the single track of obs, raised at its capture time. A vehicle's says so
+        (object_class, object_label); one without them is about a person."""
+        if obs.object_class is not ObjectClass.PERSON:
+            evidence = {**evidence, "object_class": obs.object_class.value, "object_label": obs.label}
         return self.detection(activity_type, camera_id=obs.camera_id, track_ids=[obs.track_id],
                               confidence=obs.confidence, started_at=started_at,
                               detected_at=obs.capture_time, evidence=evidence,

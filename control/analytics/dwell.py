@@ -2,7 +2,8 @@
 
 The stay is continuous presence with gaps up to max_gap forgiven (presence.py); it is measured
 from the first to the latest inside observation. Each fires once per stay, when the stay first
-satisfies its condition.
+satisfies its condition. Version 2 of each watches the objects its `objects` parameter names
+(persons by default): loitering@2 over vehicles is "a vehicle stopped in the zone".
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from vigil.control.analytics.base import rounded_point
 from vigil.control.analytics.model import ActivityType, Detection, TrackObservation, ZoneType
 from vigil.control.analytics.motion import frame_height_distance
-from vigil.control.analytics.parameters import MAX_GAP, ParameterSpec, ParameterType
+from vigil.control.analytics.parameters import MAX_GAP, OBJECTS, ParameterSpec, ParameterType
 from vigil.control.analytics.presence import INSIDE_STEPS, PresenceAnalytic, Step, Visit
 
 
@@ -86,3 +87,19 @@ class Loitering(PresenceAnalytic):
             "max_net_speed": self.params["max_net_speed"],
             "location": rounded_point(visit.last_point),
         })]
+
+
+class DwellTimeV2(DwellTime):
+    version = "2"
+    summary = ("A watched object (a person by default; vehicles, or some kinds of them, per objects) stays "
+               "in the zone at least min_duration, however much it moves. Once per stay.")
+    parameters = (OBJECTS, *DwellTime.parameters)
+
+
+class LoiteringV2(Loitering):
+    version = "2"
+    summary = ("A watched object (a person by default; vehicles, or some kinds of them, per objects) stays "
+               "in the zone (or the frame) at least min_duration without passing through: its net speed "
+               "since entering, in heights of its box per second, is at most max_net_speed. Once per stay. "
+               "Over vehicles: a vehicle stopped (or parked) in the zone.")
+    parameters = (OBJECTS, *Loitering.parameters)

@@ -112,8 +112,9 @@ class AnalyticsEngine:
         """Runs the camera's analytics over a batch in capture order; returns what they raised.
 
         FACE observations are skipped (a face box does not say where the person stands; the
-        ingest path puts a face track's identity on its parent person track). An observation
-        older than its track's previous one is skipped, as it would rewind the track's state.
+        ingest path puts a face track's identity on its parent person track); each analytic sees
+        the PERSON and VEHICLE observations it watches (Analytic.watches). An observation older
+        than its track's previous one is skipped, as it would rewind the track's state.
         """
         observations = list(observations)
         for index, obs in enumerate(observations):
@@ -124,14 +125,15 @@ class AnalyticsEngine:
             return []
         detections: list[Detection] = []
         for obs in observations:
-            if obs.object_class is not ObjectClass.PERSON:
+            if obs.object_class is ObjectClass.FACE:
                 continue
             last_seen = camera.tracks.get(obs.track_id)
             if last_seen is not None and obs.capture_time < last_seen:
                 continue
             camera.clock = obs.capture_time if camera.clock is None else max(camera.clock, obs.capture_time)
             for bound in camera.bound:
-                detections.extend(bound.analytic.observe(obs, bound.state, camera.clock))
+                if bound.analytic.watches(obs):
+                    detections.extend(bound.analytic.observe(obs, bound.state, camera.clock))
             if obs.kind is TrackKind.END:
                 camera.tracks.pop(obs.track_id, None)
                 self._end_track(camera, obs.track_id)

@@ -16,6 +16,8 @@ from typing import Any
 import shapely
 from shapely.geometry import Polygon
 
+from vigil.models.objects import VEHICLE_LABELS as DETECTED_VEHICLES
+
 MAX_POLYGON_POINTS = 100  # camera.proto Zone.polygon: 3..100 points
 _EDGE_TOLERANCE = 1e-6  # boxes arrive as float32; x + width may exceed 1 by rounding
 
@@ -50,6 +52,11 @@ class ZoneType(str, Enum):
 class ObjectClass(str, Enum):
     PERSON = "person"
     FACE = "face"
+    VEHICLE = "vehicle"
+
+
+# The detector labels of a VEHICLE track (ingest.proto TrackUpdate.label): the object detector's.
+VEHICLE_LABELS = tuple(sorted(DETECTED_VEHICLES.values()))
 
 
 class TrackKind(str, Enum):
@@ -100,6 +107,7 @@ class TrackObservation:
     (a recognised person, else an unknown-face cluster); the ingest path copies a face track's
     identity onto its parent person track. frame_width / frame_height (pixels, from the batch)
     give the aspect ratio that converts horizontal motion into the same unit as vertical motion.
+    label: the detector's class name ("car", "truck", ...; "person"), None when the node sent none.
     """
 
     camera_id: str
@@ -113,6 +121,7 @@ class TrackObservation:
     cluster_id: str | None = None
     frame_width: int | None = None
     frame_height: int | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
         if self.capture_time.tzinfo is None or self.capture_time.utcoffset() is None:

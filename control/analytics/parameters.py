@@ -15,7 +15,7 @@ from datetime import timedelta
 from enum import Enum
 from typing import Any
 
-from vigil.control.analytics.model import ZoneGeometry
+from vigil.control.analytics.model import VEHICLE_LABELS, ZoneGeometry
 from vigil.control.schedule import Schedule, ScheduleError
 
 EXCERPT_CHARS = 40
@@ -26,6 +26,7 @@ class ParameterType(str, Enum):
     INTEGER = "integer"
     NUMBER = "number"
     SCHEDULE = "schedule"  # control/schedule.py Schedule or its stored JSON form
+    OBJECTS = "objects"  # a list of ParameterSpec.choices (tuple in canonical form, list stored)
 
 
 class ParameterError(ValueError):
@@ -56,12 +57,14 @@ class ParameterSpec:
     maximum: float | None = None
     exclusive_minimum: bool = False
     zone_threshold: str | None = None  # field of ZoneThresholds used when the config leaves it unset
+    choices: tuple[str, ...] = ()  # OBJECTS: the values an item may take
 
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "type": self.type.value,
-            "default": self.default,
+            "choices": list(self.choices),
+            "default": list(self.default) if isinstance(self.default, tuple) else self.default,
             "required": self.required,
             "unit": self.unit,
             "minimum": self.minimum,
@@ -86,6 +89,8 @@ class ParameterSpec:
                 return Schedule.from_json(value, field=self.name)
             except ScheduleError as exc:
                 raise ParameterError(exc.field, exc.reason) from None
+        if self.type is ParameterType.OBJECTS:
+            return self._objects(value)
         if self.type is ParameterType.DURATION and isinstance(value, timedelta):
             value = value.total_seconds()
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -101,7 +106,21 @@ class ParameterSpec:
 
     def stored(self, value: Any) -> Any:
         """The JSON form of a coerced value, as analytics_configs.parameters holds it."""
+        if isinstance(value, tuple):
+            return list(value)
         return value.to_json() if isinstance(value, Schedule) else value
+
+    def _objects(self, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
+            raise ParameterError(self.name, f"must be a non-empty list of {', '.join(self.choices)}; "
+                                            f"got {excerpt(value)}")
+        for index, item in enumerate(value):
+            if item not in self.choices:
+                raise ParameterError(f"{self.name}[{index}]", f"must be one of {', '.join(self.choices)}, "
+                                                              f"got {excerpt(item)}")
+            if item in value[:index]:
+                raise ParameterError(f"{self.name}[{index}]", f"lists {item!r} twice")
+        return tuple(value)
 
     def _check_range(self, value: float) -> None:
         unit = f" {self.unit}" if self.unit else ""
@@ -167,3 +186,11 @@ MAX_GAP = ParameterSpec(
     "max_gap", ParameterType.DURATION, unit="s", default=2.0, minimum=0.0, maximum=10.0,
     description="Longest interruption of a stay (occlusion, missed detections, the feet jittering "
                 "across the zone edge) that still counts as continuous presence.")
+
+
+# What a zone analytic watches (its version 2 on): persons by default, so a configuration that
+# names no objects behaves as version 1 did.
+OBJECTS = ParameterSpec(
+    "objects", ParameterType.OBJECTS, default=("person",), choices=("person", "vehicle", *VEHICLE_LABELS),
+    description='The tracked objects it watches: "person", "vehicle" (any vehicle) or vehicle labels '
+                '("car", "truck", ...).')

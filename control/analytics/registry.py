@@ -12,12 +12,12 @@ from collections.abc import Iterable, Iterator
 from vigil.control.analytics.after_hours import AfterHours
 from vigil.control.analytics.base import Analytic
 from vigil.control.analytics.crowding import Crowding
-from vigil.control.analytics.dwell import DwellTime, Loitering
+from vigil.control.analytics.dwell import DwellTime, DwellTimeV2, Loitering, LoiteringV2
 from vigil.control.analytics.model import ActivityType
 from vigil.control.analytics.parameters import ParameterSpec
 from vigil.control.analytics.repeated_entry import RepeatedEntry
 from vigil.control.analytics.running import Running
-from vigil.control.analytics.zone_entry import Intrusion, ZoneBreach
+from vigil.control.analytics.zone_entry import Intrusion, IntrusionV2, ZoneBreach, ZoneBreachV2
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -77,5 +77,7 @@ class AnalyticsRegistry:
         return unit
 
 
-REGISTRY = AnalyticsRegistry((Intrusion, ZoneBreach, Loitering, DwellTime, Crowding, AfterHours, RepeatedEntry,
-                              Running))
+# Version 2 of the zone units watches vehicles too (their `objects` parameter); version 1 stays
+# for the configurations created with it.
+REGISTRY = AnalyticsRegistry((Intrusion, IntrusionV2, ZoneBreach, ZoneBreachV2, Loitering, LoiteringV2, DwellTime,
+                              DwellTimeV2, Crowding, AfterHours, RepeatedEntry, Running))

@@ -1,13 +1,15 @@
 """Intrusion and zone breach: a person's feet entering (or leaving) a zone they must not.
 
-A track is in a zone when the bottom centre of its box (the feet) lies inside the polygon.
+A track is in a zone when the bottom centre of its box (the feet) lies inside the polygon; for a
+vehicle that is where its wheels meet the ground. Version 2 of each watches the objects its
+`objects` parameter names (persons by default), version 1 persons only.
 """
 
 from __future__ import annotations
 
 from vigil.control.analytics.base import rounded_point
 from vigil.control.analytics.model import ActivityType, Detection, TrackObservation, ZoneType
-from vigil.control.analytics.parameters import MAX_GAP
+from vigil.control.analytics.parameters import MAX_GAP, OBJECTS
 from vigil.control.analytics.presence import PresenceAnalytic, Step, Visit
 
 
@@ -71,3 +73,19 @@ class ZoneBreach(PresenceAnalytic):
             "zone_type": self.zone.zone_type.value,
             "entry_point": rounded_point(visit.entry_point),
         })]
+
+
+class IntrusionV2(Intrusion):
+    version = "2"
+    summary = ("A watched object (a person by default; vehicles, or some kinds of them, per objects) is "
+               "inside a restricted zone. Fires when a stay begins, whether the track moved in or first "
+               "appeared inside; again only after the track was out of the zone for longer than max_gap.")
+    parameters = (OBJECTS, MAX_GAP)
+
+
+class ZoneBreachV2(ZoneBreach):
+    version = "2"
+    summary = ("A watched object (a person by default; vehicles, or some kinds of them, per objects) "
+               "crosses the zone boundary in the forbidden direction: out of an exit zone, into any other "
+               "zone. Once per crossing; jitter along the edge shorter than max_gap is not a crossing.")
+    parameters = (OBJECTS, MAX_GAP)

@@ -18,7 +18,8 @@ import numpy as np
 from google.protobuf.message import Message
 
 from vigil.api.v1 import ingest_pb2 as pb
-from vigil.control.analytics.model import Box, ObjectClass, Point, TrackKind
+from vigil.control.analytics.model import VEHICLE_LABELS, Box, ObjectClass, Point, TrackKind
+from vigil.control.analytics.parameters import excerpt
 from vigil.errors import InvalidArgument
 
 MAX_UPDATES = 1000
@@ -26,13 +27,19 @@ MAX_TRACK_ID = 64
 MAX_KEY = 128
 MAX_MODEL_VERSION = 100
 MAX_SNAPSHOT_KEY = 1024
+MAX_LABEL = 32
 LANDMARKS = 5
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 EDGE_TOLERANCE = 1e-6  # boxes arrive as float32: x + width may pass 1 by rounding (as the analytics allow)
 
 KINDS = {pb.TRACK_UPDATE_KIND_START: TrackKind.START, pb.TRACK_UPDATE_KIND_UPDATE: TrackKind.UPDATE,
          pb.TRACK_UPDATE_KIND_END: TrackKind.END}
-CLASSES = {pb.OBJECT_CLASS_PERSON: ObjectClass.PERSON, pb.OBJECT_CLASS_FACE: ObjectClass.FACE}
+CLASSES = {pb.OBJECT_CLASS_PERSON: ObjectClass.PERSON, pb.OBJECT_CLASS_FACE: ObjectClass.FACE,
+           pb.OBJECT_CLASS_VEHICLE: ObjectClass.VEHICLE}
+# The labels each class accepts ("" = none sent); a vehicle must say which kind it is.
+LABELS = {ObjectClass.PERSON: frozenset({"", "person"}), ObjectClass.FACE: frozenset({"", "face"}),
+          ObjectClass.VEHICLE: frozenset(VEHICLE_LABELS)}
+SNAPSHOT_CLASSES = (ObjectClass.PERSON, ObjectClass.VEHICLE)  # a face's snapshot is in best_face
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,8 @@ class TrackUpdate:
     capture_time: datetime
     best_face: BestFace | None
     parent_track_id: str | None
-    snapshot: Snapshot | None = None  # of a PERSON track's body
+    snapshot: Snapshot | None = None  # of a PERSON track's body or a VEHICLE
+    label: str | None = None  # the detector's class name ("car", ...); None when none was sent
 
 
 @dataclass(frozen=True)
@@ -176,11 +184,13 @@ def _update(u: pb.TrackUpdate, i: int, times: dict[tuple[int, int], datetime]) -
     update that fails any of these checks, or carries a body snapshot, goes through _checked_update,
     which names the offending field."""
     object_class, kind = CLASSES.get(u.object_class), KINDS.get(u.kind)
-    track_id, parent, b, ts = u.track_id, u.parent_track_id, u.box, u.capture_time
+    track_id, parent, b, ts, label = u.track_id, u.parent_track_id, u.box, u.capture_time, u.label
     x, y, width, height, confidence = b.x, b.y, b.width, b.height, u.confidence
     if (object_class is None or kind is None or not 0 < len(track_id) <= MAX_TRACK_ID or "\x00" in track_id
+            or label not in LABELS[object_class]
             or (parent and (object_class is not ObjectClass.FACE or len(parent) > MAX_TRACK_ID or "\x00" in parent))
             or u.frame_number < 0 or u.HasField("snapshot") or not u.HasField("box")
+            or (object_class is ObjectClass.VEHICLE and u.HasField("best_face"))
             or not u.HasField("capture_time") or not 0 <= ts.seconds <= _LAST_SECOND
             or not 0 <= ts.nanos < 1_000_000_000
             or not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0 and 0.0 < width <= 1.0 and 0.0 < height <= 1.0)
@@ -193,23 +203,27 @@ def _update(u: pb.TrackUpdate, i: int, times: dict[tuple[int, int], datetime]) -
     return TrackUpdate(
         index=i, track_id=track_id, kind=kind, object_class=object_class, box=Box(x, y, width, height),
         confidence=float(confidence), frame_number=u.frame_number, capture_time=capture_time,
-        parent_track_id=parent or None, snapshot=None,
+        parent_track_id=parent or None, snapshot=None, label=label or None,
         best_face=_best_face(u, f"batch.updates[{i}].best_face", capture_time) if u.HasField("best_face") else None)
 
 
 def _checked_update(u: pb.TrackUpdate, i: int) -> TrackUpdate:
     path = f"batch.updates[{i}]"
     object_class = _enum(f"{path}.object_class", u.object_class, CLASSES, pb.ObjectClass)
+    label = _label(f"{path}.label", u.label, object_class)
     parent = _text(f"{path}.parent_track_id", u.parent_track_id, MAX_TRACK_ID, required=False)
     if parent is not None and object_class is not ObjectClass.FACE:
         raise InvalidArgument(f"{path}.parent_track_id", "is only allowed on FACE tracks")
     if u.frame_number < 0:
         raise InvalidArgument(f"{path}.frame_number", "must be >= 0")
+    if object_class is ObjectClass.VEHICLE and u.HasField("best_face"):
+        raise InvalidArgument(f"{path}.best_face", "is only allowed on FACE and PERSON tracks")
     capture_time = _time(u, f"{path}.capture_time")
     snapshot = None
     if u.HasField("snapshot"):
-        if object_class is not ObjectClass.PERSON:
-            raise InvalidArgument(f"{path}.snapshot", "is only allowed on PERSON tracks (a face's is in best_face)")
+        if object_class not in SNAPSHOT_CLASSES:
+            raise InvalidArgument(f"{path}.snapshot",
+                                  "is only allowed on PERSON and VEHICLE tracks (a face's is in best_face)")
         s = u.snapshot
         snapshot = _snapshot(f"{path}.snapshot", s.key, s.sha256, s.size_bytes, key_field="key",
                              sha_field="sha256", size_field="size_bytes")
@@ -218,8 +232,19 @@ def _checked_update(u: pb.TrackUpdate, i: int) -> TrackUpdate:
         kind=_enum(f"{path}.kind", u.kind, KINDS, pb.TrackUpdateKind), object_class=object_class,
         box=_box(u, f"{path}.box"),
         confidence=_unit(f"{path}.confidence", u.confidence), frame_number=u.frame_number,
-        capture_time=capture_time, parent_track_id=parent, snapshot=snapshot,
+        capture_time=capture_time, parent_track_id=parent, snapshot=snapshot, label=label,
         best_face=_best_face(u, f"{path}.best_face", capture_time) if u.HasField("best_face") else None)
+
+
+def _label(path: str, label: str, object_class: ObjectClass) -> str | None:
+    allowed = LABELS[object_class]
+    if label in allowed:
+        return label or None
+    if object_class is ObjectClass.VEHICLE:
+        expected = f"one of {', '.join(VEHICLE_LABELS)} (the detector's class name) on a VEHICLE track"
+    else:
+        expected = f"empty or {object_class.value!r} on a {object_class.name} track"
+    raise InvalidArgument(path, f"must be {expected}, got {excerpt(label)}")
 
 
 def _best_face(u: pb.TrackUpdate, path: str, update_time: datetime) -> BestFace:
@@ -264,10 +289,21 @@ def _snapshot(path: str, key: str, sha256: str, size: int, *, key_field: str, sh
 
 
 def _check_fixed_classes(updates: tuple[TrackUpdate, ...]) -> None:
-    """A track's class is fixed for its life: within a batch, every update of a track agrees."""
+    """A track's class is fixed for its life: within a batch, every update of a track agrees. A
+    face's parent is a body: never a track the batch names as a vehicle (events.py checks the
+    vehicles of earlier batches)."""
     first: dict[str, TrackUpdate] = {}
     for u in updates:
         seen = first.setdefault(u.track_id, u)
         if seen.object_class is not u.object_class:
             raise InvalidArgument(f"batch.updates[{u.index}].object_class",
                                   f"track {u.track_id!r} is {seen.object_class.value} in updates[{seen.index}]")
+    for u in updates:
+        parent = first.get(u.parent_track_id) if u.parent_track_id else None
+        if parent is not None and parent.object_class is ObjectClass.VEHICLE:
+            raise_vehicle_parent(f"batch.updates[{u.index}].parent_track_id", u.parent_track_id)
+
+
+def raise_vehicle_parent(path: str, parent_track_id: str) -> None:
+    raise InvalidArgument(path, f"track {excerpt(parent_track_id)} is a VEHICLE track; a face's parent "
+                                "is the PERSON track of its body")

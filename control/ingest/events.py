@@ -1,11 +1,14 @@
 """A batch's tracks as detection events: one per (track, kind), kept in track_events.
 
 kind 'human': a person track's first observation gives human_detected (its event_time, box and
-confidence). kind 'face': a track's best face gives person_recognized (with person_id) or
-face_detected (with cluster_id); a better face later re-describes the same event: identity,
-box, confidence, frame, snapshot and metadata change, its id and event_time (when the face was
-first seen) do not. A face no better than the stored one changes nothing, and an event an
-operator reviewed (or deleted) is left as they left it.
+confidence). kind 'vehicle': a vehicle track's first observation gives object_detected, with the
+track's label ("car", "truck", ...) in metadata.object_label; the label is the node's majority over
+the track's detections, so when a later batch names another kind the event is relabelled (and
+sent on the feed again). kind 'face': a track's best face gives person_recognized (with
+person_id) or face_detected (with cluster_id); a better face later re-describes the same event:
+identity, box, confidence, frame, snapshot and metadata change, its id and event_time (when the
+face was first seen) do not. A face no better than the stored one changes nothing, and an event
+an operator reviewed (or deleted) is left as they left it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from vigil.control.analytics.model import ObjectClass
-from vigil.control.ingest.batch import BestFace, Snapshot, TrackBatch
+from vigil.control.ingest.batch import BestFace, Snapshot, TrackBatch, raise_vehicle_parent
 from vigil.control.ingest.clusters import Materialised, Sighting, UnknownClusters
 from vigil.control.ingest.messages import pixel_box
 from vigil.control.ingest.recognition import Identity, NewCluster, Recognized, Recognizer
@@ -31,6 +34,8 @@ from vigil.storage.repositories.events import (
 from vigil.storage.repositories.media import MediaFileRepository
 
 SIMILARITY_DIGITS = 4
+# The event of a body track (its first observation), by class: (track_events.kind, event type).
+BODY_EVENTS = {ObjectClass.PERSON: ("human", "human_detected"), ObjectClass.VEHICLE: ("vehicle", "object_detected")}
 # How long snapshots are kept (media_files.retention_until); the retention job deletes them after.
 SNAPSHOT_RETENTION = timedelta(days=30)
 
@@ -38,7 +43,7 @@ SNAPSHOT_RETENTION = timedelta(days=30)
 @dataclass(frozen=True)
 class RecordedEvent:
     event: Event  # as stored after this batch
-    created: bool  # False: an existing event was re-described with a better face
+    created: bool  # False: an existing event was re-described (a better face, a vehicle's settled label)
     track_id: str
 
 
@@ -63,39 +68,65 @@ class TrackEventWriter:
         self.media = MediaFileRepository(conn)
 
     async def write(self, summaries: list[TrackSummary]) -> list[RecordedEvent]:
-        keys = [(s.track_id, "human") for s in summaries if s.object_class is ObjectClass.PERSON]
+        bodies = [(s, BODY_EVENTS[s.object_class][0]) for s in summaries if s.object_class in BODY_EVENTS]
+        keys = [(s.track_id, kind) for s, kind in bodies]
         keys += [(s.track_id, "face") for s in summaries if s.face]
-        existing = await self.tracks.existing(keys)  # under the camera's ingest lock (pipeline.py)
+        parents = [(s.parent_track_id, "vehicle") for s in summaries if s.parent_track_id]
+        existing = await self.tracks.existing(keys + parents)  # under the camera's ingest lock (pipeline.py)
+        self._check_parents(existing)
         mappings: list[TrackEvent] = []  # of the batch's new events: one statement for all of them
-        recorded = await self._humans([s for s in summaries if s.object_class is ObjectClass.PERSON
-                                       and (s.track_id, "human") not in existing], mappings)
-        for s in summaries:  # a body snapshot sent after the track's first batch
-            if s.snapshot and (mapping := existing.get((s.track_id, "human"))):
+        recorded = await self._bodies([(s, kind) for s, kind in bodies if (s.track_id, kind) not in existing],
+                                      mappings)
+        for s, kind in bodies:  # a body snapshot sent after the track's first batch
+            if s.snapshot and (mapping := existing.get((s.track_id, kind))):
                 await self._register(s.snapshot, mapping.event_id, mapping.event_timestamp)
+        recorded += await self._relabel([(s, m) for s, kind in bodies if kind == "vehicle" and s.label
+                                         and (m := existing.get((s.track_id, kind))) and m.object_label != s.label])
         recorded += await self._faces(summaries, existing, mappings)
         await self.tracks.add(mappings)
         await self.tracks.set_parents({s.track_id: s.parent_track_id for s in summaries if s.parent_track_id})
         return recorded
 
-    def _metadata(self, s: TrackSummary, observed_at: datetime) -> dict[str, Any]:
-        return {"track_id": s.track_id, "object_class": s.object_class.value, "node_id": str(self.batch.node_id),
-                "processing_time_ms": _milliseconds_since(observed_at)}  # capture → recorded here
+    def _check_parents(self, existing: dict[tuple[str, str], TrackEvent]) -> None:
+        """A face's parent is a body: never a vehicle track of an earlier batch (batch.py checks this one's)."""
+        for u in self.batch.updates:
+            if u.parent_track_id and (u.parent_track_id, "vehicle") in existing:
+                raise_vehicle_parent(f"batch.updates[{u.index}].parent_track_id", u.parent_track_id)
 
-    async def _humans(self, new: list[TrackSummary], mappings: list[TrackEvent]) -> list[RecordedEvent]:
-        """The new person tracks' events (each describes its track's first observation), in one statement."""
+    def _metadata(self, s: TrackSummary, observed_at: datetime) -> dict[str, Any]:
+        metadata = {"track_id": s.track_id, "object_class": s.object_class.value, "node_id": str(self.batch.node_id),
+                    "processing_time_ms": _milliseconds_since(observed_at)}  # capture → recorded here
+        if s.label:
+            metadata["object_label"] = s.label
+        return metadata
+
+    async def _bodies(self, new: list[tuple[TrackSummary, str]], mappings: list[TrackEvent]) -> list[RecordedEvent]:
+        """The new person and vehicle tracks' events (each describes its track's first observation), in one
+        statement."""
         b = self.batch
         events = await self.events.insert_many([
-            NewEvent(b.camera_id, "human_detected", s.first.capture_time, round(s.first.confidence, 3),
+            NewEvent(b.camera_id, BODY_EVENTS[s.object_class][1], s.first.capture_time, round(s.first.confidence, 3),
                      pixel_box(s.first.box, b.frame_width, b.frame_height), frame_number=s.first.frame_number,
-                     metadata=self._metadata(s, s.first.capture_time)) for s in new])
+                     metadata=self._metadata(s, s.first.capture_time)) for s, _ in new])
         recorded = []
-        for s, event in zip(new, events):
-            mappings.append(TrackEvent(s.track_id, "human", event.id, event.timestamp, None, None))
+        for (s, kind), event in zip(new, events):
+            mappings.append(TrackEvent(s.track_id, kind, event.id, event.timestamp, None, None,
+                                       s.label if kind == "vehicle" else None))
             if s.snapshot:
                 await self._register(s.snapshot, event.id, event.timestamp)
                 event = await self.events.get(event.id, event.timestamp)  # now with its snapshot's media id
             recorded.append(RecordedEvent(event, True, s.track_id))
         return recorded
+
+    async def _relabel(self, changed: list[tuple[TrackSummary, TrackEvent]]) -> list[RecordedEvent]:
+        """Vehicle events whose track's label settled on another kind since they were recorded."""
+        if not changed:
+            return []
+        events = await self.events.relabel([(m.event_id, m.event_timestamp) for _, m in changed],
+                                           [s.label for s, _ in changed])
+        await self.tracks.set_labels("vehicle", {s.track_id: s.label for s, _ in changed})
+        track_of = {m.event_id: s.track_id for s, m in changed}
+        return [RecordedEvent(e, False, track_of[e.id]) for e in events]
 
     async def _register(self, snapshot: Snapshot, event_id: UUID, moment: datetime) -> None:
         """The node wrote the object before naming it; the row makes it the event's media."""

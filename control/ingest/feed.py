@@ -25,14 +25,16 @@ from vigil.storage.repositories.events import Event, FeedOutboxRepository, Suspi
 
 # SubscribeResponse's oneof fields, which are also the FeedItemKind labels (FEED_ITEM_KIND_EVENT → "event")
 KINDS = ("event", "suspicious_activity", "alert", "alert_update")
-_ATTRIBUTES = ("event_type", "activity_type", "severity", "person_ids")
+_ATTRIBUTES = ("event_type", "activity_type", "severity", "person_ids", "object_class", "object_label")
 
 
 @dataclass(frozen=True)
 class FeedItem:
     """One feed message with what Subscribe filters on. An attribute left None does not apply to
     this message (e.g. severity of an event): filters on it let the message through. person_ids=()
-    applies and names nobody, so a person or watchlist filter drops it."""
+    applies and names nobody, so a person or watchlist filter drops it. object_class set says the
+    message is about tracked objects; its object_label "" names no label (several tracks, or none
+    known), so a label filter drops it."""
 
     kind: str  # one of KINDS
     message: Message  # the SubscribeResponse field of that kind: Event, SuspiciousActivity, Alert, AlertUpdate
@@ -42,6 +44,8 @@ class FeedItem:
     activity_type: str | None = None
     severity: str | None = None
     person_ids: tuple[UUID | str, ...] | None = None
+    object_class: str | None = None  # ObjectClass label: person | face | vehicle
+    object_label: str | None = None  # the detector's class name ("car", ...), "" for none
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -50,14 +54,14 @@ class FeedItem:
     @classmethod
     def of_event(cls, event: Event) -> FeedItem:
         return cls("event", event_message(event), event.camera_id, event.site_id, event_type=event.event_type,
-                   person_ids=(event.person_id,) if event.person_id else ())
+                   person_ids=(event.person_id,) if event.person_id else (), **_object(event.metadata))
 
     @classmethod
     def of_suspicious_activity(cls, activity: SuspiciousActivity) -> FeedItem:
         message = suspicious_activity_message(activity)
         return cls("suspicious_activity", message, activity.camera_id, activity.site_id,
                    activity_type=activity.activity_type, severity=activity.severity,
-                   person_ids=tuple(message.details.person_ids))
+                   person_ids=tuple(message.details.person_ids), **_object(activity.details, "person"))
 
     @classmethod
     def of_alert(cls, alert: Alert) -> FeedItem:
@@ -81,11 +85,21 @@ class FeedItem:
 _ACTIVITY_ALERT = "suspicious_activity_"
 
 
+def _object(stored: Mapping[str, Any] | None, default: str | None = None) -> dict[str, str]:
+    """The object attributes of a stored events.metadata, activity details or alert trigger_evidence:
+    none when it names no class (a device alert, rows from before classes were stored)."""
+    object_class = (stored or {}).get("object_class", default)
+    if not isinstance(object_class, str):
+        return {}
+    return {"object_class": object_class, "object_label": str((stored or {}).get("object_label") or "")}
+
+
 def _alert_attributes(alert: Alert) -> dict[str, Any]:
     """What Subscribe filters an alert (and its updates) on: the type of the event or activity
     that raised it (none for device alerts), its severity and person."""
     attributes: dict[str, Any] = {"severity": alert.severity,
-                                  "person_ids": (alert.person_id,) if alert.person_id else ()}
+                                  "person_ids": (alert.person_id,) if alert.person_id else (),
+                                  **_object(alert.trigger_evidence)}
     if alert.alert_type.startswith(_ACTIVITY_ALERT) and alert.suspicious_activity_id is not None:
         attributes["activity_type"] = alert.alert_type.removeprefix(_ACTIVITY_ALERT)
     elif alert.event_id is not None:
@@ -130,6 +144,8 @@ class FeedFilter:
     activity_types: frozenset[str] = frozenset()
     severities: frozenset[str] = frozenset()
     person_ids: frozenset[str] = frozenset()
+    object_classes: frozenset[str] = frozenset()
+    object_labels: frozenset[str] = frozenset()
     watchlist_ids: tuple[UUID, ...] = ()
     visible_site_ids: frozenset[str] | None = None
 
@@ -146,7 +162,8 @@ class FeedFilter:
             return False
         for wanted, key in ((self.camera_ids, "camera_id"), (self.site_ids, "site_id"),
                             (self.event_types, "event_type"), (self.activity_types, "activity_type"),
-                            (self.severities, "severity")):
+                            (self.severities, "severity"), (self.object_classes, "object_class"),
+                            (self.object_labels, "object_label")):
             if wanted and key in payload and payload[key] not in wanted:
                 return False
         if "person_ids" in payload:

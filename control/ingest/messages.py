@@ -14,7 +14,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2
 
-from vigil.api.v1 import common_pb2
+from vigil.api.v1 import common_pb2, ingest_pb2
 from vigil.api.v1 import event_pb2 as pb
 from vigil.control.analytics.model import Box
 from vigil.control.convert import EnumMap, text, timestamp
@@ -24,6 +24,7 @@ EVENT_TYPE = EnumMap(common_pb2.EventType, "EVENT_TYPE_", "event_types")
 ACTIVITY_TYPE = EnumMap(common_pb2.ActivityType, "ACTIVITY_TYPE_", "activity_types")
 SEVERITY = EnumMap(common_pb2.Severity, "SEVERITY_", "severities")
 REVIEW_ACTION = EnumMap(pb.ReviewAction, "REVIEW_ACTION_", "action")
+OBJECT_CLASS = EnumMap(ingest_pb2.ObjectClass, "OBJECT_CLASS_", "object_classes")
 # where analytics put the point an activity happened at, by activity (suspicious_activity_events.details)
 _LOCATION_KEYS = ("location", "entry_point", "cluster_center", "floor_location")
 
@@ -58,7 +59,8 @@ def event_message(e: Event) -> pb.Event:
         frame_number=e.frame_number or 0, event_time=timestamp(e.timestamp),
         model_version=str(meta.get("model_version", "")), snapshot_media_id=text(e.snapshot_media_id),
         clip_media_id=text(e.clip_media_id), reviewed=e.reviewed, review_action=REVIEW_ACTION.number(e.review_action),
-        create_time=timestamp(e.created_at))
+        create_time=timestamp(e.created_at), object_class=_object_class(meta),
+        object_label=str(meta.get("object_label") or ""))
     for field in ("similarity", "face_quality"):
         if isinstance(meta.get(field), (int, float)):
             setattr(message, field, meta[field])
@@ -86,8 +88,16 @@ def _strings(details: Mapping[str, Any], key: str) -> list[str]:
     return [str(v) for v in values if v] if isinstance(values, list) else []
 
 
+def _object_class(stored: Mapping[str, Any], default: str | None = None) -> int:
+    """The ObjectClass number of a stored "object_class" label; UNSPECIFIED when unknown."""
+    label = stored.get("object_class", default)
+    return OBJECT_CLASS.number(label) if isinstance(label, str) else ingest_pb2.OBJECT_CLASS_UNSPECIFIED
+
+
 def activity_details(details: Mapping[str, Any]) -> pb.ActivityDetails:
+    """Activities recorded before analytics watched vehicles were all about persons."""
     return pb.ActivityDetails(
+        object_class=_object_class(details, "person"), object_label=str(details.get("object_label") or ""),
         track_ids=_strings(details, "track_ids"), person_ids=_strings(details, "person_ids"),
         duration=_seconds(details, "duration_seconds"),
         person_count=int(_number(details, "person_count")), entry_count=int(_number(details, "entry_count")),

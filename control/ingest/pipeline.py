@@ -48,7 +48,7 @@ class BatchResult:
     duplicate: bool  # the key was stored before: nothing was written, no hook ran
     camera_id: UUID
     site_id: UUID
-    events: tuple[RecordedEvent, ...] = ()  # created, or re-described with a better face
+    events: tuple[RecordedEvent, ...] = ()  # created, or re-described (a better face, a vehicle's new label)
     observations: tuple[TrackObservation, ...] = ()  # every update, with the identity known for its track
     updates: int = 0  # track updates stored (0 for a duplicate)
 
@@ -139,7 +139,7 @@ class IngestPipeline:
             observations.append(TrackObservation(
                 camera_id=camera_id, track_id=u.track_id, object_class=u.object_class, box=u.box,
                 confidence=u.confidence, capture_time=u.capture_time, kind=u.kind, person_id=person_id,
-                cluster_id=cluster_id, frame_width=width, frame_height=height))
+                cluster_id=cluster_id, frame_width=width, frame_height=height, label=u.label))
         return observations
 
     @staticmethod

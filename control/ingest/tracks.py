@@ -1,5 +1,5 @@
 """What a batch says about each of its tracks: its class, its first observation, its best face,
-the person track a face track belongs to, and a snapshot of a person's body."""
+the person track a face track belongs to, and a snapshot of a person's body or a vehicle."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from vigil.control.ingest.batch import BestFace, Snapshot, TrackUpdate
 class TrackSummary:
     track_id: str
     object_class: ObjectClass
-    first: TrackUpdate  # a new person track's event describes its first observation
+    first: TrackUpdate  # a new person or vehicle track's event describes its first observation (and label)
     face_update: TrackUpdate | None  # the update carrying the batch's best face of the track
     parent_track_id: str | None  # the latest association the batch gives
     snapshot: Snapshot | None = None  # the first body snapshot the batch carries
+    label: str | None = None  # the latest label the batch gives (the node's settled guess)
 
     @property
     def face(self) -> BestFace | None:
@@ -29,6 +30,7 @@ def summarise(updates: tuple[TrackUpdate, ...]) -> list[TrackSummary]:
     face: dict[str, TrackUpdate] = {}
     parent: dict[str, str] = {}
     snapshot: dict[str, Snapshot] = {}
+    label: dict[str, str] = {}
     for u in updates:
         if u.snapshot:
             snapshot.setdefault(u.track_id, u.snapshot)
@@ -37,5 +39,7 @@ def summarise(updates: tuple[TrackUpdate, ...]) -> list[TrackSummary]:
             face[u.track_id] = u
         if u.parent_track_id:
             parent[u.track_id] = u.parent_track_id
-    return [TrackSummary(t, u.object_class, u, face.get(t), parent.get(t), snapshot.get(t))
+        if u.label:
+            label[u.track_id] = u.label
+    return [TrackSummary(t, u.object_class, u, face.get(t), parent.get(t), snapshot.get(t), label.get(t))
             for t, u in first.items()]

@@ -30,6 +30,10 @@ def node_health(node_id, request: pb.HeartbeatRequest) -> tuple[str, dict[str, A
         "memory_used_bytes": stats.memory_used_bytes,
         "unacked_batches": stats.unacked_batches,
         "spooled_batches": stats.spooled_batches,
+        "gpus": {str(g.index): {"utilization": round(g.utilization, 3), "memory_used_bytes": g.memory_used_bytes,
+                                "decoder_utilization": round(g.decoder_utilization, 3),
+                                "encoder_utilization": round(g.encoder_utilization, 3),
+                                "temperature_celsius": round(g.temperature_celsius, 1)} for g in stats.gpus},
         "per_stream": {s.camera_id: {"state": pb.StreamState.Name(s.state), "fps": round(s.processed_fps, 2),
                                      "dropped_frames": s.dropped_frames, "queue_depth": s.queue_depth}
                        for s in streams},

@@ -41,6 +41,9 @@ def person_wording(person: PersonFacts) -> str:
 def who(fact: Fact, person: PersonFacts | None) -> str:
     if person is not None:
         return person_wording(person)
+    if fact.object_class == "vehicle":
+        label = clean(fact.object_label) if fact.object_label else "vehicle"
+        return f"A {label}"
     if fact.event_type in _SUBJECT_OF_EVENT:
         return _SUBJECT_OF_EVENT[fact.event_type]
     if fact.event_type == "human_detected":
@@ -60,6 +63,8 @@ def alert_text(rule_name: str, fact: Fact, person: PersonFacts | None, zone_id: 
         what = clean(fact.activity_type.replace("_", " ")).capitalize()
         if person is not None:
             what += f" by {person_wording(person)}"
+        elif fact.object_class == "vehicle":
+            what += f" by a {clean(fact.object_label) if fact.object_label else 'vehicle'}"
     else:
         what = f"{who(fact, person)} {_EVENT_WORDING.get(fact.event_type, 'detected')}"
     confidence = round(fact.compared_confidence * 100)

@@ -160,11 +160,13 @@ class _Given:
             return stored_parameters(self.unit.parameters, self.values, analytic=self.unit.ref())
         except ParameterError as exc:
             root, _, rest = exc.field.partition(".")
+            root, bracket, item = root.partition("[")  # "objects[1]": an item of a list parameter
             path = self.paths.get(root)
             if path is None:
                 raise self.missing(root, exc.reason) from None
             if rest and path.endswith(f".{self.kind}.{root}") and self.kind == "after_hours":
                 rest = _SCHEDULE_FIELDS.get(rest, rest)  # the message's spelling of a schedule part
+            path += f"{bracket}{item}"
             raise InvalidArgument(f"{path}.{rest}" if rest else path, exc.reason) from None
 
 
@@ -348,14 +350,20 @@ def config_message(config: AnalyticsConfig) -> pb.AnalyticsConfig:
 _PARAMETER_TYPE = {ParameterType.DURATION: pb.ANALYTIC_PARAMETER_TYPE_DURATION,
                    ParameterType.INTEGER: pb.ANALYTIC_PARAMETER_TYPE_INTEGER,
                    ParameterType.NUMBER: pb.ANALYTIC_PARAMETER_TYPE_NUMBER,
-                   ParameterType.SCHEDULE: pb.ANALYTIC_PARAMETER_TYPE_SCHEDULE}
+                   ParameterType.SCHEDULE: pb.ANALYTIC_PARAMETER_TYPE_SCHEDULE,
+                   ParameterType.OBJECTS: pb.ANALYTIC_PARAMETER_TYPE_OBJECTS}
 
 
 def parameter_message(spec: ParameterSpec) -> pb.AnalyticParameter:
     message = pb.AnalyticParameter(name=spec.name, type=_PARAMETER_TYPE[spec.type], unit=spec.unit or "",
                                    exclusive_minimum=spec.exclusive_minimum, required=spec.required,
-                                   zone_threshold=spec.zone_threshold or "", description=spec.description)
-    for field, value in (("default_value", spec.default), ("minimum", spec.minimum), ("maximum", spec.maximum)):
+                                   zone_threshold=spec.zone_threshold or "", description=spec.description,
+                                   choices=spec.choices)
+    if isinstance(spec.default, tuple):  # a list parameter (OBJECTS)
+        message.default_choices.extend(spec.default)
+    elif spec.default is not None:
+        message.default_value = spec.default
+    for field, value in (("minimum", spec.minimum), ("maximum", spec.maximum)):
         if value is not None:
             setattr(message, field, value)
     return message

@@ -4,10 +4,11 @@ and the conditions the API adds. Pure: no database, no clock; the ingest path su
 
 A rule fires when every condition it sets holds (an unset condition matches anything):
 camera; source (events of event_type, or activities of activity_type); zone (the track is in it);
-person, watchlist and person role, all satisfied by one recognised person involved; confidence
+object (the track's class, and a vehicle's label); person, watchlist and person role, all
+satisfied by one recognised person involved; confidence
 at least the threshold; inside the schedule and outside the quiet hours. The firing names the
 deciding clause: the most specific condition the rule sets, in the order PERSON, WATCHLIST,
-PERSON_ROLE, ZONE, ACTIVITY_TYPE, EVENT_TYPE, CAMERA, else ANY.
+PERSON_ROLE, ZONE, OBJECT, ACTIVITY_TYPE, EVENT_TYPE, CAMERA, else ANY.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Clause(str, Enum):
     WATCHLIST = "watchlist"
     PERSON_ROLE = "person_role"
     ZONE = "zone"
+    OBJECT = "object"
     ACTIVITY_TYPE = "activity_type"
     EVENT_TYPE = "event_type"
     CAMERA = "camera"
@@ -45,8 +47,8 @@ class Clause(str, Enum):
 
 _CONDITION_OF_CLAUSE = (
     (Clause.PERSON, "person_id"), (Clause.WATCHLIST, "watchlist_id"), (Clause.PERSON_ROLE, "person_role"),
-    (Clause.ZONE, "zone_id"), (Clause.ACTIVITY_TYPE, "activity_type"), (Clause.EVENT_TYPE, "event_type"),
-    (Clause.CAMERA, "camera_id"),
+    (Clause.ZONE, "zone_id"), (Clause.OBJECT, "object_class"), (Clause.ACTIVITY_TYPE, "activity_type"),
+    (Clause.EVENT_TYPE, "event_type"), (Clause.CAMERA, "camera_id"),
 )
 
 
@@ -101,6 +103,11 @@ def _takes_source(rule: AlertRule, fact: Fact) -> bool:
     return not fact.is_activity and rule.event_type in (None, fact.event_type)
 
 
+def _takes_object(rule: AlertRule, fact: Fact) -> bool:
+    return ((rule.object_class is None or fact.object_class == rule.object_class)
+            and (rule.object_label is None or fact.object_label == rule.object_label))
+
+
 def _satisfies_person_conditions(rule: AlertRule, person: PersonFacts) -> bool:
     return ((rule.person_id is None or person.id == rule.person_id)
             and (rule.watchlist_id is None or rule.watchlist_id in person.watchlist_ids)
@@ -136,7 +143,7 @@ class RuleEvaluator:
         return firings
 
     def _fire(self, rule: AlertRule, fact: Fact) -> Firing | None:
-        if not rule.is_active or not _takes_source(rule, fact):
+        if not rule.is_active or not _takes_source(rule, fact) or not _takes_object(rule, fact):
             return None
         if rule.zone_id is not None and rule.zone_id not in fact.zone_ids:
             return None

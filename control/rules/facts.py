@@ -45,6 +45,8 @@ class Fact:
     site_timezone: str = "UTC"  # time zone of the camera's site, for schedules without their own
     camera_name: str | None = None
     zone_names: Mapping[UUID, str] = field(default_factory=dict)
+    object_class: str | None = None  # of the track: person | face | vehicle; None when not recorded
+    object_label: str | None = None  # the detector's label ("car", "truck", ...), when known
 
     def __post_init__(self) -> None:
         if (self.event_type is None) == (self.activity_type is None):

@@ -6,8 +6,10 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from vigil.api.v1 import common_pb2
+from vigil.api.v1 import common_pb2, ingest_pb2
 from vigil.api.v1 import rule_pb2 as pb
+from vigil.control.analytics.model import VEHICLE_LABELS
+from vigil.control.analytics.parameters import excerpt
 from vigil.control.convert import EnumMap, text, timestamp
 from vigil.control.request_checks import checked_text
 from vigil.control.rules.api_values import (
@@ -28,10 +30,11 @@ PATH = "alert_rule"
 EVENT_TYPE = EnumMap(common_pb2.EventType, "EVENT_TYPE_", f"{PATH}.event_type")
 ACTIVITY_TYPE = EnumMap(common_pb2.ActivityType, "ACTIVITY_TYPE_", f"{PATH}.activity_type")
 SEVERITY = EnumMap(common_pb2.Severity, "SEVERITY_", f"{PATH}.severity")
+OBJECT_CLASS = EnumMap(ingest_pb2.ObjectClass, "OBJECT_CLASS_", f"{PATH}.object_class")
 
 UPDATABLE = ("name", "camera_id", "person_id", "person_role", "watchlist_id", "zone_id", "event_type",
              "activity_type", "confidence_threshold", "schedule", "quiet_hours", "severity", "cooldown",
-             "notification_channel_ids", "is_active", "group_window")
+             "notification_channel_ids", "is_active", "group_window", "object_class", "object_label")
 DEFAULT_CONFIDENCE = 0.75
 MAX_COOLDOWN = timedelta(hours=24)
 MAX_GROUP_WINDOW = timedelta(hours=24)
@@ -50,6 +53,18 @@ def channel_ids(rule: pb.AlertRule) -> list[UUID]:
         if value in checked[:i]:
             raise InvalidArgument(f"{PATH}.notification_channel_ids[{i}]", "lists a channel twice")
     return checked
+
+
+def object_label(rule: pb.AlertRule) -> str | None:
+    """A vehicle's label: only with object_class VEHICLE, and one the detector gives."""
+    if not rule.object_label:
+        return None
+    if rule.object_class != ingest_pb2.OBJECT_CLASS_VEHICLE:
+        raise InvalidArgument(f"{PATH}.object_label", "needs object_class OBJECT_CLASS_VEHICLE (labels name vehicles)")
+    if rule.object_label not in VEHICLE_LABELS:
+        raise InvalidArgument(f"{PATH}.object_label",
+                              f"must be one of {', '.join(VEHICLE_LABELS)}, got {excerpt(rule.object_label)}")
+    return rule.object_label
 
 
 def rule_values(rule: pb.AlertRule) -> dict[str, Any]:
@@ -77,6 +92,8 @@ def rule_values(rule: pb.AlertRule) -> dict[str, Any]:
         "is_active": rule.is_active if rule.HasField("is_active") else True,
         "group_window": (duration_value(f"{PATH}.group_window", rule.group_window, timedelta(0), MAX_GROUP_WINDOW)
                          if rule.HasField("group_window") else DEFAULT_GROUP_WINDOW),
+        "object_class": OBJECT_CLASS.label(rule.object_class, required=False),
+        "object_label": object_label(rule),
     }
     if values["activity_type"] is not None and values["event_type"] is not None:
         raise InvalidArgument(f"{PATH}.event_type", "must be EVENT_TYPE_UNSPECIFIED when activity_type is set")
@@ -94,4 +111,5 @@ def rule_message(rule: AlertRule) -> pb.AlertRule:
         severity=SEVERITY.number(rule.severity), cooldown=duration_message(rule.cooldown),
         notification_channel_ids=[str(c) for c in rule.notification_channel_ids], is_active=rule.is_active,
         created_by=text(rule.created_by), create_time=timestamp(rule.created_at),
-        update_time=timestamp(rule.updated_at), group_window=duration_message(rule.group_window))
+        update_time=timestamp(rule.updated_at), group_window=duration_message(rule.group_window),
+        object_class=OBJECT_CLASS.number(rule.object_class), object_label=rule.object_label or "")

@@ -36,7 +36,8 @@ def trigger_evidence(firing: Firing) -> dict[str, Any]:
     return {"rule_name": firing.rule.name, "event_type": fact.event_type, "activity_type": fact.activity_type,
             "zone_id": None if firing.rule.zone_id is None else str(firing.rule.zone_id),
             "confidence": fact.compared_confidence, "similarity": fact.similarity,
-            "frame_number": fact.frame_number, "capture_time": fact.observed_at.isoformat()}
+            "frame_number": fact.frame_number, "capture_time": fact.observed_at.isoformat(),
+            "object_class": fact.object_class, "object_label": fact.object_label}
 
 
 def group_key(firing: Firing) -> str:

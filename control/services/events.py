@@ -19,11 +19,13 @@ from vigil.api.v1 import event_pb2_grpc
 from vigil.control.auth import caller_may
 from vigil.control.convert import EnumMap, timestamp
 from vigil.control.fleet import fleet_stats
+from vigil.control.ingest.batch import MAX_LABEL
 from vigil.control.ingest.fanout import FeedHub
 from vigil.control.ingest.feed import FeedFilter
 from vigil.control.ingest.messages import (
     ACTIVITY_TYPE,
     EVENT_TYPE,
+    OBJECT_CLASS,
     REVIEW_ACTION,
     SEVERITY,
     event_message,
@@ -70,6 +72,13 @@ def ids_or_none(field: str, values: Sequence[str]) -> list[UUID] | None:
     return id_list(field, values) or None
 
 
+def object_labels(field: str, values: Sequence[str]) -> list[str] | None:
+    """A filter of object labels ("car", "truck", ...); None (no condition) when empty."""
+    for i, value in enumerate(values):
+        checked_text(f"{field}[{i}]", value, MAX_LABEL, required=True)
+    return list(values) or None
+
+
 class EventService(event_pb2_grpc.EventServiceServicer):
     def __init__(self, db: CallerDatabase, redis: aioredis.Redis, hub: FeedHub, metrics: ControlMetrics):
         self.db = db
@@ -89,6 +98,8 @@ class EventService(event_pb2_grpc.EventServiceServicer):
             "person_ids": ids_or_none("person_ids", request.person_ids),
             "cluster_ids": ids_or_none("cluster_ids", request.cluster_ids),
             "reviewed": request.reviewed if request.HasField("reviewed") else None,
+            "object_classes": any_of(OBJECT_CLASS, request.object_classes, "object_classes"),
+            "object_labels": object_labels("object_labels", request.object_labels),
             "since": since, "until": until,
         }
         async with self.db.transaction() as tx:
@@ -138,6 +149,7 @@ class EventService(event_pb2_grpc.EventServiceServicer):
             "activity_types": any_of(ACTIVITY_TYPE, request.activity_types, "activity_types"),
             "zone_ids": ids_or_none("zone_ids", request.zone_ids),
             "severities": any_of(SEVERITY, request.severities, "severities"),
+            "object_classes": any_of(OBJECT_CLASS, request.object_classes, "object_classes"),
             "since": since, "until": until,
         }
         async with self.db.transaction() as tx:
@@ -208,6 +220,8 @@ class EventService(event_pb2_grpc.EventServiceServicer):
             activity_types=frozenset(any_of(ACTIVITY_TYPE, request.activity_types, "activity_types") or ()),
             severities=frozenset(any_of(SEVERITY, request.severities, "severities") or ()),
             person_ids=frozenset(map(str, id_list("person_ids", request.person_ids))),
+            object_classes=frozenset(any_of(OBJECT_CLASS, request.object_classes, "object_classes") or ()),
+            object_labels=frozenset(object_labels("object_labels", request.object_labels) or ()),
             watchlist_ids=tuple(id_list("watchlist_ids", request.watchlist_ids)),
             visible_site_ids=None if tx.caller.rls_role == "super_admin" else frozenset(
                 map(str, await FeedAudienceRepository(tx.conn).assigned_site_ids(tx.caller.user_id))))

@@ -11,14 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
-from google.protobuf import duration_pb2, json_format
+from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 
 from vigil.api.v1 import node_pb2 as pb
 from vigil.api.v1 import node_pb2_grpc
-from vigil.control.convert import EnumMap, timestamp
+from vigil.control.convert import EnumMap, as_json, from_json, timestamp
 from vigil.control.jobs.health import record_node_health
 from vigil.control.nodes.runtime import WATCH_POLL_S, NodeRuntime
 from vigil.control.nodes.streams import AssignmentTracker
@@ -101,11 +100,6 @@ def string_map(path: str, values: Mapping[str, str]) -> dict[str, str]:
     return dict(values)
 
 
-def as_json(message: Message) -> dict[str, Any]:
-    """Stored form of reported figures: the proto3 JSON mapping with proto field names."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
 def registration(request: pb.RegisterNodeRequest) -> NodeRegistration:
     node = required_message(request, "node")
     capacity = node.capacity_streams
@@ -152,6 +146,7 @@ def checked_stats(stats: pb.NodeStats) -> None:
         non_negative(f"{path}.index", gpu.index)
         fraction(f"{path}.utilization", gpu.utilization)
         fraction(f"{path}.decoder_utilization", gpu.decoder_utilization)
+        fraction(f"{path}.encoder_utilization", gpu.encoder_utilization)
         non_negative(f"{path}.memory_used_bytes", gpu.memory_used_bytes)
         finite(f"{path}.temperature_celsius", gpu.temperature_celsius)
 
@@ -190,14 +185,13 @@ def node_message(node: Node) -> pb.Node:
         embedding_model_version=node.embedding_model_version, state=STATE.number(node.state),
         camera_ids=[str(c) for c in node.camera_ids], register_time=timestamp(node.registered_at),
         last_heartbeat_time=timestamp(node.last_heartbeat_at))
-    # stored in the proto3 JSON mapping; fields a later API version drops are ignored
     for gpu in node.gpus:
-        json_format.ParseDict(gpu, message.gpus.add(), ignore_unknown_fields=True)
-    json_format.ParseDict(node.cpu, message.cpu, ignore_unknown_fields=True)
+        from_json(gpu, message.gpus.add())
+    from_json(node.cpu, message.cpu)
     if node.stats is not None:
-        json_format.ParseDict(node.stats, message.stats, ignore_unknown_fields=True)
+        from_json(node.stats, message.stats)
     for stream in node.streams:
-        json_format.ParseDict(stream, message.streams.add(), ignore_unknown_fields=True)
+        from_json(stream, message.streams.add())
     return message
 
 

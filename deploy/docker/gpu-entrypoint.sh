@@ -2,7 +2,7 @@
 # First start of a GPU node (or of the Triton pod's init container): build TensorRT plans from
 # the ONNX models for this GPU, then run the command (default: the node agent).
 #   $ENGINES/face_detector.plan     nvinfer engine, YuNet at 640x384, batch 1..8
-#   $ENGINES/person_detector.plan   nvinfer engine, YOLOv8 at 640x640 (if supplied)
+#   $ENGINES/object_detector.plan   nvinfer engine, NanoDet-g at 416x416, batch 1..8
 #   $REPO/                          Triton repository: face_embedder as tensorrt_plan
 #                                   (batch 1..32), the detectors as ONNX
 # A plan is rebuilt only when missing, or when its ONNX file is newer. `build-only` as the
@@ -28,10 +28,10 @@ build() {  # onnx plan input-name CxHxW max-batch
 }
 
 build "$SRC/face_detector/1/model.onnx" "$ENGINES/face_detector.plan" input 3x384x640 "$BATCH"
-build "$SRC/person_detector/1/model.onnx" "$ENGINES/person_detector.plan" images 3x640x640 "$BATCH"
+build "$SRC/object_detector/1/model.onnx" "$ENGINES/object_detector.plan" input 3x416x416 "$BATCH"
 
 # Triton repository: same model names, tensors and dims as triton_models/, the embedder as a plan
-for model in face_detector person_detector; do
+for model in face_detector object_detector; do
   if [ -f "$SRC/$model/1/model.onnx" ]; then
     mkdir -p "$REPO/$model/1"
     cp "$SRC/$model/config.pbtxt" "$REPO/$model/config.pbtxt"

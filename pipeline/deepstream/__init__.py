@@ -1,5 +1,6 @@
-"""The DeepStream backend: nvurisrcbin sources, nvstreammux, nvinfer detectors, nvtracker,
-face embedding through nvinferserver (Triton), the object encoder for snapshots.
+"""The DeepStream backend: nvurisrcbin sources (their encoded video tapped for clips),
+nvstreammux, nvinfer detectors, nvtracker, faces aligned on the GPU surface and embedded through
+Triton, the object encoder for snapshots.
 
 Only backend.py imports GStreamer (sources.py and probes.py use the module it hands them) and
 only meta.py touches pyds, both imported lazily, so the graph description, the tensor decoding

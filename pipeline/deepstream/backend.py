@@ -5,35 +5,39 @@ that turns frame records into track updates in each stream's outbox.
 
 A file without loop ends with a per-stream "stream-eos" bus message: its tracks end and it is
 listed STOPPED until the control plane removes it, as on the portable backend.
+
+Faces are embedded here, off the streaming threads: the probes hand over their aligned crops
+(cut on the GPU), the worker sends them to the face embedder in Triton, the client the portable
+backend uses. Clips are cut from each recording stream's buffer of encoded video (clips.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from vigil.api.v1 import node_pb2
 from vigil.logs import get_logger
-from vigil.pipeline.deepstream.graph import Graph, GraphSettings, build_graph, render_embedder_config
+from vigil.pipeline.deepstream.graph import Caps, Graph, GraphSettings, build_graph
 from vigil.pipeline.deepstream.meta import Meta
 from vigil.pipeline.deepstream.probes import Probes
 from vigil.pipeline.deepstream.sources import Sources, Stream
-from vigil.pipeline.deepstream.stages import sightings
+from vigil.pipeline.deepstream.stages import Embed, embed_faces, sightings
 from vigil.pipeline.messages import SnapshotRef
 from vigil.pipeline.outbox import Publish, StreamOutbox
-from vigil.pipeline.recording import Clip, ClipUnavailable
+from vigil.pipeline.recording import Clip, ClipUnavailable, PacketRing
 from vigil.pipeline.streams import StreamCounters, StreamSpec
 
 log = get_logger("vigil.pipeline.deepstream")
 
 MAIN_LOOP_TIMEOUT_S = 30.0
+CLIP_BUFFER_S = 30.0  # encoded video kept per recording stream, as on the portable backend
 
 
 def select_muxer(new_muxer: bool) -> None:
@@ -51,40 +55,46 @@ class DeepStreamBackend:
     node_backend = node_pb2.NODE_BACKEND_DEEPSTREAM
 
     def __init__(self, *, node_id: UUID, publish: Publish, graph_settings: GraphSettings, model_version: str,
-                 upload: Callable[[str, bytes], SnapshotRef] | None, publish_interval_s: float = 0.25,
-                 meta: Meta | None = None):
+                 upload: Callable[[str, bytes], SnapshotRef] | None, embed: Embed | None,
+                 publish_interval_s: float = 0.25, clip_buffer_s: float = CLIP_BUFFER_S, meta: Meta | None = None):
         self.node_id = node_id
         self.publish = publish
         self.gs = graph_settings
         self.model_version = model_version
         self.upload = upload
+        self.embed = embed  # None: faces are tracked, not embedded
+        self.clip_buffer_s = clip_buffer_s
         self.publish_interval_s = publish_interval_s
         self.meta = meta or Meta.load()
         self.graph: Graph = build_graph(graph_settings)
         self.sources = Sources(graph_settings)
         self.probes = Probes(self.meta, graph_settings, self.sources.by_pad)
-        self._gst = self._glib = None
-        self._pipeline = self._loop = self._loop_thread = self._worker = self._encoder = None
+        # GStreamer and GLib (imported when the pipeline starts) and their objects: untyped here
+        self._gst: Any = None
+        self._glib: Any = None
+        self._pipeline: Any = None
+        self._loop: Any = None
+        self._loop_thread: threading.Thread | None = None
+        self._worker: threading.Thread | None = None
+        self._encoder: Any = None
         self._task: asyncio.Task | None = None
-        self._aio: asyncio.AbstractEventLoop | None = None
+        self._aio: Any = None  # the asyncio loop the bus hands stream ends to
 
     @classmethod
     def from_settings(cls, settings, endpoints, *, node_id: UUID, publish: Publish) -> DeepStreamBackend:
+        from vigil.models.faces import FaceAnalyzer
         from vigil.storage.objectstore import ObjectStore
 
         gs = GraphSettings.from_settings(settings)
-        if gs.triton_mode == "grpc":  # the shipped config names a default Triton address
-            rendered = render_embedder_config(gs.config("sgie-embedder:grpc"), gs.triton_url,
-                                              Path(settings.resolved_state_dir()) / "deepstream")
-            gs = dataclasses.replace(gs, embedder_config=rendered)
         objects = ObjectStore.from_endpoints(endpoints)
+        faces = FaceAnalyzer(endpoints)
 
         def upload(key: str, data: bytes) -> SnapshotRef:
             stored = objects.put(key, data, content_type="image/jpeg")
             return SnapshotRef(key=key, sha256=stored.sha256, size_bytes=len(data))
 
         return cls(node_id=node_id, publish=publish, graph_settings=gs,
-                   model_version=settings.node.embedding_model_version, upload=upload,
+                   model_version=settings.node.embedding_model_version, upload=upload, embed=faces.embed,
                    publish_interval_s=settings.node.publish_interval_s)
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -135,7 +145,7 @@ class DeepStreamBackend:
             if element is None:
                 raise RuntimeError(f"GStreamer cannot make {spec.factory!r}: is DeepStream installed?")
             for key, value in spec.properties.items():
-                element.set_property(key, value)
+                element.set_property(key, Gst.Caps.from_string(value.text) if isinstance(value, Caps) else value)
             pipeline.add(element)
             made[spec.name] = element
         for src, dst in self.graph.links:
@@ -170,7 +180,8 @@ class DeepStreamBackend:
             await self.update_stream(spec)
             return
         outbox = StreamOutbox(self.node_id, spec, StreamCounters(spec.camera_id), self.publish)
-        stream = self.sources.register(spec, outbox)
+        recording = PacketRing(self.clip_buffer_s) if spec.settings.recording_enabled else None
+        stream = self.sources.register(spec, outbox, recording)
         await self._on_main_loop(lambda: self.sources.start(stream))
         log.info("stream added", camera_id=str(spec.camera_id), pad=stream.pad_index,
                  source=spec.source_url.split("?")[0])
@@ -179,9 +190,7 @@ class DeepStreamBackend:
         stream = self.sources.get(spec.camera_id)
         if stream is None:
             await self.add_stream(spec)
-        elif (spec.source_url, spec.username, spec.password, spec.settings.max_inference_fps) != (
-                stream.spec.source_url, stream.spec.username, stream.spec.password,
-                stream.spec.settings.max_inference_fps):
+        elif _source_of(spec) != _source_of(stream.spec):
             await self.remove_stream(spec.camera_id)  # a new source: its tracks start afresh
             await self.add_stream(spec)
         else:
@@ -205,7 +214,13 @@ class DeepStreamBackend:
         log.info("stream ended", camera_id=str(stream.spec.camera_id))
 
     def cut_clip(self, camera_id: UUID, start: datetime, end: datetime) -> Clip:
-        raise ClipUnavailable("the deepstream backend keeps no recording buffer")
+        """An MP4 of the stream's encoded video from start to end (called on a worker thread)."""
+        stream = self.sources.get(camera_id)
+        if stream is None:
+            raise ClipUnavailable(f"camera {camera_id} does not run on this node")
+        if stream.recording is None:
+            raise ClipUnavailable(f"recording is disabled for camera {camera_id}")
+        return stream.recording.cut(start, end)
 
     # --- figures -----------------------------------------------------------------------------
 
@@ -253,15 +268,29 @@ class DeepStreamBackend:
             stream = self.sources.by_pad(record.pad_index)
             if stream is None:
                 continue
+            if self.embed is not None:
+                try:
+                    record = embed_faces(record, self.embed)
+                except Exception as exc:  # noqa: BLE001 - Triton down: the frame goes without embeddings
+                    log.warning("face embedding failed", error=str(exc))
             try:
-                seen = sightings(record, stream.ctx, model_version=self.model_version, upload=self.upload)
-            except Exception as exc:  # noqa: BLE001 - object storage down: send the frame without snapshots
-                log.warning("snapshot upload failed", error=str(exc))
-                seen = sightings(record, stream.ctx, model_version=self.model_version, upload=None)
-            stream.outbox.observe(record.frame_number, record.capture_time, seen, record.frame_size)
+                try:
+                    seen = sightings(record, stream.ctx, model_version=self.model_version, upload=self.upload)
+                except Exception as exc:  # noqa: BLE001 - object storage down: send the frame without snapshots
+                    log.warning("snapshot upload failed", error=str(exc))
+                    seen = sightings(record, stream.ctx, model_version=self.model_version, upload=None)
+                stream.outbox.observe(record.frame_number, record.capture_time, seen, record.frame_size)
+            except Exception:
+                log.exception("frame record dropped", pad=record.pad_index, frame=record.frame_number)
 
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(self.publish_interval_s / 2)
             for stream in self.sources.streams():
                 await stream.outbox.flush_if_due(self.publish_interval_s)
+
+
+def _source_of(spec: StreamSpec) -> tuple:
+    """What the stream's nvurisrcbin is made from: a change means a new source."""
+    return (spec.source_url, spec.username, spec.password, spec.settings.max_inference_fps,
+            spec.settings.recording_enabled)

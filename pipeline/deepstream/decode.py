@@ -3,7 +3,8 @@ and the face geometry the pipeline derives from YuNet's landmarks. Pure numpy: n
 
 nvinfer scales the muxer frame into the network input keeping the aspect ratio with the padding
 at the right and bottom (maintain-aspect-ratio=1, symmetric-padding=0), which is how
-vigil.models.detection letterboxes too, so one scale factor maps network pixels back.
+vigil.models.detection and vigil.models.objects letterbox too, so one scale factor maps network
+pixels back. Both detectors are decoded by the portable backend's code.
 """
 
 from __future__ import annotations
@@ -11,16 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-from vigil.models import detection
-from vigil.models.alignment import ARCFACE_TEMPLATE
-from vigil.models.catalog import DETECTOR_OUTPUTS, EMBEDDER_INPUT_SIZE
+from vigil.models import detection, objects
+from vigil.models.catalog import DETECTOR_OUTPUTS
 from vigil.models.quality import frontal_score, size_score
-
-PERSON_CLASS_INDEX = 0  # COCO "person" in the YOLOv8 export of triton_models/person_detector
-PERSON_NMS = 0.45
 
 
 @dataclass(frozen=True)
@@ -73,26 +69,17 @@ def decode_faces(tensors: Mapping[str, np.ndarray], network_size: tuple[int, int
     return faces
 
 
-def decode_persons(output0: np.ndarray, network_size: tuple[int, int], frame_size: tuple[int, int],
-                   score_threshold: float, nms_threshold: float = PERSON_NMS) -> list[Detection]:
-    """A YOLOv8 `output0` of one frame, (4 + classes, anchors): cx, cy, w, h in network pixels,
-    then class scores → persons (class 0) after NMS."""
-    out = np.asarray(output0, dtype=np.float32)
-    if out.ndim != 2 or out.shape[0] < 5:
-        raise ValueError(f"person detector output has shape {out.shape}, expected (4 + classes, anchors)")
-    scores = out[4 + PERSON_CLASS_INDEX]
-    keep = np.flatnonzero(scores >= score_threshold)
-    if keep.size == 0:
-        return []
-    cx, cy, w, h = out[0, keep], out[1, keep], out[2, keep], out[3, keep]
-    boxes = np.stack([cx - w / 2, cy - h / 2, w, h], axis=1)
-    picked = cv2.dnn.NMSBoxes(boxes.tolist(), scores[keep].tolist(), score_threshold, nms_threshold)
-    scale = letterbox_scale(network_size, frame_size)
-    persons = []
-    for i in np.asarray(picked, dtype=int).reshape(-1):
-        x, y, bw, bh = (float(v) / scale for v in boxes[i])
-        persons.append(Detection(_clip((x, y, x + bw, y + bh), frame_size), float(scores[keep][i])))
-    return persons
+def decode_objects(tensors: Mapping[str, np.ndarray], network_size: int, frame_size: tuple[int, int],
+                   score_threshold: float) -> list[objects.DetectedObject]:
+    """The object detector's `scores` (anchors, 80) and `boxes` (anchors, 4) of one frame →
+    persons and vehicles in frame pixels, through vigil.models.objects (NMS per kind)."""
+    missing = [name for name in (objects.SCORES, objects.BOXES) if name not in tensors]
+    if missing:
+        raise ValueError(f"object detector output lacks layers {missing}")
+    scores = np.asarray(tensors[objects.SCORES], dtype=np.float32).reshape(-1, len(objects.COCO_LABELS))
+    boxes = np.asarray(tensors[objects.BOXES], dtype=np.float32).reshape(-1, 4)
+    return objects.decode_objects(scores, boxes, objects.Letterbox.fit(*frame_size, size=network_size),
+                                  score_threshold)
 
 
 def landmark_quality(det: Detection) -> float:
@@ -103,31 +90,6 @@ def landmark_quality(det: Detection) -> float:
         return 0.0
     size = size_score(min(det.width, det.height))
     return float(np.sqrt(size * frontal_score(det.landmarks)))
-
-
-def aligned_crop_box(landmarks: np.ndarray, frame_size: tuple[int, int]) -> tuple[float, float, float, float] | None:
-    """The square region of the frame that, scaled to 112x112, puts the landmarks closest to the
-    ArcFace template under scale and translation only (least squares). nvinferserver crops an
-    object's box and scales it; giving it this box makes its crop the 5-point alignment minus the
-    in-plane rotation. None when the region leaves the frame by more than half its size."""
-    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-    template = ARCFACE_TEMPLATE.astype(np.float64)
-    pc, tc = points - points.mean(axis=0), template - template.mean(axis=0)
-    denom = float((pc ** 2).sum())
-    if denom <= 1e-9:
-        return None
-    scale = float((pc * tc).sum()) / denom  # template pixels per frame pixel
-    if scale <= 0:
-        return None
-    tx, ty = template.mean(axis=0) - scale * points.mean(axis=0)
-    side = EMBEDDER_INPUT_SIZE / scale
-    x0, y0 = -tx / scale, -ty / scale
-    fw, fh = frame_size
-    inside_w = min(x0 + side, fw) - max(x0, 0.0)
-    inside_h = min(y0 + side, fh) - max(y0, 0.0)
-    if inside_w < side / 2 or inside_h < side / 2:
-        return None
-    return (max(x0, 0.0), max(y0, 0.0), min(x0 + side, fw), min(y0 + side, fh))
 
 
 def iou(a, b) -> float:

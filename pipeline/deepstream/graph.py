@@ -2,17 +2,18 @@
 files, linked how, probed where. backend.py builds GStreamer objects from this description;
 the tests check it (every element, property and config cross-reference) without GStreamer.
 
-    nvurisrcbin (one per stream, added at runtime) ─▶ nvstreammux
-      ─▶ nvinfer  pgie-faces    YuNet, raw tensors (output-tensor-meta)   probe: faces → objects
-      ─▶ nvinfer  pgie-persons  YOLOv8, raw tensors, every n-th frame     probe: persons → objects
-      ─▶ nvtracker              NvDCF on persons and faces                probe: pick faces to embed
-      ─▶ nvinferserver sgie-embedder  SFace in Triton on face crops only  probe: object encoder
-      ─▶ fakesink                                                         probe: metadata → tracks
+    nvurisrcbin (one per stream, added at runtime; its parser's H.264 tapped for clips) ─▶ nvstreammux
+      ─▶ nvinfer  pgie-faces    YuNet, raw tensors (output-tensor-meta)     probe: faces → objects
+      ─▶ nvinfer  pgie-objects  NanoDet, raw tensors, every n-th frame      probe: persons, vehicles → objects
+      ─▶ nvtracker              NvDCF on persons, vehicles and faces
+      ─▶ nvvideoconvert + capsfilter  RGBA in GPU memory                    probe: faces worth embedding
+           aligned and cropped on the GPU surface (CuPy), snapshots (object encoder), metadata → records
+      ─▶ fakesink
+    The records' face crops are embedded through Triton off the streaming threads (backend.py).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,15 +27,15 @@ if TYPE_CHECKING:
 # Object classes inside the pipeline (NvDsObjectMeta.class_id), independent of model label ids.
 CLASS_PERSON = 0
 CLASS_FACE = 1
-CLASS_FACE_CROP = 2  # the aligned square region of a face the embedder runs on (not tracked)
+CLASS_VEHICLE = 2  # car, bus, truck, motorcycle, bicycle (obj_label says which)
 
 # gie-unique-id / unique_component_id of each producer of metadata
 FACE_DETECTOR_ID = 1
-PERSON_DETECTOR_ID = 2
-EMBEDDER_ID = 3
-SELECTOR_ID = 10  # our probe, when it adds face-crop objects
+OBJECT_DETECTOR_ID = 2
 
 UNTRACKED_OBJECT_ID = 0xFFFFFFFFFFFFFFFF  # NvDsObjectMeta.object_id before the tracker sets it
+
+OBJECT_MODEL = "object_detector"  # triton_models/<name>, and the engine <name>.plan
 
 SOURCE_PREFIX = "source-"  # each stream's nvurisrcbin is source-<muxer pad index>
 
@@ -43,12 +44,14 @@ TRACKER_LIB = f"{NVDS_ROOT}/lib/libnvds_nvmultiobjecttracker.so"
 
 CONFIG_FILES = {
     "pgie-faces": "pgie_face_detector.txt",
-    "pgie-persons": "pgie_person_detector.txt",
+    "pgie-objects": "pgie_object_detector.txt",
     "tracker": "tracker_nvdcf.yml",
-    "sgie-embedder:grpc": "sgie_face_embedder_grpc.txt",
-    "sgie-embedder:capi": "sgie_face_embedder_capi.txt",
     "muxer:new": "streammux.txt",
 }
+
+# What get_nvds_buf_surface_gpu can map (RGB/RGBA only, NVIDIA's bindings refuse NV12): the probe
+# that crops faces sits behind a conversion to this, in GPU memory.
+RGBA_CAPS = "video/x-raw(memory:NVMM), format=RGBA"
 
 
 SOURCE_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"  # a source checkout or editable install
@@ -60,18 +63,15 @@ class GraphSettings:
     batch_size: int = 8  # frames per batch across streams: muxer, detectors and tracker agree
     muxer_size: tuple[int, int] = (1920, 1080)
     face_network_size: tuple[int, int] = (640, 384)  # YuNet input (width, height) of the nvinfer engine
-    person_network_size: tuple[int, int] = (640, 640)
-    person_detector: bool = True  # False when no person model is installed
-    person_interval: int = 2  # frames skipped between person inferences (person_detect_every - 1)
-    triton_mode: str = "grpc"  # "grpc": a Triton service; "capi": Triton in-process
-    triton_url: str = "triton:8001"
+    object_network_size: int = 416  # the object detector's square input (vigil.models.objects.INPUT_SIZE)
+    object_detector: bool = True  # False when no object detector is installed
+    object_interval: int = 2  # frames skipped between object inferences (object_detect_every - 1)
     gpu_id: int = 0
     new_muxer: bool = False  # DeepStream's USE_NEW_NVSTREAMMUX=yes
     batched_push_timeout_us: int = 40_000
     tracker_size: tuple[int, int] = (960, 544)
     rtsp_reconnect_interval_s: int = 5
     rtsp_latency_ms: int = 200
-    embedder_config: Path | None = None  # a rendered copy of the embedder config (gRPC URL filled in)
 
     def config(self, key: str) -> Path:
         return self.configs_dir / CONFIG_FILES[key]
@@ -79,21 +79,18 @@ class GraphSettings:
     @classmethod
     def from_settings(cls, settings: VigilSettings) -> GraphSettings:
         node, ds = settings.node, settings.node.deepstream
-        person_onnx = Path(settings.triton.model_repository) / "person_detector" / "1" / "model.onnx"
+        onnx = Path(settings.triton.model_repository) / OBJECT_MODEL / "1" / "model.onnx"
         return cls(
             configs_dir=ds.config_dir or SOURCE_CONFIGS_DIR, batch_size=node.batch_size,
-            person_detector=person_onnx.is_file() or (ds.engine_dir / "person_detector.plan").is_file(),
-            person_interval=max(0, node.person_detect_every - 1), triton_mode=ds.triton_mode,
-            triton_url=settings.triton.url or cls.triton_url, gpu_id=ds.gpu_id, new_muxer=ds.new_muxer)
+            object_detector=onnx.is_file() or (ds.engine_dir / f"{OBJECT_MODEL}.plan").is_file(),
+            object_interval=max(0, node.object_detect_every - 1), gpu_id=ds.gpu_id, new_muxer=ds.new_muxer)
 
 
-def render_embedder_config(template: Path, triton_url: str, out_dir: Path) -> Path:
-    """The gRPC nvinferserver config pointed at this node's Triton (the file names a default)."""
-    text = re.sub(r'url:\s*"[^"]*"', f'url: "{triton_url}"', template.read_text())
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / template.name
-    target.write_text(text)
-    return target
+@dataclass(frozen=True)
+class Caps:
+    """A GstCaps property value, by its string form (the backend parses it)."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -142,18 +139,17 @@ def build_graph(s: GraphSettings) -> Graph:
                                           "batch-size": s.batch_size, "gpu-id": s.gpu_id,
                                           "unique-id": FACE_DETECTOR_ID}),
     ]
-    if s.person_detector:
-        elements.append(Element("pgie-persons", "nvinfer", {
-            "config-file-path": str(s.config("pgie-persons")), "batch-size": s.batch_size, "gpu-id": s.gpu_id,
-            "unique-id": PERSON_DETECTOR_ID, "interval": s.person_interval}))
+    if s.object_detector:
+        elements.append(Element("pgie-objects", "nvinfer", {
+            "config-file-path": str(s.config("pgie-objects")), "batch-size": s.batch_size, "gpu-id": s.gpu_id,
+            "unique-id": OBJECT_DETECTOR_ID, "interval": s.object_interval}))
     elements += [
         Element("tracker", "nvtracker", {
             "ll-lib-file": TRACKER_LIB, "ll-config-file": str(s.config("tracker")),
             "tracker-width": s.tracker_size[0], "tracker-height": s.tracker_size[1], "gpu-id": s.gpu_id,
             "display-tracking-id": False}),
-        Element("sgie-embedder", "nvinferserver", {
-            "config-file-path": str(s.embedder_config or s.config(f"sgie-embedder:{s.triton_mode}")),
-            "unique-id": EMBEDDER_ID}),
+        Element("rgba", "nvvideoconvert", {"gpu-id": s.gpu_id}),
+        Element("rgba-caps", "capsfilter", {"caps": Caps(RGBA_CAPS)}),
         Element("sink", "fakesink", {"sync": False, "async": False, "enable-last-sample": False}),
     ]
     names = [e.name for e in elements]
@@ -165,13 +161,9 @@ def build_graph(s: GraphSettings) -> Graph:
         Probe("muxer", "src", "on_batch_formed"),
         Probe("pgie-faces", "src", "on_faces"),
     ]
-    if s.person_detector:
-        probes.append(Probe("pgie-persons", "src", "on_persons"))
-    probes += [
-        Probe("tracker", "src", "on_tracked"),
-        Probe("sgie-embedder", "src", "on_embedded"),
-        Probe("sink", "sink", "on_collect"),
-    ]
+    if s.object_detector:
+        probes.append(Probe("pgie-objects", "src", "on_objects"))
+    probes.append(Probe("rgba-caps", "src", "on_tracked"))
     return Graph(elements, links, probes)
 
 

@@ -1,7 +1,9 @@
 """The pad probes of the DeepStream graph (graph.py's Probe list names the methods here), on
-GStreamer streaming threads: each reads its buffer's batch metadata and hands it to stages.py; at
-the sink, each frame's FrameRecord is queued for the backend's worker, which makes track updates
-of it. A probe never raises: a bad frame is logged and the pipeline goes on.
+GStreamer streaming threads: each reads its buffer's batch metadata and hands it to stages.py. The
+last one, on the RGBA frames behind the tracker, crops the faces to embed from the GPU surface,
+queues snapshots and turns each frame into a FrameRecord for the backend's worker, which embeds
+its crops and makes track updates of it. A probe never raises: a bad frame is logged and the
+pipeline goes on.
 
 The EOS the muxer sends downstream when its last pad goes is dropped (Savant #97): a node with no
 streams keeps its pipeline for the next assignment.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable
+from typing import Any
 
 from vigil.logs import get_logger
 from vigil.pipeline.deepstream.graph import GraphSettings
@@ -31,9 +34,9 @@ class Probes:
         self.streams = streams  # by muxer pad index
         self.stages = Stages(meta, settings, self._context)
         self.records: queue.Queue[FrameRecord | None] = queue.Queue(RECORD_QUEUE)
-        self.inference = InferenceTimes()  # muxer to sink, per batch
+        self.inference = InferenceTimes()  # muxer to the last probe, per batch
         self._batch_started: dict[tuple[int, int], float] = {}  # (pad, frame number) → when batched
-        self._gst = None
+        self._gst: Any = None  # GStreamer, once the backend starts
         self._encoder = None
 
     def attach(self, gst, encoder) -> None:
@@ -82,25 +85,18 @@ class Probes:
         _, batch = self._batch(info)
         return self._guarded("faces", lambda: batch is not None and self.stages.on_faces(batch))
 
-    def on_persons(self, _pad, info):
+    def on_objects(self, _pad, info):
         _, batch = self._batch(info)
-        return self._guarded("persons", lambda: batch is not None and self.stages.on_persons(batch))
+        return self._guarded("objects", lambda: batch is not None and self.stages.on_objects(batch))
 
     def on_tracked(self, _pad, info):
-        _, batch = self._batch(info)
-        return self._guarded("tracked", lambda: batch is not None and self.stages.on_tracked(batch))
-
-    def on_embedded(self, _pad, info):
         buffer, batch = self._batch(info)
-        return self._guarded("embedded",
-                             lambda: batch is not None and self.stages.on_embedded(batch, buffer, self._encoder))
-
-    def on_collect(self, _pad, info):
-        _, batch = self._batch(info)
 
         def collect():
             if batch is None:
                 return
+            self.stages.on_tracked(batch, lambda frame: self.meta.surface(buffer, frame))
+            self.stages.on_snapshots(batch, buffer, self._encoder)
             now = time.monotonic()
             records = self.stages.on_collect(batch)
             spent = [now - self._batch_started.pop((r.pad_index, r.frame_number), now) for r in records]
@@ -115,4 +111,4 @@ class Probes:
                     self.records.put_nowait(record)
                 except queue.Full:
                     stream.ctx.counters.frames_dropped()
-        return self._guarded("collect", collect)
+        return self._guarded("tracked", collect)

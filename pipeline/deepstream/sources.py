@@ -12,18 +12,25 @@ reported against it handled:
 - pad indices are never reused within a run: frames of a removed stream still in flight
   downstream cannot be taken for the new stream, and nvinfer/nvtracker never see a source id come
   back after its EOS (Savant #30: "Source info not found for source N").
+
+A recording stream's encoded access units are tapped at the parser inside its nvurisrcbin
+(encoded.py) into its clip buffer.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from vigil.api.v1 import node_pb2
+from vigil.pipeline.deepstream.clips import EncodedRecorder
+from vigil.pipeline.deepstream.encoded import tap_parsers
 from vigil.pipeline.deepstream.graph import SOURCE_PREFIX, GraphSettings, source_plan
 from vigil.pipeline.deepstream.stages import StreamContext
 from vigil.pipeline.outbox import StreamOutbox
+from vigil.pipeline.recording import PacketRing
 from vigil.pipeline.streams import StreamSpec
 
 
@@ -33,7 +40,8 @@ class Stream:
     pad_index: int
     ctx: StreamContext  # what the probes read
     outbox: StreamOutbox
-    source: object | None = None  # the nvurisrcbin
+    recording: PacketRing | None = None  # encoded video for clips; None when the stream records nothing
+    source: Any = None  # the nvurisrcbin
     finished: bool = False  # its file ended (stream-eos)
 
 
@@ -47,7 +55,9 @@ class Sources:
         self._by_pad: dict[int, Stream] = {}
         self._next_pad = 0
         self._lock = threading.Lock()
-        self._gst = self._pipeline = self._muxer = None
+        self._gst: Any = None  # GStreamer objects, untyped here
+        self._pipeline: Any = None
+        self._muxer: Any = None
 
     def attach(self, gst, pipeline, muxer) -> None:
         """The built pipeline, and the muxer whose request pads the sources link to."""
@@ -81,12 +91,12 @@ class Sources:
 
     # --- membership --------------------------------------------------------------------------
 
-    def register(self, spec: StreamSpec, outbox: StreamOutbox) -> Stream:
+    def register(self, spec: StreamSpec, outbox: StreamOutbox, recording: PacketRing | None = None) -> Stream:
         """A new stream, on a pad index not used before in this run."""
         with self._lock:
             pad_index, self._next_pad = self._next_pad, self._next_pad + 1
             ctx = StreamContext(spec.camera_id, spec.settings, outbox.book, outbox.counters, outbox.lock)
-            stream = Stream(spec, pad_index, ctx, outbox)
+            stream = Stream(spec, pad_index, ctx, outbox, recording)
             self._by_camera[spec.camera_id] = stream
             self._by_pad[pad_index] = stream
         return stream
@@ -117,6 +127,9 @@ class Sources:
                 stream.ctx.counters.set_state(node_pb2.STREAM_STATE_FAILED, "could not link the source to the muxer")
 
         source.connect("pad-added", on_pad_added)
+        if stream.recording is not None:
+            recorder = EncodedRecorder(stream.recording)
+            tap_parsers(Gst, source, recorder.on_format, recorder.on_unit)
         self._pipeline.add(source)
         stream.source = source
         if source.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:

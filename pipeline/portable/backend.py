@@ -20,19 +20,14 @@ from vigil.logs import get_logger
 from vigil.models.errors import InferenceError
 from vigil.models.faces import FaceAnalyzer
 from vigil.pipeline.outbox import Publish, StreamOutbox
-from vigil.pipeline.portable.analysis import FrameAnalysis, StreamAnalysis
+from vigil.pipeline.portable.analysis import FrameAnalysis, ObjectSource, StreamAnalysis
 from vigil.pipeline.portable.source import Frame, VideoSource
-from vigil.pipeline.portable.tracking import ObjectTracker
 from vigil.pipeline.recording import Clip, ClipUnavailable, PacketRing
 from vigil.pipeline.snapshots import SnapshotWriter
 from vigil.pipeline.streams import InferenceTimes, StreamCounters, StreamSpec
 
 log = get_logger("vigil.pipeline.portable")
 
-# Buffered-IoU factors (tracking.py): a face may move a whole face width between two processed
-# frames when frames are skipped; bodies are larger and move less relative to their size.
-FACE_ASSOCIATION_SCALE = 2.5
-PERSON_ASSOCIATION_SCALE = 1.5
 IDLE_POLL_S = 0.01  # how soon a new frame is picked up when every queue was empty
 
 
@@ -52,15 +47,16 @@ class PortableBackend:
     name = "portable"
     node_backend = node_pb2.NODE_BACKEND_PORTABLE
 
-    def __init__(self, *, node_id: UUID, analyzer: FaceAnalyzer, publish: Publish, model_version: str,
-                 snapshots: SnapshotWriter | None = None, batch_size: int = 8, publish_interval_s: float = 0.25,
-                 person_every: int = 3, queue_size: int = 4, clip_buffer_s: float = 30.0):
+    def __init__(self, *, node_id: UUID, analyzer: FaceAnalyzer, objects: ObjectSource, publish: Publish,
+                 model_version: str, snapshots: SnapshotWriter | None = None, batch_size: int = 8,
+                 publish_interval_s: float = 0.25, object_every: int = 1, queue_size: int = 4,
+                 clip_buffer_s: float = 30.0):
         self.node_id = node_id
-        self.analysis = FrameAnalysis(analyzer, snapshots, model_version)
+        self.analysis = FrameAnalysis(analyzer, snapshots, model_version, objects)
         self.publish = publish
         self.batch_size = batch_size
         self.publish_interval_s = publish_interval_s
-        self.person_every = max(1, person_every)
+        self.object_every = max(1, object_every)
         self.queue_size = queue_size
         self.clip_buffer_s = clip_buffer_s
         self._streams: dict[UUID, _Stream] = {}
@@ -90,17 +86,8 @@ class PortableBackend:
         counters = StreamCounters(spec.camera_id)
         recording = PacketRing(self.clip_buffer_s) if spec.settings.recording_enabled else None
         source = VideoSource(spec, counters, queue_size=self.queue_size, recording=recording)
-        rate = spec.settings.max_inference_fps or spec.fps or 25
-        lost = 1.5
         outbox = StreamOutbox(self.node_id, spec, counters, self.publish)
-        analysis = StreamAnalysis(
-            spec=spec, book=outbox.book,
-            faces=ObjectTracker(frame_rate=rate, activation_threshold=spec.settings.min_detection_confidence,
-                                lost_seconds=lost, association_scale=FACE_ASSOCIATION_SCALE),
-            persons=ObjectTracker(frame_rate=rate / self.person_every,
-                                  activation_threshold=spec.settings.min_detection_confidence, lost_seconds=lost,
-                                  association_scale=PERSON_ASSOCIATION_SCALE),
-            person_every=self.person_every)
+        analysis = StreamAnalysis.start(spec, outbox.book, self.object_every)
         stream = _Stream(spec, counters, source, analysis, outbox)
         self._streams[spec.camera_id] = stream
         source.start()

@@ -96,6 +96,8 @@ class AlertRule:
     created_at: datetime
     updated_at: datetime
     group_window: timedelta = timedelta(0)  # 0: one alert per match; else one open alert per episode
+    object_class: str | None = None  # None: any class; person | face | vehicle
+    object_label: str | None = None  # None: any label; a vehicle's ("car", "truck", ...)
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ _RULE_COLUMNS = columns_of(
                                      " WHERE c.rule_id = alert_rules.id ORDER BY c.position)"))
 _RULE_UPDATABLE = ("name", "camera_id", "person_id", "person_role", "watchlist_id", "zone_id", "event_type",
                    "activity_type", "schedule", "confidence_threshold", "severity", "is_active", "quiet_hours",
-                   "cooldown", "notification_channel_ids", "group_window")
+                   "cooldown", "notification_channel_ids", "group_window", "object_class", "object_label")
 _RULE_REFERENCES = ("camera_id", "person_id", "watchlist_id", "zone_id", "created_by")
 
 
@@ -223,14 +225,16 @@ class AlertRuleRepository:
                      severity: str | None = None, is_active: bool = True,
                      quiet_hours: dict[str, Any] | None = None, cooldown: timedelta = DEFAULT_COOLDOWN,
                      notification_channel_ids: Sequence[UUID | str] = (),
-                     group_window: timedelta = timedelta(0)) -> AlertRule:
+                     group_window: timedelta = timedelta(0), object_class: str | None = None,
+                     object_label: str | None = None) -> AlertRule:
         """Without a schedule the rule is armed all week (ALL_WEEK); without a severity its alerts
         take the person's status; without a group window each match is an alert."""
         values = {"name": name, "created_by": created_by, "camera_id": camera_id, "person_id": person_id,
                   "person_role": person_role, "watchlist_id": watchlist_id, "zone_id": zone_id,
                   "event_type": event_type, "activity_type": activity_type, "schedule": schedule,
                   "confidence_threshold": confidence_threshold, "severity": severity, "is_active": is_active,
-                  "quiet_hours": quiet_hours, "cooldown": cooldown, "group_window": group_window}
+                  "quiet_hours": quiet_hours, "cooldown": cooldown, "group_window": group_window,
+                  "object_class": object_class, "object_label": object_label}
         rule = await insert_row(self.conn, "alert_rules", _rule_values(values), AlertRule, _RULE_COLUMNS,
                                 "alert_rule")
         if notification_channel_ids:

@@ -167,6 +167,20 @@ class EventRepository:
             raise NotFound("event", event_id)
         return found
 
+    async def relabel(self, keys: Sequence[tuple[UUID, datetime]], labels: Sequence[str]) -> list[Event]:
+        """Set metadata.object_label of these events (their tracks' labels settled on others), in one
+        statement; a reviewed event stays as the operator left it. Returns the events changed."""
+        if not keys:
+            return []
+        query = sql.SQL(
+            "UPDATE events SET metadata = jsonb_set(events.metadata, '{{object_label}}', to_jsonb(k.new_label))"
+            " FROM unnest(%s::uuid[], %s::timestamptz[], %s::text[]) AS k(event_id, event_ts, new_label)"
+            " WHERE events.id = k.event_id AND events.timestamp = k.event_ts AND NOT events.reviewed"
+            " RETURNING {}").format(_COLUMNS)
+        async with guarded(self.conn, "event"):
+            return await fetch_all(self.conn, Event, query,
+                                   ([k[0] for k in keys], [k[1] for k in keys], list(labels)))
+
     async def get(self, event_id: UUID | str, timestamp: datetime | None = None) -> Event:
         """With the timestamp, only its partition is read. Without it, each partition's primary-key
         index is probed; ids are unique only with their timestamp, so the newest such event wins."""
@@ -193,10 +207,12 @@ class EventRepository:
                    site_ids: Iterable[UUID | str] | None = None, event_types: Iterable[str] | None = None,
                    person_id: UUID | str | None = None, person_ids: Iterable[UUID | str] | None = None,
                    cluster_ids: Iterable[UUID | str] | None = None, reviewed: bool | None = None,
+                   object_classes: Iterable[str] | None = None, object_labels: Iterable[str] | None = None,
                    since: datetime | None = None, until: datetime | None = None, page_size: int = 0,
                    page_token: str | None = None) -> Page[Event]:
         """Newest first; `since` is inclusive, `until` exclusive. A list matches any of its values;
-        None is no condition."""
+        None is no condition. object_classes / object_labels: the producing track's class and
+        label (metadata.object_class, metadata.object_label)."""
         filters = Filters()
         event_types = None if event_types is None else list(event_types)
         for column, field, values in (("camera_id", "camera_ids", camera_ids), ("person_id", "person_ids", person_ids),
@@ -207,6 +223,10 @@ class EventRepository:
         filters.any("event_type", event_types, cast="event_type_enum")
         filters.eq("person_id", optional_uuid("person_id", person_id))
         filters.eq("reviewed", None if reviewed is None else bool(reviewed))
+        if object_classes is not None:
+            filters.raw("metadata->>'object_class' = ANY(%s)", list(object_classes))
+        if object_labels is not None:
+            filters.raw("metadata->>'object_label' = ANY(%s)", list(object_labels))
         filters.range("timestamp", aware("since", since), aware("until", until))
         return await fetch_page(self.conn, Event, select=_COLUMNS, table="events", filters=filters,
                                 keyset=_NEWEST_FIRST, page_size=page_size, page_token=page_token, resource="event",
@@ -291,9 +311,11 @@ class SuspiciousActivityRepository:
     async def list(self, *, camera_ids: Iterable[UUID | str] | None = None,
                    site_ids: Iterable[UUID | str] | None = None, activity_types: Iterable[str] | None = None,
                    zone_ids: Iterable[UUID | str] | None = None, severities: Iterable[str] | None = None,
+                   object_classes: Iterable[str] | None = None,
                    since: datetime | None = None, until: datetime | None = None, page_size: int = 0,
                    page_token: str | None = None) -> Page[SuspiciousActivity]:
-        """Newest first; `since` is inclusive, `until` exclusive; None is no condition."""
+        """Newest first; `since` is inclusive, `until` exclusive; None is no condition.
+        object_classes: details.object_class, 'person' for activities from before it was stored."""
         filters = Filters()
         activity_types = None if activity_types is None else list(activity_types)
         severities = None if severities is None else list(severities)
@@ -303,6 +325,8 @@ class SuspiciousActivityRepository:
             filters.raw(_in_sites(_ACTIVITY_TABLE), uuid_list("site_ids", site_ids))
         filters.any("activity_type", activity_types, cast="activity_type_enum")
         filters.any("severity", severities, cast="severity_enum")
+        if object_classes is not None:
+            filters.raw("COALESCE(details->>'object_class', 'person') = ANY(%s)", list(object_classes))
         filters.range("timestamp", aware("since", since), aware("until", until))
         return await fetch_page(self.conn, SuspiciousActivity, select=_ACTIVITY_COLUMNS, table=_ACTIVITY_TABLE,
                                 filters=filters, keyset=_NEWEST_FIRST, page_size=page_size,
@@ -368,13 +392,14 @@ class IngestBatchRepository:
 
 @dataclass(frozen=True)
 class TrackEvent:
-    """The event a track produced for one kind: 'human' (a person track) or 'face'."""
+    """The event a track produced for one kind: 'human' (a person track), 'vehicle' or 'face'."""
     track_id: str
     kind: str
     event_id: UUID
     event_timestamp: datetime
     face_quality: float | None
     parent_track_id: str | None
+    object_label: str | None = None  # the label the event states ('vehicle' only)
 
 
 _TRACK_EVENT_COLUMNS = columns_of(TrackEvent, face_quality=sql.SQL("face_quality::float8"))
@@ -406,17 +431,27 @@ class TrackEventRepository:
         async with translated("track_event"):  # one statement for the batch's new tracks, in its savepoint
             await self.conn.execute(
                 "INSERT INTO track_events (camera_id, track_id, kind, event_id, event_timestamp, face_quality,"
-                " parent_track_id) SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::uuid[], %s::timestamptz[],"
-                " %s::numeric[], %s::text[])",
+                " parent_track_id, object_label) SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::uuid[],"
+                " %s::timestamptz[], %s::numeric[], %s::text[], %s::text[])",
                 (self.camera_id, [r.track_id for r in rows], [r.kind for r in rows], [r.event_id for r in rows],
                  [r.event_timestamp for r in rows], [r.face_quality for r in rows],
-                 [r.parent_track_id for r in rows]))
+                 [r.parent_track_id for r in rows], [r.object_label for r in rows]))
 
     async def set_face_quality(self, track_id: str, quality: float) -> None:
         async with guarded(self.conn, "track_event"):
             await self.conn.execute("UPDATE track_events SET face_quality = %s"
                                     " WHERE camera_id = %s AND track_id = %s AND kind = 'face'",
                                     (quality, self.camera_id, track_id))
+
+    async def set_labels(self, kind: str, labels: dict[str, str]) -> None:
+        """The label each of these tracks' events now states."""
+        if not labels:
+            return
+        async with guarded(self.conn, "track_event"):
+            await self.conn.execute(
+                "UPDATE track_events t SET object_label = l.label FROM unnest(%s::text[], %s::text[])"
+                " AS l(track_id, label) WHERE t.camera_id = %s AND t.kind = %s AND t.track_id = l.track_id",
+                (list(labels), list(labels.values()), self.camera_id, kind))
 
     async def set_parents(self, parents: dict[str, str]) -> None:
         """Face tracks' person tracks, where the node (newly) associated them."""

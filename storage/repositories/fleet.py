@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import psycopg
 
 _NODES = """
-SELECT n.id, n.name, n.state, n.capacity_streams, n.last_heartbeat_at,
+SELECT n.id, n.name, n.state, n.capacity_streams, n.last_heartbeat_at, n.gpus,
+       COALESCE(n.stats->'gpus', '[]'::jsonb) AS gpu_stats,
        (SELECT count(*) FROM stream_assignments a WHERE a.node_id = n.id) AS streams,
        (SELECT COALESCE(sum((s->>'processed_fps')::float8), 0) FROM jsonb_array_elements(n.streams) s) AS fps,
        (SELECT COALESCE(sum((s->>'dropped_frames')::bigint), 0)::bigint FROM jsonb_array_elements(n.streams) s)
@@ -33,6 +35,8 @@ class NodeSummary:
     fps: float  # processed, summed over its streams' last reports
     dropped: int
     running: int  # streams reported running
+    gpus: list[dict[str, Any]]  # GpuInfo as registered, stored by control.convert.as_json
+    gpu_stats: list[dict[str, Any]]  # GpuStats of its last heartbeat, likewise
 
 
 @dataclass(frozen=True)

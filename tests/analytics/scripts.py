@@ -47,14 +47,22 @@ def zone(zone_type: str = "interest", points=SQUARE, *, zone_id: str = "zone-1",
 def person(track_id: str, feet: tuple[float, float], seconds: float | datetime, *, height: float = 0.2,
            width: float = 0.08, kind: TrackKind = TrackKind.UPDATE, person_id: str | None = None,
            cluster_id: str | None = None, confidence: float = 0.9, frame=FRAME,
-           object_class: ObjectClass = ObjectClass.PERSON) -> TrackObservation:
-    """A person whose feet (bottom centre of the box) are at feet."""
+           object_class: ObjectClass = ObjectClass.PERSON, label: str | None = None) -> TrackObservation:
+    """A person (or another object) whose feet (bottom centre of the box) are at feet."""
     fx, fy = feet
     box = Box(max(fx - width / 2, 0.0), max(fy - height, 0.0), width, height)
     moment = seconds if isinstance(seconds, datetime) else at(seconds)
     return TrackObservation(CAMERA, track_id, object_class, box, confidence, moment, kind,
                             person_id=person_id, cluster_id=cluster_id,
-                            frame_width=frame[0] if frame else None, frame_height=frame[1] if frame else None)
+                            frame_width=frame[0] if frame else None, frame_height=frame[1] if frame else None,
+                            label=label)
+
+
+def vehicle(track_id: str, feet: tuple[float, float], seconds: float | datetime, label: str = "car",
+            **kwargs) -> TrackObservation:
+    """A vehicle whose wheels touch the ground at feet; wider than tall, as vehicles are."""
+    return person(track_id, feet, seconds, object_class=ObjectClass.VEHICLE, label=label,
+                  **{"height": 0.15, "width": 0.25, **kwargs})
 
 
 def path(track_id: str, start: float, end: float, where: Callable[[float], tuple[float, float]],

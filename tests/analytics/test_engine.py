@@ -179,6 +179,6 @@ def test_stale_after_must_exceed_the_gap_tolerance():
 
 
 def test_describe_lists_every_registered_analytic():
-    names = [d["name"] for d in AnalyticsEngine().describe()]
-    assert sorted(names) == ["after_hours", "crowding", "dwell_time", "intrusion", "loitering",
-                             "repeated_entry", "running", "zone_breach"]
+    refs = [d["analytic"] for d in AnalyticsEngine().describe()]
+    assert refs == ["after_hours@1", "crowding@1", "dwell_time@1", "dwell_time@2", "intrusion@1", "intrusion@2",
+                    "loitering@1", "loitering@2", "repeated_entry@1", "running@1", "zone_breach@1", "zone_breach@2"]

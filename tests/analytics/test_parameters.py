@@ -16,7 +16,7 @@ from vigil.control.analytics.running import Running
 from vigil.control.analytics.zone_entry import Intrusion
 
 PARAMETER_KEYS = {"name", "type", "default", "required", "unit", "minimum", "maximum",
-                  "exclusive_minimum", "zone_threshold", "description"}
+                  "exclusive_minimum", "zone_threshold", "description", "choices"}
 
 
 @pytest.mark.parametrize("ref", REGISTRY.refs())
@@ -29,7 +29,8 @@ def test_describe_is_complete(ref):
     assert described["parameters"], "every analytic has at least its gap tolerance"
     for parameter in described["parameters"]:
         assert set(parameter) == PARAMETER_KEYS
-        assert parameter["type"] in {"duration", "integer", "number", "schedule"}
+        assert parameter["type"] in {"duration", "integer", "number", "schedule", "objects"}
+        assert bool(parameter["choices"]) is (parameter["type"] == "objects")
         assert len(parameter["description"]) > 20
         assert parameter["required"] is (parameter["default"] is None and parameter["zone_threshold"] is None)
         if parameter["type"] in {"duration", "number", "integer"}:

@@ -26,6 +26,7 @@ from vigil.api.v1 import (
     common_pb2,
     event_pb2,
     event_pb2_grpc,
+    ingest_pb2,
     person_pb2,
     person_pb2_grpc,
     rule_pb2,
@@ -240,6 +241,10 @@ INVALID_RULES = [
     ({"cooldown": duration_pb2.Duration(seconds=-1)}, "alert_rule.cooldown"),
     ({"notification_channel_ids": ["not-a-channel"]}, "alert_rule.notification_channel_ids[0]"),
     ({"notification_channel_ids": [str(uuid.uuid4()) for _ in range(21)]}, "alert_rule.notification_channel_ids"),
+    ({"object_class": 9}, "alert_rule.object_class"),
+    ({"object_label": "truck"}, "alert_rule.object_label"),  # labels name vehicles: needs object_class VEHICLE
+    ({"object_class": ingest_pb2.OBJECT_CLASS_PERSON, "object_label": "person"}, "alert_rule.object_label"),
+    ({"object_class": ingest_pb2.OBJECT_CLASS_VEHICLE, "object_label": "boat" * 50}, "alert_rule.object_label"),
 ]
 
 
@@ -251,6 +256,24 @@ async def test_invalid_rules_are_refused_naming_the_field_and_write_nothing(rule
         grpc.StatusCode.INVALID_ARGUMENT)
     assert details.startswith(f"{field}:"), details
     assert await fetch(app, "SELECT id FROM alert_rules WHERE name = %s", (name,)) == []
+
+
+async def test_a_rules_object_condition_round_trips_and_updates_by_mask(rules, admin):
+    created = (await rules.CreateAlertRule(rule_pb2.CreateAlertRuleRequest(alert_rule=rule_pb2.AlertRule(
+        name=unique("trucks"), object_class=ingest_pb2.OBJECT_CLASS_VEHICLE, object_label="truck")),
+        metadata=admin)).alert_rule
+    assert (created.object_class, created.object_label) == (ingest_pb2.OBJECT_CLASS_VEHICLE, "truck")
+    any_vehicle = (await rules.UpdateAlertRule(rule_pb2.UpdateAlertRuleRequest(
+        alert_rule=rule_pb2.AlertRule(id=created.id), update_mask=mask("object_label")), metadata=admin)).alert_rule
+    assert (any_vehicle.object_class, any_vehicle.object_label) == (ingest_pb2.OBJECT_CLASS_VEHICLE, "")
+    details = await refused(rules.UpdateAlertRule(rule_pb2.UpdateAlertRuleRequest(
+        alert_rule=rule_pb2.AlertRule(id=created.id, object_label="bus"),
+        update_mask=mask("object_class", "object_label")), metadata=admin), grpc.StatusCode.INVALID_ARGUMENT)
+    assert details.startswith("alert_rule.object_label: needs object_class OBJECT_CLASS_VEHICLE"), details
+    boat = await refused(rules.CreateAlertRule(rule_pb2.CreateAlertRuleRequest(alert_rule=rule_pb2.AlertRule(
+        name=unique("boats"), object_class=ingest_pb2.OBJECT_CLASS_VEHICLE, object_label="boat" * 50)),
+        metadata=admin), grpc.StatusCode.INVALID_ARGUMENT)
+    assert "must be one of bicycle, bus, car, motorcycle, truck, got 'boatboat" in boat and len(boat) < 200, boat
 
 
 async def test_rule_references_must_exist_and_fit_together(rules, admin, as_role, scene, app, channel):
@@ -438,10 +461,10 @@ async def test_every_manifest_parameter_is_settable_and_validated_through_the_ap
             name="slow gate", camera_id=scene.camera.id, zone_id=scene.gate.id,
             activity_type=common_pb2.ACTIVITY_TYPE_LOITERING, dwell=rule_pb2.DwellParameters(min_duration=seconds(30)),
             parameter_values=struct(max_net_speed=0.35))), metadata=admin)).analytics_config
-    assert loitering.analytic == "loitering@1" and loitering.dwell.min_duration.seconds == 30
+    assert loitering.analytic == "loitering@2" and loitering.dwell.min_duration.seconds == 30
     assert dict(loitering.parameter_values) == {"min_duration": 30.0, "max_net_speed": 0.35}
     stored = await fetch(app, "SELECT analytic, parameters FROM analytics_configs WHERE id = %s", (loitering.id,))
-    assert stored[0] == {"analytic": "loitering@1", "parameters": {"min_duration": 30.0, "max_net_speed": 0.35}}
+    assert stored[0] == {"analytic": "loitering@2", "parameters": {"min_duration": 30.0, "max_net_speed": 0.35}}
 
     running = (await rules.CreateAnalyticsConfig(rule_pb2.CreateAnalyticsConfigRequest(
         analytics_config=rule_pb2.AnalyticsConfig(
@@ -484,9 +507,19 @@ async def test_every_manifest_parameter_is_settable_and_validated_through_the_ap
 
 async def test_list_analytics_returns_every_manifest_to_any_reader(rules, as_role):
     listed = (await rules.ListAnalytics(rule_pb2.ListAnalyticsRequest(), metadata=as_role("viewer"))).analytics
-    assert [a.analytic for a in listed] == ["after_hours@1", "crowding@1", "dwell_time@1", "intrusion@1",
-                                            "loitering@1", "repeated_entry@1", "running@1", "zone_breach@1"]
-    loitering = next(a for a in listed if a.name == "loitering")
+    assert [a.analytic for a in listed] == [
+        "after_hours@1", "crowding@1", "dwell_time@1", "dwell_time@2", "intrusion@1", "intrusion@2", "loitering@1",
+        "loitering@2", "repeated_entry@1", "running@1", "zone_breach@1", "zone_breach@2"]
+    assert [a.analytic for a in listed if a.latest] == [
+        "after_hours@1", "crowding@1", "dwell_time@2", "intrusion@2", "loitering@2", "repeated_entry@1", "running@1",
+        "zone_breach@2"]
+    watching = next(a for a in listed if a.analytic == "loitering@2")
+    assert [p.name for p in watching.parameters] == ["objects", "min_duration", "max_net_speed", "max_gap"]
+    objects = watching.parameters[0]
+    assert (objects.type, list(objects.default_choices), list(objects.choices), objects.required) == (
+        rule_pb2.ANALYTIC_PARAMETER_TYPE_OBJECTS, ["person"],
+        ["person", "vehicle", "bicycle", "bus", "car", "motorcycle", "truck"], False)
+    loitering = next(a for a in listed if a.analytic == "loitering@1")
     assert [p.name for p in loitering.parameters] == ["min_duration", "max_net_speed", "max_gap"]
     min_duration, max_net_speed, _ = loitering.parameters
     assert (min_duration.type, min_duration.unit, min_duration.default_value, min_duration.minimum,
@@ -510,7 +543,7 @@ async def test_a_configurations_zone_must_be_of_a_type_its_analytic_runs_on(rule
         analytics_config=rule_pb2.AnalyticsConfig(name="x", camera_id=scene.camera.id, zone_id=entrance.id,
                                                   activity_type=common_pb2.ACTIVITY_TYPE_INTRUSION)), metadata=admin),
         grpc.StatusCode.INVALID_ARGUMENT)
-    assert details.startswith("analytics_config.zone_id:") and "intrusion@1" in details and "entry" in details
+    assert details.startswith("analytics_config.zone_id:") and "intrusion@2" in details and "entry" in details
 
 
 async def test_unset_parameters_fall_back_to_the_zone_threshold_then_the_manifest_default(

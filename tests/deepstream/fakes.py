@@ -76,10 +76,10 @@ NvDsObjEncUsrArgs = _documented("NvDsObjEncUsrArgs")
 
 
 class NvDsObjEncOutParams:
-    __slots__ = ("_jpeg", "outLen")
+    __slots__ = ("_jpeg",)  # the bindings expose outBuffer() only, not outLen
 
     def __init__(self, jpeg: bytes):
-        self._jpeg, self.outLen = jpeg, len(jpeg)
+        self._jpeg = jpeg
 
     @staticmethod
     def cast(data):

@@ -13,17 +13,16 @@ from uuid import uuid4
 import pytest
 import yaml
 
+from vigil.models import objects
 from vigil.pipeline.backend import choose_backend, deepstream_available
 from vigil.pipeline.deepstream.graph import (
-    CLASS_FACE_CROP,
     CONFIG_FILES,
-    EMBEDDER_ID,
     FACE_DETECTOR_ID,
-    PERSON_DETECTOR_ID,
-    SELECTOR_ID,
+    OBJECT_DETECTOR_ID,
+    RGBA_CAPS,
+    Caps,
     GraphSettings,
     build_graph,
-    render_embedder_config,
     source_plan,
 )
 from vigil.pipeline.deepstream.probes import Probes
@@ -34,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 MODELS = ROOT / "triton_models"
 ENTRYPOINT = (ROOT / "deploy/docker/gpu-entrypoint.sh").read_text()
-KNOWN_FACTORIES = {"nvstreammux", "nvinfer", "nvinferserver", "nvtracker", "fakesink"}
 
 
 def settings(**kw) -> GraphSettings:
@@ -59,29 +57,24 @@ def nvinfer(file: str) -> configparser.SectionProxy:
     return parser["property"]
 
 
-FULL_CHAIN = ["muxer", "pgie-faces", "pgie-persons", "tracker", "sgie-embedder", "sink"]
-LINKS = {True: [("muxer", "pgie-faces"), ("pgie-faces", "pgie-persons"), ("pgie-persons", "tracker"),
-                ("tracker", "sgie-embedder"), ("sgie-embedder", "sink")],
-         False: [("muxer", "pgie-faces"), ("pgie-faces", "tracker"), ("tracker", "sgie-embedder"),
-                 ("sgie-embedder", "sink")]}  # by person_detector
+FULL_CHAIN = ["muxer", "pgie-faces", "pgie-objects", "tracker", "rgba", "rgba-caps", "sink"]
 FULL_PROBES = [("muxer", "src", "on_muxer_event", "event"), ("muxer", "src", "on_batch_formed", "buffer"),
-               ("pgie-faces", "src", "on_faces", "buffer"), ("pgie-persons", "src", "on_persons", "buffer"),
-               ("tracker", "src", "on_tracked", "buffer"), ("sgie-embedder", "src", "on_embedded", "buffer"),
-               ("sink", "sink", "on_collect", "buffer")]
-FACTORIES = {"muxer": "nvstreammux", "pgie-faces": "nvinfer", "pgie-persons": "nvinfer", "tracker": "nvtracker",
-             "sgie-embedder": "nvinferserver", "sink": "fakesink"}
-# the config file each element reads, by variant (hand-written: a wrong key in CONFIG_FILES fails here)
-CONFIG_OF = {"pgie-faces": "pgie_face_detector.txt", "pgie-persons": "pgie_person_detector.txt",
+               ("pgie-faces", "src", "on_faces", "buffer"), ("pgie-objects", "src", "on_objects", "buffer"),
+               ("rgba-caps", "src", "on_tracked", "buffer")]
+FACTORIES = {"muxer": "nvstreammux", "pgie-faces": "nvinfer", "pgie-objects": "nvinfer", "tracker": "nvtracker",
+             "rgba": "nvvideoconvert", "rgba-caps": "capsfilter", "sink": "fakesink"}
+# the config file each element reads (hand-written: a wrong key in CONFIG_FILES fails here)
+CONFIG_OF = {"pgie-faces": "pgie_face_detector.txt", "pgie-objects": "pgie_object_detector.txt",
              "tracker": "tracker_nvdcf.yml"}
 
 
-@pytest.mark.parametrize("kw", [{}, {"new_muxer": True}, {"person_detector": False}, {"triton_mode": "capi"}])
+@pytest.mark.parametrize("kw", [{}, {"new_muxer": True}, {"object_detector": False}])
 def test_graph_elements_links_probes(kw):
     graph = build_graph(settings(batch_size=4, gpu_id=1, **kw))
-    chain = [n for n in FULL_CHAIN if kw.get("person_detector", True) or n != "pgie-persons"]
+    chain = [n for n in FULL_CHAIN if kw.get("object_detector", True) or n != "pgie-objects"]
     assert [e.name for e in graph.elements] == chain
     assert {e.name: e.factory for e in graph.elements} == {n: FACTORIES[n] for n in chain}
-    assert graph.links == LINKS[kw.get("person_detector", True)]  # one chain, muxer to sink
+    assert graph.links == list(zip(chain, chain[1:]))  # one chain, muxer to sink
     assert [(p.element, p.pad, p.handler, p.kind) for p in graph.probes] == \
         [p for p in FULL_PROBES if p[0] in chain]
     for probe in graph.probes:
@@ -96,15 +89,15 @@ def test_graph_elements_links_probes(kw):
         if name in props:
             key = "ll-config-file" if name == "tracker" else "config-file-path"
             assert Path(props[name][key]) == CONFIGS / file
-    embedder = f"sgie_face_embedder_{kw.get('triton_mode', 'grpc')}.txt"
-    assert Path(props["sgie-embedder"]["config-file-path"]) == CONFIGS / embedder
+    # the face crops are cut from RGBA frames in GPU memory: what get_nvds_buf_surface_gpu maps
+    assert props["rgba-caps"]["caps"] == Caps(RGBA_CAPS) and "memory:NVMM" in RGBA_CAPS and "RGBA" in RGBA_CAPS
     # the settings given reach every element that batches or runs on the GPU
-    batched = ["muxer", "pgie-faces", "pgie-persons"]
+    batched = ["muxer", "pgie-faces", "pgie-objects"]
     assert [props[n]["batch-size"] for n in batched if n in props] == [4] * len([n for n in batched if n in props])
-    on_gpu = ["pgie-faces", "pgie-persons", "tracker"] + ([] if kw.get("new_muxer") else ["muxer"])
+    on_gpu = ["pgie-faces", "pgie-objects", "tracker", "rgba"] + ([] if kw.get("new_muxer") else ["muxer"])
     assert {n: props[n]["gpu-id"] for n in on_gpu if n in props} == {n: 1 for n in on_gpu if n in props}
-    if kw.get("person_detector", True):
-        assert props["pgie-persons"]["interval"] == 2
+    if kw.get("object_detector", True):
+        assert props["pgie-objects"]["interval"] == 2 and props["pgie-objects"]["unique-id"] == OBJECT_DETECTOR_ID
     mux = props["muxer"]
     if kw.get("new_muxer"):
         assert "width" not in mux and Path(mux["config-file-path"]) == CONFIGS / "streammux.txt"
@@ -116,7 +109,8 @@ def test_graph_elements_links_probes(kw):
 def test_every_config_file_exists_and_relative_paths_resolve():
     for file in CONFIG_FILES.values():
         assert (CONFIGS / file).is_file(), file
-    for file in ("pgie_face_detector.txt", "pgie_person_detector.txt"):
+    assert not (CONFIGS / "pgie_person_detector.txt").exists()  # replaced by the object detector
+    for file in ("pgie_face_detector.txt", "pgie_object_detector.txt"):
         props = nvinfer(file)
         assert (CONFIGS / props["labelfile-path"]).is_file()
         onnx = (CONFIGS / props["onnx-file"]).resolve()
@@ -144,51 +138,28 @@ def test_face_detector_config_matches_triton_model():
     assert '"$ENGINES/face_detector.plan" input 3x384x640' in ENTRYPOINT
 
 
-def test_person_detector_config_matches_triton_model():
-    model, props = pbtxt("person_detector"), nvinfer("pgie_person_detector.txt")
+def test_object_detector_config_matches_triton_model_and_the_shared_decoder():
+    """nvinfer feeds the detector exactly what the portable backend does (vigil.models.objects:
+    BGR 0..255, letterboxed top-left onto 416x416) and attaches the two tensors the probe decodes."""
+    model, props = pbtxt(objects.MODEL_NAME), nvinfer("pgie_object_detector.txt")
     assert props["onnx-file"] == f"../triton_models/{model['name']}/1/model.onnx"
     [(name, (_, dims))] = [(n, t) for n, t in model["tensors"].items() if t[0] == "input"]
-    assert [int(v) for v in props["infer-dims"].split(";")] == dims
-    assert (dims[2], dims[1]) == GraphSettings().person_network_size
-    [(output, (_, out_dims))] = [(n, t) for n, t in model["tensors"].items() if t[0] == "output"]
-    assert props["output-blob-names"] == output == "output0"
+    assert name == objects.INPUT
+    assert [int(v) for v in props["infer-dims"].split(";")] == dims == [3, objects.INPUT_SIZE, objects.INPUT_SIZE]
+    assert GraphSettings().object_network_size == objects.INPUT_SIZE
+    outputs = {n: d for n, (kind, d) in model["tensors"].items() if kind == "output"}
+    assert props["output-blob-names"].split(";") == [objects.SCORES, objects.BOXES] == list(outputs)
+    assert outputs == {objects.SCORES: [objects.ANCHORS, len(objects.COCO_LABELS)], objects.BOXES: [objects.ANCHORS, 4]}
+    assert props["network-type"] == "100" and props["output-tensor-meta"] == "1"  # raw tensors, no C++ parser
+    assert props["model-color-format"] == "1" and float(props["net-scale-factor"]) == 1.0  # BGR 0..255
+    assert props["maintain-aspect-ratio"] == "1" and props["symmetric-padding"] == "0"  # top-left letterbox
     labels = [x for x in (CONFIGS / props["labelfile-path"]).read_text().split("\n") if x]
-    assert len(labels) == int(props["num-detected-classes"]) == out_dims[0] - 4 == 80 and labels[0] == "person"
-    assert int(props["batch-size"]) <= model["max_batch_size"]
-    assert int(props["gie-unique-id"]) == PERSON_DETECTOR_ID
-    assert props["model-engine-file"] == "/var/lib/vigil/engines/person_detector.plan"
-    assert f'"$ENGINES/person_detector.plan" {name} 3x640x640' in ENTRYPOINT
-
-
-@pytest.mark.parametrize("variant", ["grpc", "capi"])
-def test_embedder_config_matches_triton_model(variant):
-    model = pbtxt("face_embedder")
-    text = (CONFIGS / CONFIG_FILES[f"sgie-embedder:{variant}"]).read_text()
-
-    def field(name):
-        return re.search(rf"\b{name}:\s*\"?([^\"\n]+)\"?", text).group(1).strip()
-
-    assert field("model_name") == model["name"]
-    assert field("tensor_name") == "data" and model["tensors"]["data"] == ("input", [3, 112, 112])
-    assert int(field("max_batch_size")) <= model["max_batch_size"]
-    assert int(field("unique_id")) == EMBEDDER_ID
-    assert int(field("operate_on_gie_id")) == SELECTOR_ID
-    assert re.search(rf"operate_on_class_ids:\s*\[\s*{CLASS_FACE_CROP}\s*\]", text)
-    assert "output_tensor_meta: true" in text and "IMAGE_FORMAT_RGB" in text  # SFace takes RGB 0..255
-    assert "PROCESS_MODE_CLIP_OBJECTS" in text
-    assert text.count("{") == text.count("}")
-    if variant == "grpc":
-        assert re.search(r'url:\s*"[^"]+:\d+"', text)
-    else:
-        root = field("root")
-        assert root == "/var/lib/vigil/triton_repository" and "VIGIL_TRITON_REPOSITORY:-" + root in ENTRYPOINT
-        assert '"$REPO/face_embedder/1/model.plan" data 3x112x112 32' in ENTRYPOINT
-    assert model["tensors"]["fc1"] == ("output", [128])
-
-
-def test_rendered_embedder_config(tmp_path):
-    out = render_embedder_config(CONFIGS / CONFIG_FILES["sgie-embedder:grpc"], "10.0.0.5:9001", tmp_path)
-    assert 'url: "10.0.0.5:9001"' in out.read_text() and "triton:8001" not in out.read_text()
+    assert tuple(labels) == objects.COCO_LABELS and int(props["num-detected-classes"]) == len(labels)
+    assert int(props["batch-size"]) == GraphSettings().batch_size <= model["max_batch_size"]
+    assert int(props["gie-unique-id"]) == OBJECT_DETECTOR_ID
+    # the engine nvinfer loads is the one the image's entrypoint builds, at the same shape
+    assert props["model-engine-file"] == f"/var/lib/vigil/engines/{objects.MODEL_NAME}.plan"
+    assert f'"$ENGINES/{objects.MODEL_NAME}.plan" {name} 3x{objects.INPUT_SIZE}x{objects.INPUT_SIZE}' in ENTRYPOINT
 
 
 def test_tracker_and_muxer_configs():
@@ -226,17 +197,21 @@ def test_graph_settings_from_node_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("VIGIL_NODE__DEEPSTREAM__GPU_ID", "3")
     monkeypatch.setenv("VIGIL_NODE__DEEPSTREAM__NEW_MUXER", "true")
     chosen = VigilSettings(triton={"model_repository": models, "url": "10.0.0.5:9001"},
-                           node={"batch_size": 6, "person_detect_every": 4,
-                                 "deepstream": {"triton_mode": "capi", "engine_dir": engines, "config_dir": tmp_path}})
+                           node={"batch_size": 6, "object_detect_every": 4,
+                                 "deepstream": {"engine_dir": engines, "config_dir": tmp_path}})
     gs = GraphSettings.from_settings(chosen)
-    assert (gs.gpu_id, gs.new_muxer, gs.triton_mode, gs.configs_dir) == (3, True, "capi", tmp_path)
-    assert (gs.batch_size, gs.person_interval, gs.triton_url) == (6, 3, "10.0.0.5:9001")
-    assert gs.person_detector is False  # neither a plan nor an ONNX model of it
-    (engines / "person_detector.plan").write_bytes(b"plan")
-    assert GraphSettings.from_settings(chosen).person_detector is True
+    assert (gs.gpu_id, gs.new_muxer, gs.configs_dir) == (3, True, tmp_path)
+    assert (gs.batch_size, gs.object_interval) == (6, 3)
+    assert gs.object_detector is False  # neither a plan nor an ONNX model of it
+    (engines / "object_detector.plan").write_bytes(b"plan")
+    assert GraphSettings.from_settings(chosen).object_detector is True
+    (engines / "object_detector.plan").unlink()
+    (models / "object_detector" / "1").mkdir(parents=True)
+    (models / "object_detector" / "1" / "model.onnx").write_bytes(b"onnx")
+    assert GraphSettings.from_settings(chosen).object_detector is True
     monkeypatch.delenv("VIGIL_NODE__DEEPSTREAM__GPU_ID")
     defaults = GraphSettings.from_settings(VigilSettings())
-    assert (defaults.gpu_id, defaults.triton_mode, defaults.configs_dir) == (0, "grpc", CONFIGS)
+    assert (defaults.gpu_id, defaults.configs_dir) == (0, CONFIGS)
 
 
 @pytest.mark.skipif(deepstream_available(), reason="this host has pyds and a GPU: the backend is available here, "

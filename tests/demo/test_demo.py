@@ -64,11 +64,15 @@ def test_demo_recognises_alerts_and_reruns(demo_env):
     assert summary["identities"][0]["best_similarity"] > 0.5
     # Biden and the astronaut are not enrolled: unknown faces, clustered
     assert summary["events"].get("face detected", 0) >= 1
+    # the street camera's walkers and its two parked vehicles, from the object detector (NanoDet)
+    assert summary["events"].get("human detected", 0) >= 10 and summary["events"].get("object detected", 0) >= 1
+    assert " detected (confidence" in out and ("car detected" in out or "truck detected" in out)
     assert summary["unknown_clusters"], out
     # the watchlist rule and the restricted zone raise alerts
     rules = {a["rule"] for a in summary["alerts"]}
     assert "Watchlist: Demo VIPs" in rules
     assert any(r.startswith("Restricted zone:") for r in rules), rules
+    assert "Vehicle stopped: Street east side" in rules  # the parked van: loitering@2 over vehicles
     assert summary["activities"].get("intrusion", 0) >= 1
     # both files were played to the end and processed
     assert [s["state"] for s in summary["streams"]] == ["stopped", "stopped"]

@@ -41,6 +41,15 @@ def person(track_id: str, kind=pb.TRACK_UPDATE_KIND_START, *, second: float = 0,
                           confidence=confidence, frame_number=frame, capture_time=at(second))
 
 
+def vehicle(track_id: str, label: str = "car", kind=pb.TRACK_UPDATE_KIND_START, *, second: float = 0,
+            frame: int = 0, confidence: float = 0.8, feet: tuple[float, float] = (0.2, 0.6)) -> pb.TrackUpdate:
+    """A vehicle track's update: a box wider than tall whose bottom centre (wheels) is at feet."""
+    width, height = 0.3, 0.2
+    return pb.TrackUpdate(track_id=track_id, kind=kind, object_class=pb.OBJECT_CLASS_VEHICLE,
+                          box=box(feet[0] - width / 2, feet[1] - height, width, height), confidence=confidence,
+                          frame_number=frame, capture_time=at(second), label=label)
+
+
 def face_track(track_id: str, face: pb.BestFace | None, kind=pb.TRACK_UPDATE_KIND_START, *, second: float = 0,
                frame: int = 0, parent: str = "") -> pb.TrackUpdate:
     update = pb.TrackUpdate(track_id=track_id, kind=kind, object_class=pb.OBJECT_CLASS_FACE,

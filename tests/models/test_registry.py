@@ -58,11 +58,11 @@ def test_models_cli_prepare_and_list(stack, stack_state_dir, model_repository, p
     prepared = runner.invoke(models_app, ["prepare", "--reference-image", str(photos["obama"])])
     assert prepared.exit_code == 0, prepared.output
     assert "sface-2021dec-int8folded" in prepared.stdout and "current" in prepared.stdout
-    assert "registered 2 model version(s)" in prepared.stdout
+    assert "registered 3 model version(s)" in prepared.stdout
     listed = runner.invoke(models_app, ["list"])
     assert listed.exit_code == 0, listed.output
     lines = {line.split()[1]: line for line in listed.stdout.splitlines() if line.startswith("│")}
-    assert "yes" in lines["face_embedder"] and "absent" in lines["person_detector"]
+    assert "yes" in lines["face_embedder"] and "yes" in lines["object_detector"]
 
 
 def test_models_cli_prepare_refuses_a_bad_reference_photo(stack_state_dir, model_repository, prepared_models,

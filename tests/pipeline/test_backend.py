@@ -11,8 +11,10 @@ import pytest
 
 from vigil.api.v1 import ingest_pb2 as pb
 from vigil.models.faces import FaceAnalyzer
+from vigil.models.object_detector import ObjectDetector
 from vigil.pipeline.node import FACE_DETECTOR_FLOOR
 from vigil.pipeline.portable.backend import PortableBackend
+from vigil.pipeline.portable.hog import HogPersonDetector
 from vigil.pipeline.streams import ProcessingSettings, StreamSpec
 from vigil.samples import load_sample_videos
 
@@ -31,7 +33,8 @@ async def test_tracks_hold_when_only_every_fourth_frame_is_processed(endpoints, 
         published.append(batch)
 
     analyzer = FaceAnalyzer(endpoints, score_threshold=FACE_DETECTOR_FLOOR, canvas_size=(640, 384))
-    backend = PortableBackend(node_id=uuid.uuid4(), analyzer=analyzer, publish=publish, model_version="m")
+    backend = PortableBackend(node_id=uuid.uuid4(), analyzer=analyzer, objects=ObjectDetector(endpoints),
+                              publish=publish, model_version="m")
     camera = uuid.uuid4()
     await backend.start()
     try:
@@ -60,7 +63,8 @@ async def test_a_stream_that_cannot_run_reports_failed_with_its_reason():
     async def publish(batch: pb.TrackBatch) -> None:
         raise AssertionError("nothing to publish")
 
-    backend = PortableBackend(node_id=uuid.uuid4(), analyzer=None, publish=publish, model_version="m")
+    backend = PortableBackend(node_id=uuid.uuid4(), analyzer=None, objects=HogPersonDetector(), publish=publish,
+                              model_version="m")
     camera = uuid.uuid4()
     await backend.start()
     try:

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from vigil.api.v1 import ingest_pb2 as pb
 from vigil.pipeline.messages import FaceSample, SnapshotRef
-from vigil.pipeline.tracks import FACE, PERSON, Sighting, TrackBook
+from vigil.pipeline.tracks import FACE, PERSON, VEHICLE, VEHICLE_LABELS, Sighting, TrackBook
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 BOX = (0.1, 0.1, 0.2, 0.4)
@@ -82,3 +83,38 @@ def test_boxes_past_the_frame_edge_are_clipped_into_it():
     (update,) = book.observe(0, at(0), [Sighting(1, PERSON, (0.9, -0.05, 0.2, 0.5), 1.2)])
     b = update.box
     assert b.x >= 0 and b.x + b.width <= 1 + 1e-6 and b.y >= 0 and update.confidence <= 1
+
+
+def test_a_vehicle_track_has_its_own_tag_and_carries_its_label():
+    book = TrackBook("e1", update_interval=timedelta(milliseconds=200))
+    updates = book.observe(0, at(0), [Sighting(7, PERSON, BOX, 0.8, label="person"),
+                                      Sighting(7, VEHICLE, BOX, 0.7, label="car")])
+    assert [(u.track_id, u.object_class, u.label) for u in updates] == [
+        ("e1-p7", pb.OBJECT_CLASS_PERSON, "person"), ("e1-v7", pb.OBJECT_CLASS_VEHICLE, "car")]
+    ended = book.close_all()
+    assert {(u.track_id, u.label) for u in ended} == {("e1-p7", "person"), ("e1-v7", "car")}
+
+
+def test_a_vehicles_label_is_the_one_most_of_its_sightings_gave():
+    book = TrackBook("e1", update_interval=timedelta(milliseconds=100))
+    labels = ["car", "truck", "truck", "car", "truck", "car"]  # the detector hesitates
+    sent = [u.label for i, label in enumerate(labels)
+            for u in book.observe(i, at(100 * i), [Sighting(3, VEHICLE, BOX, 0.6, label=label)])]
+    # car first; truck once it leads; a tie keeps the label the track has
+    assert sent == ["car", "car", "truck", "truck", "truck", "truck"]
+
+
+def test_a_vehicle_sighting_must_say_which_vehicle():
+    with pytest.raises(ValueError, match="label: a vehicle needs one of bicycle, bus, car, motorcycle, truck"):
+        Sighting(1, VEHICLE, BOX, 0.5)
+    with pytest.raises(ValueError, match="label"):
+        Sighting(1, VEHICLE, BOX, 0.5, label="boat")
+
+
+
+def test_the_node_and_the_control_plane_name_the_vehicles_the_proto_documents():
+    """ingest.proto's TrackUpdate.label of a VEHICLE: the detector's list (vigil.models.objects), which
+    the node and ingest take from it, is the one the API documents."""
+    from vigil.control.analytics.model import VEHICLE_LABELS as ACCEPTED
+
+    assert VEHICLE_LABELS == set(ACCEPTED) == {"bicycle", "bus", "car", "motorcycle", "truck"}

@@ -98,7 +98,7 @@ def refusal(config: pb.AnalyticsConfig, **kwargs) -> InvalidArgument:
 
 def test_every_manifest_parameter_is_settable_through_parameter_values():
     values = config_values(loitering(parameter_values=values_struct(max_net_speed=0.35, max_gap=4)))
-    assert (values["analytic"], values["parameters"]) == ("loitering@1", {"max_net_speed": 0.35, "max_gap": 4.0})
+    assert (values["analytic"], values["parameters"]) == ("loitering@2", {"max_net_speed": 0.35, "max_gap": 4.0})
     running = pb.AnalyticsConfig(name="r", camera_id=str(uuid.uuid4()), activity_type=common_pb2.ACTIVITY_TYPE_RUNNING,
                                  speed=pb.SpeedParameters(min_speed=2), parameter_values=values_struct(window=2.5))
     assert config_values(running)["parameters"] == {"min_speed": 2.0, "window": 2.5}
@@ -109,7 +109,7 @@ def test_every_manifest_parameter_is_settable_through_parameter_values():
     ({"max_net_speed": 0}, "parameter_values.max_net_speed", "must be > 0 person_heights/s, got 0"),
     ({"max_net_speed": "z" * 300}, "parameter_values.max_net_speed", "must be a finite number, got 'zzz"),
     ({"min_duration": 0.5}, "parameter_values.min_duration", "must be >= 1 s, got 0.5"),
-    ({"window": 3}, "parameter_values.window", "not a parameter of loitering@1 (known: max_gap, max_net_speed, "),
+    ({"window": 3}, "parameter_values.window", "not a parameter of loitering@2 (known: max_gap, max_net_speed, "),
 ])
 def test_out_of_manifest_values_name_the_field_with_an_excerpt(given, field, reason):
     refused = refusal(loitering(parameter_values=values_struct(**given)))
@@ -170,11 +170,29 @@ def test_list_analytics_carries_the_whole_manifest(ref):
     for parameter, spec in zip(message.parameters, described["parameters"], strict=True):
         read = {"name": parameter.name, "type": pb.AnalyticParameterType.Name(parameter.type)
                 .removeprefix("ANALYTIC_PARAMETER_TYPE_").lower(),
-                "default": parameter.default_value if parameter.HasField("default_value") else None,
+                "default": (list(parameter.default_choices) if parameter.default_choices else
+                            parameter.default_value if parameter.HasField("default_value") else None),
                 "required": parameter.required, "unit": parameter.unit or None,
                 "minimum": parameter.minimum if parameter.HasField("minimum") else None,
                 "maximum": parameter.maximum if parameter.HasField("maximum") else None,
                 "exclusive_minimum": parameter.exclusive_minimum, "zone_threshold": parameter.zone_threshold or None,
-                "description": parameter.description}
+                "description": parameter.description, "choices": list(parameter.choices)}
         assert read == spec
-    assert message.latest
+    # the zone units' version 2 (watching vehicles too) supersedes their version 1
+    assert message.latest is (unit.version == "2" or f"{unit.name}@2" not in REGISTRY.refs())
+
+
+def test_the_objects_a_zone_unit_watches_are_set_by_name_and_refused_naming_the_item():
+    values = config_values(loitering(parameter_values=values_struct(objects=["truck", "bus"], min_duration=30)))
+    assert (values["analytic"], values["parameters"]) == ("loitering@2", {"objects": ["truck", "bus"],
+                                                                          "min_duration": 30.0})
+    read_back = config_message(AnalyticsConfig(**{**stored("loitering", values["parameters"]).__dict__,
+                                                  "analytic": "loitering@2"}))
+    assert list(read_back.parameter_values["objects"]) == ["truck", "bus"]
+    assert config_values(read_back)["parameters"] == values["parameters"]  # sent back whole: unchanged
+    boat = refusal(loitering(parameter_values=values_struct(objects=["truck", "boat"])))
+    assert (boat.field, boat.message) == ("analytics_config.parameter_values.objects[1]",
+                                          "must be one of person, vehicle, bicycle, bus, car, motorcycle, truck, "
+                                          "got 'boat'")
+    pinned = refusal(loitering(analytic="loitering@1", parameter_values=values_struct(objects=["truck"])))
+    assert pinned.message.startswith("not a parameter of loitering@1")

@@ -60,6 +60,35 @@ def test_activity_type_clause_ranks_below_zone_and_above_camera():
     assert evaluate([rule(activity_type="loitering", zone_id=ZONE)], loitering)[0].clause is Clause.ZONE
 
 
+def test_the_object_condition_needs_the_tracks_class_and_a_vehicles_label():
+    truck = event("object_detected", object_class="vehicle", object_label="truck")
+    car = event("object_detected", object_class="vehicle", object_label="car")
+    walker = event("human_detected", object_class="person")
+    trucks = rule(object_class="vehicle", object_label="truck")
+    assert [fires(trucks, f) for f in (truck, car, walker)] == [True, False, False]
+    assert [fires(rule(object_class="vehicle"), f) for f in (truck, car, walker)] == [True, True, False]
+    assert [fires(rule(object_class="person"), f) for f in (truck, car, walker)] == [False, False, True]
+    assert fires(rule(), truck)  # no object condition: any class
+    assert not fires(rule(object_class="person"), event("human_detected"))  # a fact of unknown class
+
+
+def test_the_object_clause_ranks_below_zone_and_above_activity_type():
+    stopped = activity("loitering", zone_ids=frozenset({ZONE}), object_class="vehicle", object_label="bus")
+    assert evaluate([rule(activity_type="loitering", object_class="vehicle")], stopped)[0].clause is Clause.OBJECT
+    assert evaluate([rule(object_class="vehicle", zone_id=ZONE, activity_type="loitering")],
+                    stopped)[0].clause is Clause.ZONE
+    car = event("object_detected", object_class="vehicle", object_label="car")
+    assert evaluate([rule(object_class="vehicle", event_type="object_detected")], car)[0].clause is Clause.OBJECT
+
+
+def test_the_message_names_the_vehicle():
+    [firing] = evaluate([rule()], event("object_detected", object_class="vehicle", object_label="truck",
+                                        camera_name="Dock"))
+    assert firing.message.startswith('A truck detected on camera "Dock"')
+    stopped = activity("loitering", object_class="vehicle", object_label="bus", camera_name="Dock")
+    assert evaluate([rule(activity_type="loitering")], stopped)[0].message.startswith('Loitering by a bus on camera')
+
+
 def test_rules_match_either_events_or_activities_of_their_type():
     assert not fires(rule(), activity())  # no activity_type: detection events only
     assert not fires(rule(activity_type="loitering"), event())

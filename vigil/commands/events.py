@@ -35,7 +35,7 @@ def events_tail(
         if kind == "event":
             kind_name = common_pb2.EventType.Name(item.event_type).removeprefix("EVENT_TYPE_").lower()
             who = f"person {item.person_id}" if item.person_id else (
-                f"cluster {item.cluster_id}" if item.cluster_id else "")
+                f"cluster {item.cluster_id}" if item.cluster_id else item.object_label)  # e.g. a vehicle's "truck"
             return f"{kind_name:18} track {item.track_id:8} {who}"
         if kind == "suspicious_activity":
             activity = common_pb2.ActivityType.Name(item.activity_type).removeprefix("ACTIVITY_TYPE_").lower()

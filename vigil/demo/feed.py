@@ -194,6 +194,8 @@ class Feed:
             what = f"[yellow]unknown face {escape(who)}[/yellow] (cluster similarity {similarity})"
         elif e.event_type == common_pb2.EVENT_TYPE_HUMAN_DETECTED:
             what = f"person detected (confidence {e.confidence:.2f})"
+        elif e.event_type == common_pb2.EVENT_TYPE_OBJECT_DETECTED:
+            what = f"[cyan]{escape(e.object_label or 'object')} detected[/cyan] (confidence {e.confidence:.2f})"
         else:
             what = escape(enum_name(common_pb2.EventType, e.event_type, "EVENT_TYPE_"))
         before = self.tally.seen.get(e.id)

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from google.protobuf import duration_pb2, field_mask_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, struct_pb2
 
 from vigil.api.v1 import (
     camera_pb2,
     camera_pb2_grpc,
     common_pb2,
     event_pb2_grpc,
+    ingest_pb2,
     media_pb2_grpc,
     node_pb2_grpc,
     person_pb2,
@@ -48,6 +49,7 @@ class CameraPlan:
     channel: int
     # restricted zone (normalised polygon) watched by intrusion analytics, or None
     zone: tuple[str, tuple[tuple[float, float], ...]] | None = None
+    watch_vehicles: bool = False  # also raise an alert for a vehicle stopped in the zone
 
 
 RIGHT_THIRD = ((2 / 3, 0.0), (1.0, 0.0), (1.0, 1.0), (2 / 3, 1.0))
@@ -56,8 +58,9 @@ CAMERAS = (
                zone=("Corridor east end", RIGHT_THIRD)),
     # intrusion is judged by where a body's feet are: the street's real pedestrians give the
     # person detector full bodies to find
+    # ... and two vehicles parked in its zone for the whole video
     CameraPlan("people_street", "Street entrance", "replayed people_street.mp4", 2,
-               zone=("Street east side", RIGHT_THIRD)),
+               zone=("Street east side", RIGHT_THIRD), watch_vehicles=True),
 )
 
 
@@ -125,6 +128,8 @@ async def configure(api: Api, videos: dict[str, SampleVideo], *, loop: bool, spe
             zone = await _zone(api, s, camera, *plan.zone)
             s.zones[zone.id] = zone
             await _intrusion(api, s, camera, zone)
+            if plan.watch_vehicles:
+                await _vehicle_stopped(api, s, camera, zone)
     await _person(api, s, videos["people_walk"].enrol["obama"], model_version)
     await _watchlist(api, s)
     return s
@@ -208,6 +213,30 @@ async def _intrusion(api: Api, s: Scenario, camera: camera_pb2.Camera, zone: cam
         activity_type=common_pb2.ACTIVITY_TYPE_INTRUSION, severity=common_pb2.SEVERITY_HIGH,
         # the activity's confidence is the person detector's; any intrusion it reports counts
         confidence_threshold=0.0, is_active=True, group_window=ZONE_EPISODE))
+
+
+VEHICLE_STOPPED_AFTER_S = 20
+
+
+async def _vehicle_stopped(api: Api, s: Scenario, camera: camera_pb2.Camera, zone: camera_pb2.Zone) -> None:
+    """Loitering analytics over vehicles (loitering@2, objects: vehicle): a vehicle that stays in the
+    zone without moving on raises the activity, and a rule on vehicles turns it into an alert."""
+    config = await _find(api, api.rules.ListAnalyticsConfigs, rule_pb2.ListAnalyticsConfigsRequest(
+        zone_ids=[zone.id], activity_types=[common_pb2.ACTIVITY_TYPE_LOITERING]), "analytics_configs",
+        lambda x: True)
+    if config is None:
+        parameters = struct_pb2.Struct()
+        parameters.update({"objects": ["vehicle"], "min_duration": VEHICLE_STOPPED_AFTER_S})
+        await api.call(api.rules.CreateAnalyticsConfig, rule_pb2.CreateAnalyticsConfigRequest(
+            analytics_config=rule_pb2.AnalyticsConfig(
+                name=f"Vehicle stopped: {zone.name}", camera_id=camera.id, zone_id=zone.id,
+                activity_type=common_pb2.ACTIVITY_TYPE_LOITERING, severity=common_pb2.SEVERITY_MEDIUM,
+                analytic="loitering@2", parameter_values=parameters, is_active=True)))
+        s.created.append(f"stopped-vehicle analytics on {zone.name!r}")
+    await _rule(api, s, rule_pb2.AlertRule(
+        name=f"Vehicle stopped: {zone.name}", camera_id=camera.id, zone_id=zone.id,
+        activity_type=common_pb2.ACTIVITY_TYPE_LOITERING, object_class=ingest_pb2.OBJECT_CLASS_VEHICLE,
+        severity=common_pb2.SEVERITY_MEDIUM, confidence_threshold=0.0, is_active=True, group_window=ZONE_EPISODE))
 
 
 async def _rule(api: Api, s: Scenario, rule: rule_pb2.AlertRule) -> None:

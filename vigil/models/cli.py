@@ -43,7 +43,8 @@ def prepare(
         raise fail(str(exc)) from exc
 
     table = Table(title=f"Model repository {repo}", title_justify="left",
-                  caption="Δ: largest |onnxruntime - OpenCV| output difference on the reference photo")
+                  caption="Δ: largest output difference from the reference (OpenCV; NanoDet: numpy decoding) on the "
+                          "reference photo")
     for column in ("model", "version", "status", "Δ", "dim", "match ≥"):
         table.add_column(column, no_wrap=True)
     for p in prepared:

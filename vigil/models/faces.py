@@ -7,14 +7,11 @@ the same client works against any Triton serving the repository.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Self
 
 import cv2
 import numpy as np
-import tritonclient.grpc as triton_grpc
-from tritonclient.utils import InferenceServerException
 
 from vigil.endpoints import Endpoints, resolve
 from vigil.models.alignment import align_face
@@ -44,17 +41,13 @@ from vigil.models.detection import (
     to_detected_faces,
     window_canvas,
 )
-from vigil.models.errors import InferenceError, InvalidImageError
+from vigil.models.errors import InvalidImageError
 from vigil.models.images import ImageInput, to_bgr
 from vigil.models.quality import FaceQuality, face_quality
+from vigil.models.triton import TritonModels, chunks
 from vigil.settings import VigilSettings
 
 DEFAULT_CANVAS = (640, 640)  # width, height every frame is letterboxed onto (YuNet's reference size)
-
-
-def _chunks(count: int, size: int) -> Iterator[range]:
-    for start in range(0, count, size):
-        yield range(start, min(start + size, count))
 
 
 class FaceAnalyzer:
@@ -83,16 +76,14 @@ class FaceAnalyzer:
         self.still_score_threshold = still_score_threshold
         self.timeout_s = timeout_s
         self.url = endpoints.triton_url
-        self._client = triton_grpc.InferenceServerClient(endpoints.triton_url)
-        self._headers = dict(endpoints.triton_headers)
-        self._configs: dict[str, object] = {}
+        self._triton = TritonModels(endpoints, timeout_s=timeout_s)
 
     @classmethod
     def from_settings(cls, settings: VigilSettings, **options) -> FaceAnalyzer:
         return cls(resolve(settings), **options)
 
     def close(self) -> None:
-        self._client.close()
+        self._triton.close()
 
     def __enter__(self) -> Self:
         return self
@@ -102,18 +93,7 @@ class FaceAnalyzer:
 
     def wait_until_ready(self, timeout_s: float = 60.0) -> None:
         """Block until both models are loaded (the server answers before it has loaded them)."""
-        deadline = time.monotonic() + timeout_s
-        pending = [self.detector_model, self.embedder_model]
-        while pending:
-            try:
-                pending = [m for m in pending if not self._client.is_model_ready(m, headers=self._headers)]
-            except InferenceServerException:
-                pass  # server still starting
-            if pending and time.monotonic() > deadline:
-                raise InferenceError(f"Triton has not loaded {', '.join(pending)} after {timeout_s:.0f}s: "
-                                     "run `vigil models prepare` and restart the triton service")
-            if pending:
-                time.sleep(0.2)
+        self._triton.wait_until_ready([self.detector_model, self.embedder_model], timeout_s)
 
     # --- detection -------------------------------------------------------------------------
 
@@ -126,7 +106,7 @@ class FaceAnalyzer:
         frames = [to_bgr(image) for image in images]
         boxed = [letterbox(frame, self.canvas_size) for frame in frames]
         found: list[list[DetectedFace]] = []
-        for chunk in _chunks(len(frames), self._max_batch_size(self.detector_model)):
+        for chunk in chunks(len(frames), self._max_batch_size(self.detector_model)):
             blob = detector_blob([boxed[i].canvas for i in chunk])
             outputs = self._infer(self.detector_model, DETECTOR_INPUT, blob, DETECTOR_OUTPUTS)
             for row, index in enumerate(chunk):
@@ -146,7 +126,7 @@ class FaceAnalyzer:
         height, width = frame.shape[:2]
         windows = still_windows((width, height), self.canvas_size, min_face)
         rows = []
-        for chunk in _chunks(len(windows), self._max_batch_size(self.detector_model)):
+        for chunk in chunks(len(windows), self._max_batch_size(self.detector_model)):
             blob = detector_blob([window_canvas(frame, windows[i], self.canvas_size) for i in chunk])
             outputs = self._infer(self.detector_model, DETECTOR_INPUT, blob, DETECTOR_OUTPUTS)
             for row, index in enumerate(chunk):
@@ -173,7 +153,7 @@ class FaceAnalyzer:
         features = np.vstack([
             self._infer(self.embedder_model, EMBEDDER_INPUT, blob[chunk.start:chunk.stop], (EMBEDDER_OUTPUT,))[
                 EMBEDDER_OUTPUT]
-            for chunk in _chunks(len(crops), self._max_batch_size(self.embedder_model))
+            for chunk in chunks(len(crops), self._max_batch_size(self.embedder_model))
         ]).astype(np.float32)
         return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
@@ -191,30 +171,12 @@ class FaceAnalyzer:
             raise InvalidImageError(f"crop {index}: expected a uint8 array of shape {size} (see align), got {shape}")
         return crop
 
-    def _config(self, model: str):
-        if model not in self._configs:
-            try:
-                response = self._client.get_model_config(model, headers=self._headers, client_timeout=self.timeout_s)
-            except InferenceServerException as exc:
-                raise InferenceError(f"Triton model {model!r} at {self.url}: {exc.message()}") from exc
-            self._configs[model] = response.config
-        return self._configs[model]
-
     def _max_batch_size(self, model: str) -> int:
-        return max(1, self._config(model).max_batch_size)
+        return self._triton.max_batch_size(model)
 
     def _embedding_dim(self) -> int:
-        outputs = {o.name: o for o in self._config(self.embedder_model).output}
+        outputs = {o.name: o for o in self._triton.config(self.embedder_model).output}
         return int(outputs[EMBEDDER_OUTPUT].dims[-1])
 
     def _infer(self, model: str, input_name: str, array: np.ndarray, output_names) -> dict[str, np.ndarray]:
-        request = triton_grpc.InferInput(input_name, list(array.shape), "FP32")
-        request.set_data_from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-        try:
-            result = self._client.infer(
-                model, [request], outputs=[triton_grpc.InferRequestedOutput(n) for n in output_names],
-                headers=self._headers, client_timeout=self.timeout_s,
-            )
-        except InferenceServerException as exc:
-            raise InferenceError(f"Triton model {model!r}: {exc.message()}") from exc
-        return {name: result.as_numpy(name) for name in output_names}
+        return self._triton.infer(model, input_name, array, output_names)

