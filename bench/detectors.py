@@ -66,7 +66,7 @@ def _pedestrians(*people: tuple[int, int, int]) -> tuple[Pedestrian, ...]:
 # Counted by hand by this bench's author on 2026-12-08, looking at each frame of people_street.mp4
 # (768x576) with a 50-px grid drawn over it and zooming into groups: every pedestrian whose body is
 # visible, including the partly occluded (frame 80: one behind the sign; frame 160: one behind
-# another) and the far ones (~30-45 px tall). Two parked vehicles (the white van and the car cut by
+# another) and the far ones (~30-50 px tall). Two parked vehicles (the white van and the car cut by
 # the right edge, top right) are visible in every one of these frames. Checked against the walkers
 # counted independently for bench/fragmentation.py (bench/data/vtest_walkers.json): the same number
 # in view on every one of these frames, once the man standing between the parked van and car in
