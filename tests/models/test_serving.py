@@ -32,7 +32,7 @@ def test_models_are_served_with_the_config_of_the_repository(endpoints, served_m
 
 
 def test_only_models_with_a_file_are_servable(model_repository, served_models, tmp_path):
-    assert [m.name for m in servable_models(model_repository)] == ["face_detector", "face_embedder"]
+    assert [m.name for m in servable_models(model_repository)] == ["face_detector", "face_embedder", "object_detector"]
     empty = tmp_path / "repo"
     shutil.copytree(model_repository, empty, ignore=shutil.ignore_patterns("1"))
     assert servable_models(empty) == []
