@@ -18,7 +18,6 @@ The carry holds:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import shutil
@@ -36,6 +35,8 @@ sys.path.insert(0, str(KIT.parent))
 
 from gpukit import models as kit_models  # noqa: E402
 from gpukit import packing  # noqa: E402
+
+from vigil.models.prepare import sha256_file  # noqa: E402
 
 LIMIT_BYTES = 64 * 1024 * 1024  # what a GPU machine accepts alongside the command
 DEFAULT_OUT = REPO / ".gpu-carry"
@@ -83,7 +84,7 @@ def build_carry(out: Path, *, model_repository: Path, wheel_cache: Path, clip_se
         target = spec.file(out / "models")
         target.parent.mkdir(parents=True)
         onnx.save(packing.pack(onnx.load(str(source))), str(target))
-        manifest["models"][spec.name] = {"source": str(source), "source_sha256": _sha256(source),
+        manifest["models"][spec.name] = {"source": str(source), "source_sha256": sha256_file(source),
                                          "weights": "fp16 in the file, fp32 when loaded"}
         log(f"[carry]   {spec.name}: {source.stat().st_size / 1e6:.1f} MB -> {target.stat().st_size / 1e6:.1f} MB")
 
@@ -182,12 +183,6 @@ def _carry_alignment(target: Path) -> str:
     return "vigil.models.alignment.warp_faces (carried as gpukit/vigil_alignment.py)"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _prepared_repository(path: Path | None) -> Path:
