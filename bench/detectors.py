@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import av
 import cv2
@@ -103,16 +104,17 @@ class Found:
     label: str
 
 
-class Detector:
+class Detector(Protocol):
+    """What the bench compares; each detector below implements it."""
+
     name: str
     licence: str
 
-    def detect(self, frame_bgr: np.ndarray, min_score: float) -> list[Found]:
-        raise NotImplementedError
+    def detect(self, frame_bgr: np.ndarray, min_score: float) -> list[Found]: ...
 
     def use_threads(self, threads: int) -> None:
         """0: every core (the library's default)."""
-        raise NotImplementedError
+        ...
 
 
 class HogDetector(Detector):
